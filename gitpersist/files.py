@@ -1,0 +1,144 @@
+"""Durable, atomic record files.
+
+Guarantees:
+
+* `write_atomic` leaves the old or the new content at the target, never a
+  torn mix: it writes a temp file in the same folder, fsyncs it, renames it
+  over the target and fsyncs the folder (the fsyncs only when asked).
+* Folders below the store root are opened one by one without following
+  symlinks, so a symlink planted inside the store cannot redirect a write.
+* Temp files are named ``.<name>.<pid>.<random>.tmp``.  Readers ignore names
+  starting with a dot; `is_stale_temp` tells when the writer that left one is
+  gone, so it can be removed.
+
+The file functions work on ``dir_fd``s rather than paths: that is what makes
+O_NOFOLLOW cover every folder on the way, and it costs the same syscalls.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+TEMP_SUFFIX = ".tmp"
+
+
+@contextmanager
+def _open_dirs(root: str, folders: list[str], *, create: bool, dir_mode: int,
+               fsync: bool) -> Iterator[int]:
+    """Yield an fd of root/folders..., creating missing folders if asked."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        for name in folders:
+            try:
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(name, dir_mode, dir_fd=fds[-1])
+                except FileExistsError:
+                    pass
+                if fsync:
+                    os.fsync(fds[-1])
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+        yield fds[-1]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def write_atomic(root: str, relpath: str, data: bytes, *, fsync: bool,
+                 file_mode: int, dir_mode: int) -> os.stat_result:
+    """Replace root/relpath with `data`; return the new file's stat."""
+    *folders, name = relpath.split("/")
+    with _open_dirs(root, folders, create=True, dir_mode=dir_mode, fsync=fsync) as dir_fd:
+        temp = f".{name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        fd = os.open(temp, _TEMP_FLAGS, file_mode, dir_fd=dir_fd)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if fsync:
+                    os.fsync(fd)
+                stat = os.fstat(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            _unlink_quietly(temp, dir_fd)
+            raise
+        if fsync:
+            os.fsync(dir_fd)
+        return stat
+
+
+def remove(root: str, relpath: str, *, fsync: bool) -> bool:
+    """Remove root/relpath; False if it was not there."""
+    *folders, name = relpath.split("/")
+    try:
+        with _open_dirs(root, folders, create=False, dir_mode=0, fsync=False) as dir_fd:
+            os.unlink(name, dir_fd=dir_fd)
+            if fsync:
+                os.fsync(dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read(path: str) -> tuple[bytes, os.stat_result] | None:
+    """Content and stat of a regular file (symlinks refused), or None."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise IsADirectoryError(errno.ELOOP, "is a symlink, not a record file", path) from None
+        raise
+    try:
+        stat = os.fstat(fd)
+        chunks = []
+        while chunk := os.read(fd, max(stat.st_size, 4096) + 1):
+            chunks.append(chunk)
+        return b"".join(chunks), stat
+    finally:
+        os.close(fd)
+
+
+def signature(stat: os.stat_result) -> tuple[int, int, int]:
+    """What tells two versions of a file apart without reading it."""
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def is_stale_temp(name: str) -> bool:
+    """True for a temp file whose writing process no longer exists."""
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return False
+    try:
+        pid = int(name.rsplit(".", 3)[-3])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _unlink_quietly(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass

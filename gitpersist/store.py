@@ -1,0 +1,601 @@
+"""The store: one JSON file per record, a lock on every write, a watched cache.
+
+Guarantees (each one has a test; see the README's Guarantees section):
+
+* **Atomic, durable writes.**  `put` and `delete` return after the record
+  file is replaced (or removed) atomically and, with ``fsync=True``, after
+  the file and its folder are on disk.  A crash leaves the old or the new
+  record, never a torn one.
+* **One writer at a time.**  Writes take the store's lock file
+  (``.gitpersist/write.lock``, filelock) and a thread lock, so writers in
+  any number of threads and processes never lose each other's changes to
+  different records.  A record's last writer wins, unless the writer passes
+  ``expect=`` (a revision, or `ABSENT`): then a stale write raises
+  `ConflictError` and changes nothing.
+* **Read-your-writes, then everyone's.**  A process reads its own writes at
+  once.  Changes made by other processes, ``git pull`` or a hand edit reach
+  the cache through the watcher: with ``watch="native"`` (inotify), within
+  milliseconds of the file being renamed or closed; with
+  ``watch="polling"``, within `poll_interval` seconds; with ``watch="off"``
+  the cache only follows this process (use it for single-process stores).
+  A record not in the cache is read from disk.
+* **Bad records stay contained.**  A record file that does not parse raises
+  `CorruptRecord` naming the file from `get`; `find` and `all` skip it with a
+  warning, and the rest of the store keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import filelock
+import orjson
+
+from . import encoding, files, paths
+from .errors import (ConfigError, ConflictError, CorruptRecord, FormatError,
+                     InvalidDocument, LockTimeout, StoreError)
+from .watcher import MODES, Watcher
+
+LOG = logging.getLogger(__name__)
+
+FORMAT_VERSION: Final = 1
+META_DIR: Final = ".gitpersist"
+FORMAT_FILE: Final = f"{META_DIR}/format.json"
+LOCK_FILE: Final = f"{META_DIR}/write.lock"
+# What the meta folder keeps out of git: everything but the format file.
+META_GITIGNORE: Final = b"*\n!.gitignore\n!format.json\n"
+
+Document = dict[str, Any]
+IndexKey = str | Callable[[Document], Any] | None
+Describe = Callable[[str, str, Document | None, Document | None], str]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+"""Pass as ``expect=`` to write a record only if it does not exist yet."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One record file change handed to the history: `data` is None for a
+    deletion; `revision` is the git blob id of `data`."""
+    relpath: str
+    data: bytes | None
+    revision: str | None
+
+
+@dataclass
+class _Entry:
+    relpath: str
+    document: Document
+    data: bytes
+    revision: str
+    signature: tuple[int, int, int]
+
+
+class _TypeCache:
+    """Cached records of one type, plus equality indexes once complete."""
+
+    def __init__(self, index_keys: Mapping[str, Callable[[Document], Any]]) -> None:
+        self.entries: dict[str, _Entry] = {}
+        self.id_of_path: dict[str, str] = {}
+        self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
+        self.complete = False
+        self.index_keys = index_keys
+        self.indexes: dict[str, dict[Any, set[str]]] = {name: {} for name in index_keys}
+
+    def add(self, entry: _Entry) -> None:
+        id = entry.document["id"]
+        self.discard(id)
+        self.entries[id] = entry
+        self.id_of_path[entry.relpath] = id
+        for name, key in self.index_keys.items():
+            self.indexes[name].setdefault(_hashable(key(entry.document)), set()).add(id)
+
+    def discard(self, id: str) -> None:
+        entry = self.entries.pop(id, None)
+        if entry is None:
+            return
+        del self.id_of_path[entry.relpath]
+        for name, key in self.index_keys.items():
+            ids = self.indexes[name].get(_hashable(key(entry.document)))
+            if ids is not None:
+                ids.discard(id)
+
+
+class Store:
+    """A folder of JSON records, grouped in one folder per type.
+
+    Use it as a context manager, or call `close()`: it stops the watcher and
+    releases the git history's processes and files.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, git: bool = False,
+                 fsync: bool = True,
+                 indexes: Mapping[str, Mapping[str, IndexKey]] | None = None,
+                 watch: str = "native", poll_interval: float = 1.0,
+                 lock_timeout: float = 30.0,
+                 file_mode: int = 0o600, dir_mode: int = 0o700,
+                 describe: Describe | None = None,
+                 author: str | None = None,
+                 commit_mode: str = "sync", commit_delay: float = 0.2) -> None:
+        if watch not in MODES:
+            raise ConfigError(f"watch={watch!r}: choose one of {', '.join(MODES)}")
+        if not (isinstance(lock_timeout, int | float) and lock_timeout >= 0):
+            raise ConfigError(f"lock_timeout={lock_timeout!r}: seconds, 0 or more")
+        self.root = os.path.abspath(os.fspath(path))
+        self.fsync = fsync
+        self.file_mode, self.dir_mode = file_mode, dir_mode
+        self._describe = describe or describe_change
+        self._index_keys = {paths.check_type(type): {name: _key_function(name, key)
+                                                     for name, key in keys.items()}
+                            for type, keys in (indexes or {}).items()}
+        self._types: dict[str, _TypeCache] = {}
+        self._lock = threading.RLock()          # the cache
+        self._write_mutex = threading.RLock()    # writers of this process
+        self._dirty: set[str] = set()
+        self._dirty_all = False
+        self._dirty_lock = threading.Lock()
+        self._batch: list[tuple[Change, str]] | None = None
+        self._closed = False
+
+        self._open_folder()
+        self._file_lock = filelock.FileLock(
+            os.path.join(self.root, LOCK_FILE), timeout=lock_timeout,
+            mode=file_mode, thread_local=False)
+        self._check_format()
+        self._watcher = (None if watch == "off" else Watcher(
+            self.root, self._on_change, self._on_lost, mode=watch,
+            poll_interval=poll_interval))
+        self._history = None
+        if git:
+            from .history import History   # GitPython loads only when needed
+            self._history = History(
+                self.root, lock=self._exclusive, author=author,
+                commit_mode=commit_mode, commit_delay=commit_delay, fsync=fsync)
+            with self._write_lock():
+                self._history.recover()
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, type: str, id: str) -> Document | None:
+        """The record, or None.  Raises `CorruptRecord` for a broken file."""
+        entry = self._entry(type, id)
+        return None if entry is None else orjson.loads(entry.data)
+
+    def revision(self, type: str, id: str) -> str | None:
+        """The record's current revision (for ``expect=``), or None."""
+        entry = self._entry(type, id)
+        return None if entry is None else entry.revision
+
+    def find(self, type: str, **filters: Any) -> list[Document]:
+        """Records whose fields (or declared indexes) equal every filter,
+        sorted by id.  Declared indexes answer without scanning."""
+        with self._lock:
+            cache = self._complete_type(type)
+            ids: set[str] | None = None
+            scan = {}
+            for name, value in filters.items():
+                if name in cache.indexes:
+                    found = cache.indexes[name].get(_hashable(value), set())
+                    ids = set(found) if ids is None else ids & found
+                else:
+                    scan[name] = value
+            candidates = cache.entries.keys() if ids is None else ids
+            result = []
+            for id in sorted(candidates):
+                entry = cache.entries[id]
+                if all(entry.document.get(k) == v for k, v in scan.items()):
+                    result.append(entry.data)
+        return [orjson.loads(data) for data in result]
+
+    def all(self, type: str) -> list[Document]:
+        """Every record of `type`, sorted by id."""
+        return self.find(type)
+
+    def types(self) -> list[str]:
+        """The types that have a folder in the store."""
+        return sorted(entry.name for entry in os.scandir(self.root)
+                      if entry.is_dir(follow_symlinks=False) and paths.is_type(entry.name))
+
+    # -- writing -------------------------------------------------------------
+
+    def put(self, type: str, id: str, document: Mapping[str, Any], *,
+            expect: str | _Absent | None = None, message: str | None = None) -> str:
+        """Store `document` as record `id` of `type`; return its revision.
+
+        The file holds the document plus its ``"id"``.  A document that has
+        an ``"id"`` must agree with `id`.  With ``expect=``, the write only
+        happens if the record's current revision is `expect` (or the record
+        is absent, for `ABSENT`).
+        """
+        relpath = paths.record_path(type, id)
+        if document.get("id", id) != id:
+            raise InvalidDocument(f"{type} {id!r}: document has id {document['id']!r}")
+        new = {**document, "id": id}
+        data = encoding.dumps(new, f"{type} {id!r}")
+        revision = encoding.revision_of(data)
+        with self._write_lock():
+            old = self._check_expected(type, id, expect)
+            stat = self._write_file(relpath, data)
+            self._cache(type).add(_Entry(relpath, new, data, revision, files.signature(stat)))
+            if self._history is not None:
+                self._record(Change(relpath, data, revision),
+                             message or self._describe(type, id, old and old.document, new))
+        return revision
+
+    def delete(self, type: str, id: str, *, expect: str | _Absent | None = None,
+               message: str | None = None) -> bool:
+        """Remove the record; False if there was none."""
+        relpath = paths.record_path(type, id)
+        with self._write_lock():
+            old = self._check_expected(type, id, expect)
+            try:
+                removed = files.remove(self.root, relpath, fsync=self.fsync)
+            except OSError as exc:
+                raise StoreError(f"cannot delete {self._abspath(relpath)}: {exc.strerror}") from None
+            self._cache(type).discard(id)
+            if removed and self._history is not None:
+                self._record(Change(relpath, None, None),
+                             message or self._describe(type, id, old and old.document, None))
+        return removed
+
+    @contextmanager
+    def batch(self, message: str) -> Iterator[Store]:
+        """Group writes: with git, everything written inside becomes one
+        commit with `message` when the block ends.  The store stays locked
+        for other writers meanwhile.  Not a rollback unit: each write is
+        durable as it happens, and on an exception the writes made so far are
+        committed too, so history matches the files."""
+        with self._write_lock():
+            if self._batch is not None:        # nested: join the outer batch
+                yield self
+                return
+            self._batch = []
+            try:
+                yield self
+            finally:
+                changes, self._batch = self._batch, None
+                if changes and self._history is not None:
+                    self._history.record([change for change, _ in changes], message)
+
+    # -- history -------------------------------------------------------------
+
+    @property
+    def history(self):  # -> History | None
+        """The git history (None without ``git=True``)."""
+        return self._history
+
+    def versions(self, type: str, id: str, limit: int | None = None) -> list:
+        """Commits that changed the record, newest first."""
+        return self._require_history().versions(paths.record_path(type, id), limit)
+
+    def get_at(self, type: str, id: str, rev: str) -> Document | None:
+        """The record as it was at git revision `rev` (None if absent)."""
+        relpath = paths.record_path(type, id)
+        data = self._require_history().read(relpath, rev)
+        return None if data is None else encoding.loads(data, f"{rev}:{relpath}")
+
+    def diff(self, type: str, id: str, rev1: str, rev2: str | None = None) -> str:
+        """Unified diff of the record between two revisions (`rev2`: now)."""
+        return self._require_history().diff(paths.record_path(type, id), rev1, rev2)
+
+    def restore(self, type: str, id: str, rev: str) -> str | None:
+        """Make the record what it was at `rev` (a new write and commit)."""
+        document = self.get_at(type, id, rev)
+        message = f"{type} {id}: restore from {rev}"
+        if document is None:
+            self.delete(type, id, message=message)
+            return None
+        return self.put(type, id, document, message=message)
+
+    def flush(self) -> None:
+        """Wait until every write so far is committed (asynchronous commits)."""
+        if self._history is not None:
+            self._history.flush()
+
+    # -- life cycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the watcher, commit what is pending, release git processes."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._history is not None:
+            self._history.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<gitpersist.Store {self.root}{' git' if self._history else ''}>"
+
+    # -- internals -----------------------------------------------------------
+
+    def _open_folder(self) -> None:
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise StoreError(f"store path {self.root} exists and is not a folder")
+        try:
+            os.makedirs(os.path.join(self.root, META_DIR), mode=self.dir_mode, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store folder {self.root}: {exc.strerror}") from None
+
+    def _check_format(self) -> None:
+        format_path = os.path.join(self.root, FORMAT_FILE)
+        found = files.read(format_path)
+        if found is None:
+            with self._write_lock():
+                if files.read(format_path) is None:
+                    self._write_file(FORMAT_FILE, encoding.dumps(
+                        {"format": FORMAT_VERSION, "layout": "type/shard/id.json",
+                         "id": "gitpersist"}, FORMAT_FILE))
+                    self._write_file(f"{META_DIR}/.gitignore", META_GITIGNORE)
+            return
+        try:
+            version = orjson.loads(found[0])["format"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise FormatError(f"{format_path}: not a gitpersist format file") from None
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise FormatError(
+                f"{format_path}: store format {version!r} is newer than this "
+                f"gitpersist understands ({FORMAT_VERSION}); upgrade gitpersist")
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Exclude every other writer: threads of this process, then other
+        processes.  Readers of this process are not blocked while waiting."""
+        with self._write_mutex:
+            if self._closed:
+                raise StoreError(f"store {self.root} is closed")
+            try:
+                self._file_lock.acquire()
+            except filelock.Timeout:
+                raise LockTimeout(
+                    f"could not lock {self._file_lock.lock_file} within "
+                    f"{self._file_lock.timeout} s (lock_timeout)") from None
+            except FileNotFoundError:
+                raise StoreError(f"store folder {self.root} is missing") from None
+            try:
+                yield
+            finally:
+                self._file_lock.release()
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """`_exclusive`, plus the cache (readers wait while a write lands)."""
+        with self._exclusive(), self._lock:
+            yield
+
+    def _write_file(self, relpath: str, data: bytes) -> os.stat_result:
+        try:
+            return files.write_atomic(self.root, relpath, data, fsync=self.fsync,
+                                      file_mode=self.file_mode, dir_mode=self.dir_mode)
+        except FileNotFoundError:
+            raise StoreError(f"store folder {self.root} is missing") from None
+        except OSError as exc:
+            raise StoreError(f"cannot write {self._abspath(relpath)}: {exc.strerror}") from None
+
+    def _record(self, change: Change, message: str) -> None:
+        if self._batch is not None:
+            self._batch.append((change, message))
+        else:
+            self._history.record([change], message)
+
+    def _check_expected(self, type: str, id: str, expect: str | _Absent | None) -> _Entry | None:
+        """The current entry, if needed; raise if `expect` does not hold."""
+        if expect is None and self._history is None:
+            return None
+        current = self._entry(type, id)
+        if expect is not None:
+            actual = current.revision if current else None
+            wanted = None if expect is ABSENT else expect
+            if actual != wanted:
+                raise ConflictError(type, id, wanted, actual)
+        return current
+
+    def _require_history(self):
+        if self._history is None:
+            raise StoreError(f"store {self.root} has no git history (open it with git=True)")
+        return self._history
+
+    def _abspath(self, relpath: str) -> str:
+        return os.path.join(self.root, *relpath.split("/"))
+
+    def _cache(self, type: str) -> _TypeCache:
+        cache = self._types.get(type)
+        if cache is None:
+            cache = self._types[type] = _TypeCache(self._index_keys.get(type, {}))
+        return cache
+
+    def _entry(self, type: str, id: str) -> _Entry | None:
+        relpath = paths.record_path(type, id)
+        with self._lock:
+            self._apply_changes()
+            cache = self._cache(type)
+            entry = cache.entries.get(id)
+            if relpath in cache.corrupt:
+                raise cache.corrupt[relpath]
+            if entry is None and not cache.complete:
+                entry = self._read_entry(relpath)
+                if entry is not None:
+                    if entry.document["id"] != id:
+                        raise CorruptRecord(self._abspath(relpath),
+                                            f"holds id {entry.document['id']!r}, not {id!r}")
+                    cache.add(entry)
+            return entry
+
+    def _read_entry(self, relpath: str) -> _Entry | None:
+        path = self._abspath(relpath)
+        try:
+            found = files.read(path)
+        except OSError as exc:
+            raise CorruptRecord(path, exc.strerror or str(exc)) from None
+        if found is None:
+            return None
+        data, stat = found
+        return _Entry(relpath, encoding.loads(data, path), data,
+                      encoding.revision_of(data), files.signature(stat))
+
+    def _complete_type(self, type: str) -> _TypeCache:
+        """The type's cache, after loading every record file of the type."""
+        self._apply_changes()
+        cache = self._cache(paths.check_type(type))
+        if cache.complete:
+            return cache
+        folder = os.path.join(self.root, type)
+        try:
+            shards = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            shards = []
+        for shard in shards:
+            self._load_folder(cache, f"{type}/{shard.name}", shard.path)
+        cache.complete = True
+        return cache
+
+    def _load_folder(self, cache: _TypeCache, relfolder: str, folder: str) -> None:
+        for file in os.scandir(folder):
+            if files.is_stale_temp(file.name):
+                _unlink_quietly(file.path)
+            elif paths.split_record_path(f"{relfolder}/{file.name}") is not None:
+                self._sync_file(cache, f"{relfolder}/{file.name}")
+
+    def _sync_file(self, cache: _TypeCache, relpath: str) -> None:
+        """Bring the cache in line with the file at `relpath`."""
+        old_id = cache.id_of_path.get(relpath)
+        old = cache.entries.get(old_id) if old_id is not None else None
+        cache.corrupt.pop(relpath, None)
+        if old is not None:
+            try:
+                if files.signature(os.lstat(self._abspath(relpath))) == old.signature:
+                    return      # unchanged (typically our own write)
+            except FileNotFoundError:
+                pass
+            cache.discard(old_id)
+        try:
+            entry = self._read_entry(relpath)
+        except CorruptRecord as exc:
+            LOG.warning("skipping %s", exc)
+            cache.corrupt[relpath] = exc
+            return
+        if entry is None:
+            return
+        id = entry.document["id"]
+        if paths.record_path(relpath.split("/", 1)[0], id) != relpath:
+            LOG.warning("skipping %s: it holds id %r, which belongs at another path",
+                        self._abspath(relpath), id)
+            return
+        cache.add(entry)
+
+    # -- cache invalidation (called from the watcher thread) -----------------
+
+    def _on_change(self, relpath: str, is_dir: bool) -> None:
+        with self._dirty_lock:
+            self._dirty.add(relpath + "/" if is_dir else relpath)
+
+    def _on_lost(self) -> None:
+        with self._dirty_lock:
+            self._dirty_all = True
+
+    def _apply_changes(self) -> None:
+        """Apply the paths the watcher reported since the last call."""
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+            dirty_all, self._dirty_all = self._dirty_all, False
+        if dirty_all:
+            self._types.clear()
+            return
+        for relpath in dirty:
+            type = relpath.split("/", 1)[0]
+            cache = self._types.get(type)
+            if cache is None:
+                continue
+            if relpath.endswith("/"):
+                self._folder_changed(cache, relpath.rstrip("/"))
+            elif paths.split_record_path(relpath) is None:
+                continue
+            elif cache.complete or relpath in cache.id_of_path:
+                self._sync_file(cache, relpath)
+            # else: not cached, so the next read goes to disk anyway
+
+    def _folder_changed(self, cache: _TypeCache, relfolder: str) -> None:
+        """A folder appeared, vanished or moved: resync what lies below it."""
+        if "/" not in relfolder:        # a whole type folder: reload lazily
+            self._types.pop(relfolder, None)
+            return
+        prefix = relfolder + "/"
+        for relpath in [p for p in cache.id_of_path if p.startswith(prefix)]:
+            self._sync_file(cache, relpath)
+        folder = self._abspath(relfolder)
+        if cache.complete and os.path.isdir(folder):
+            self._load_folder(cache, relfolder, folder)
+
+
+def describe_change(type: str, id: str, old: Document | None, new: Document | None) -> str:
+    """Default commit message: what changed in the record, on one line.
+
+    ``volumes 3f2a... (data): status creating -> available``"""
+    doc = new if new is not None else old or {}
+    name = doc.get("display_name") or doc.get("name")
+    subject = f"{type} {id}" + (f" ({name})" if isinstance(name, str) and name else "")
+    if new is None:
+        return f"{subject}: deleted"
+    if old is None:
+        return f"{subject}: created"
+    changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+    if not changed:
+        return f"{subject}: rewritten unchanged"
+    parts = [f"{key} {_short(old.get(key))} -> {_short(new.get(key))}"
+             if _is_scalar(old.get(key)) and _is_scalar(new.get(key)) else f"{key} changed"
+             for key in changed[:3]]
+    if len(changed) > 3:
+        parts.append(f"and {len(changed) - 3} more fields")
+    return f"{subject}: {', '.join(parts)}"
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text if len(text) <= 40 and text.isprintable() else repr(text[:37]) + "..."
+
+
+def _key_function(name: str, key: IndexKey) -> Callable[[Document], Any]:
+    if callable(key):
+        return key
+    field = name if key is None else key
+    if not isinstance(field, str):
+        raise ConfigError(f"index {name!r}: give a field name or a function of the document")
+    return lambda document: document.get(field)
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return value
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

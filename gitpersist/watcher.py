@@ -1,0 +1,135 @@
+"""Tell a store which of its files changed behind its back, via watchdog.
+
+One observer thread per store.  The store root is watched without recursion
+(type folders coming and going) and each type folder recursively, so git's
+own busy ``.git`` folder and ``.gitpersist`` are never watched.
+
+Facts of watchdog 7.1 this module is built around:
+
+* An atomic replace arrives as a *moved* event onto the target and no
+  *modified* event for it, so moves are reported for both ends.
+* With the default event mask and a few thousand folders, the inotify queue
+  overflows over and over and nothing is delivered; the mask is therefore
+  limited to created, deleted, moved and closed-after-write events (the last
+  one catches editors that rewrite a file in place).  Reads by this or any
+  process cause no events at all.
+* watchdog only *logs* an inotify queue overflow (events were lost).  A log
+  handler turns that message into `on_lost`, which makes the store forget
+  its whole cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
+                             FileClosedEvent, FileCreatedEvent,
+                             FileDeletedEvent, FileModifiedEvent,
+                             FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from .errors import ConfigError
+
+MODES = ("native", "polling", "off")
+_EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
+           DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
+# The polling observer compares snapshots: an in-place edit shows up as
+# "modified" there, and there is no "closed" event.
+_POLLING_EVENTS = _EVENTS + [FileModifiedEvent]
+_LIVE: weakref.WeakSet[Watcher] = weakref.WeakSet()
+
+
+class Watcher(FileSystemEventHandler):
+    """Calls ``on_change(relpath, is_dir)`` for every changed path below
+    `root` and ``on_lost()`` when events were lost."""
+
+    def __init__(self, root: str, on_change: Callable[[str, bool], None],
+                 on_lost: Callable[[], None], *, mode: str = "native",
+                 poll_interval: float = 1.0) -> None:
+        if mode not in ("native", "polling"):
+            raise ConfigError(f"watch={mode!r}: choose one of {', '.join(MODES)}")
+        self._root = root
+        self._on_change = on_change
+        self.on_lost = on_lost
+        self._events = _POLLING_EVENTS if mode == "polling" else _EVENTS
+        self._observer = (PollingObserver(timeout=poll_interval) if mode == "polling"
+                          else Observer())
+        self._observer.daemon = True
+        self._watched: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._observer.schedule(self, root, recursive=False, event_filter=self._events)
+        self._observer.start()
+        _install_overflow_hook()
+        _LIVE.add(self)
+        for entry in os.scandir(root):
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                self.watch_type(entry.name)
+
+    def watch_type(self, name: str) -> None:
+        """Watch the type folder `name` (and everything below it)."""
+        with self._lock:
+            if name in self._watched or not self._observer.is_alive():
+                return
+            try:
+                self._watched[name] = self._observer.schedule(
+                    self, os.path.join(self._root, name), recursive=True,
+                    event_filter=self._events)
+            except OSError:   # the folder went away again
+                return
+        # Changes made before the watch existed were not seen.
+        self._on_change(name, True)
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if not path:
+                continue
+            relpath = os.path.relpath(os.fsdecode(path), self._root).replace(os.sep, "/")
+            if relpath.startswith(".") or relpath.startswith("../"):
+                continue
+            if event.is_directory and "/" not in relpath:
+                self._type_folder_changed(relpath)
+            self._on_change(relpath, event.is_directory)
+
+    def _type_folder_changed(self, name: str) -> None:
+        if os.path.isdir(os.path.join(self._root, name)):
+            self.watch_type(name)
+        else:
+            with self._lock:
+                watch = self._watched.pop(name, None)
+            if watch is not None:
+                try:
+                    self._observer.unschedule(watch)
+                except (KeyError, OSError):
+                    pass
+
+    def close(self) -> None:
+        """Stop the observer thread and release its inotify descriptors."""
+        _LIVE.discard(self)
+        self._observer.stop()
+        if self._observer.is_alive() and self._observer is not threading.current_thread():
+            self._observer.join(timeout=5)
+
+
+class _OverflowHook(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            for watcher in list(_LIVE):
+                watcher.on_lost()
+
+
+_HOOK = _OverflowHook(level=logging.WARNING)
+
+
+def _install_overflow_hook() -> None:
+    for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+        logger = logging.getLogger(name)
+        if _HOOK not in logger.handlers:
+            logger.addHandler(_HOOK)
+        if not logger.isEnabledFor(logging.WARNING):
+            logger.setLevel(logging.WARNING)
