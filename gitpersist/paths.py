@@ -88,7 +88,8 @@ def shard(id: str) -> str:
 
 def record_path(type: str, id: str) -> str:
     """Relative POSIX path of a record inside the store."""
-    return f"{check_type(type)}/{shard(id)}/{encode_id(id)}{SUFFIX}"
+    stem = encode_id(id)         # validates the id before it is hashed
+    return f"{check_type(type)}/{shard(id)}/{stem}{SUFFIX}"
 
 
 def split_record_path(relpath: str) -> tuple[str, str] | None:

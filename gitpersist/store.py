@@ -99,6 +99,7 @@ class _TypeCache:
         self.discard(id)
         self.entries[id] = entry
         self.id_of_path[entry.relpath] = id
+        self.corrupt.pop(entry.relpath, None)
         for name, key in self.index_keys.items():
             self.indexes[name].setdefault(_hashable(key(entry.document)), set()).add(id)
 
@@ -228,6 +229,8 @@ class Store:
         with self._write_lock():
             old = self._check_expected(type, id, expect)
             stat = self._write_file(relpath, data)
+            if self._watcher is not None:
+                self._watcher.watch_type(type, resync=False)
             self._cache(type).add(_Entry(relpath, new, data, revision, files.signature(stat)))
             if self._history is not None:
                 self._record(Change(relpath, data, revision),
@@ -308,6 +311,8 @@ class Store:
 
     def close(self) -> None:
         """Stop the watcher, commit what is pending, release git processes."""
+        if self._history is not None and not self._closed:
+            self._history.close()   # first: committing what is queued takes the store lock
         with self._lock:
             if self._closed:
                 return

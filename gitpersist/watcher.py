@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 
@@ -43,6 +44,10 @@ _EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
 # "modified" there, and there is no "closed" event.
 _POLLING_EVENTS = _EVENTS + [FileModifiedEvent]
 _LIVE: weakref.WeakSet[Watcher] = weakref.WeakSet()
+# watchdog 7.1 warns when its recursive inotify watch meets a folder it has
+# already added (a new shard folder); the watch is fine, the warning is noise.
+warnings.filterwarnings("ignore", message="Callback with id .* already exists",
+                        category=RuntimeWarning, module="watchdog")
 
 
 class Watcher(FileSystemEventHandler):
@@ -71,8 +76,11 @@ class Watcher(FileSystemEventHandler):
             if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 self.watch_type(entry.name)
 
-    def watch_type(self, name: str) -> None:
-        """Watch the type folder `name` (and everything below it)."""
+    def watch_type(self, name: str, *, resync: bool = True) -> None:
+        """Watch the type folder `name` (and everything below it).  With
+        `resync`, report the folder as changed: whatever happened in it before
+        the watch existed was not seen.  The store passes False for a folder
+        it has just created itself under the write lock."""
         with self._lock:
             if name in self._watched or not self._observer.is_alive():
                 return
@@ -82,8 +90,8 @@ class Watcher(FileSystemEventHandler):
                     event_filter=self._events)
             except OSError:   # the folder went away again
                 return
-        # Changes made before the watch existed were not seen.
-        self._on_change(name, True)
+        if resync:
+            self._on_change(name, True)
 
     def dispatch(self, event: FileSystemEvent) -> None:
         for path in (event.src_path, getattr(event, "dest_path", "")):

@@ -1,0 +1,35 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds; False if it never did within `timeout`.
+    (A correctness check with a generous bound, not a speed measurement.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
+def run_python(code: str, *args: str, check: bool = True, env: dict | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `code` in a new interpreter (this venv), return the finished process."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
+                          capture_output=True, text=True, check=check, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def start_python(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
