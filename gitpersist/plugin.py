@@ -1,0 +1,542 @@
+"""cinderlib's ``storage="file"`` persistence plugin, on a gitpersist `Store`.
+
+    cinderlib.setup(persistence_config={"storage": "file",
+                                        "path": "/var/lib/cinderlib", "git": True})
+
+The class or an instance works as ``storage`` too: ``{"storage":
+FilePersistence, "path": ...}`` or ``{"storage": FilePersistence(path=...)}``.
+
+Configuration (keys of ``persistence_config`` besides ``storage``; an
+unknown key or a bad value raises `ConfigError` naming the key, at setup):
+
+==============  ============  ================================================
+key             default       meaning
+==============  ============  ================================================
+path            (required)    the store folder; created if absent
+git             False         commit every change to git (the folder becomes
+                              a repository, or lives in an existing one)
+fsync           True          return from a write only once it is on disk
+soft_deletes    False         keep deleted volumes, snapshots and connections,
+                              marked deleted and hidden from reads (as
+                              cinderlib's db plugin does)
+watch           "native"      how other processes' changes reach the cache:
+                              "native" (inotify and the like), "polling",
+                              or "off" (one process only)
+poll_interval   1.0           seconds between scans with watch="polling"
+lock_timeout    30.0          seconds to wait for the store's write lock
+author          None          git author, "Name <email>"; None: the
+                              store's default identity
+commit_mode     "sync"        "sync": a write returns after its commit;
+                              "async": once its file is on disk, the commit
+                              follows in the background (a crash loses no
+                              change: the next open commits it)
+commit_delay    0.2           seconds an "async" commit may wait to gather
+                              more changes
+file_mode       0o600         permissions of record files (int, or an octal
+                              string such as "0640")
+dir_mode        0o700         permissions of the store's folders
+==============  ============  ================================================
+
+Guarantees:
+
+* **The contract of cinderlib 5.2.0's plugins.**  Every test of cinderlib's
+  own persistence test base passes; ``db`` is cinderlib's fake DB over this
+  plugin, so drivers' volume type, QoS, admin metadata and
+  ``volume_get_all_by_host`` calls work.
+* **One readable file per resource.**  Volumes, snapshots, connections and
+  key/values are records of the types ``volumes``, ``snapshots``,
+  ``connections`` and ``key_values``.  A record holds the resource's own
+  OVO fields under their OVO names, null fields left out, datetimes as
+  ISO 8601 UTC strings.  It never holds copies of related records (a
+  volume's snapshots and connections, a snapshot's volume are found by
+  ``volume_id``).  A volume's type, which in cinderlib belongs to that one
+  volume (its id and name are the volume type id), is kept inside the volume
+  as ``"volume_type": {"extra_specs": {...}, "qos_specs": {...}}``.
+* **No secrets from the backend configuration.**  Records name a volume's
+  backend only through its ``host`` (``host@backend#pool``).
+* **What a new process reads equals what the last one saved**, compared
+  field by field (``dict(obj._ovo)``).  Reading needs no initialised
+  Backend: objects of a backend this process has not loaded carry the
+  backend's name, as with cinderlib's ``fail_on_missing_backend=False``.
+* **Concurrent saves do not lose each other's changes.**  An object
+  remembers the revision it was read or saved at.  Saving it writes its whole
+  state if the record is still at that revision; otherwise (another object
+  or process saved the record meanwhile) only the fields cinderlib tracked as
+  changed are applied to the current record, as the db plugin's UPDATE does.
+  Thread-safe, as the store is.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import cinderlib
+from cinder import objects as cinder_objs
+from cinderlib import objects as cl_objects
+from cinderlib.persistence import base as persistence_base
+from oslo_utils import timeutils
+from oslo_versionedobjects import fields as ovo_fields
+
+from . import encoding, paths
+from .errors import ConfigError, ConflictError, CorruptRecord
+from .store import ABSENT, Document, Store, describe_change
+from .watcher import MODES as WATCH_MODES
+
+VOLUMES, SNAPSHOTS, CONNECTIONS, KEY_VALUES = (
+    "volumes", "snapshots", "connections", "key_values")
+TYPES = (VOLUMES, SNAPSHOTS, CONNECTIONS, KEY_VALUES)
+
+
+def backend_of_host(host: str | None) -> str | None:
+    """The backend name in a volume's host, ``host@backend#pool``."""
+    return host.split("@")[-1].split("#")[0] if host else None
+
+
+INDEXES: dict[str, dict[str, Any]] = {
+    VOLUMES: {"display_name": None,
+              "backend": lambda doc: backend_of_host(doc.get("host"))},
+    SNAPSHOTS: {"volume_id": None, "display_name": None},
+    CONNECTIONS: {"volume_id": None},
+}
+
+# The attribute of a cinderlib object holding the record revision its state
+# was read or saved at (see `FilePersistence._save`).
+_REVISION = "_gitpersist_revision"
+_MERGE_ATTEMPTS = 20
+
+
+# -- configuration -------------------------------------------------------------
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"persistence_config {key!r}: {value!r} is not true or false")
+    return value
+
+
+def _seconds(minimum: float, strict: bool) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not (value > minimum if strict else value >= minimum)
+                or value != value or value == float("inf")):
+            bound = "more than" if strict else "at least"
+            raise ConfigError(
+                f"persistence_config {key!r}: {value!r} is not a number of "
+                f"seconds {bound} {minimum:g}")
+        return float(value)
+    return check
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(f"persistence_config {key!r}: {value!r} is not one of "
+                              f"{', '.join(map(repr, choices))}")
+        return value
+    return check
+
+
+def _mode(key: str, value: Any) -> int:
+    if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{1,4}", value):
+        value = int(value.replace("o", ""), 8)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777:
+        raise ConfigError(f"persistence_config {key!r}: {value!r} is not a permission "
+                          "mode (an int such as 0o600, or an octal string such as '0600')")
+    return value
+
+
+def _path(key: str, value: Any) -> str:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ConfigError(f"persistence_config {key!r}: {value!r} is not a folder path")
+    return os.fspath(value)
+
+
+def _author(key: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str)
+                                  and re.fullmatch(r"[^<>\n]+ <[^<>\n]*>", value)):
+        raise ConfigError(f"persistence_config {key!r}: {value!r} is not of the form "
+                          "'Name <email>'")
+    return value
+
+
+def _commit_modes() -> tuple[str, ...]:
+    try:
+        from .history import COMMIT_MODES
+    except ImportError:
+        return ("sync",)
+    return tuple(COMMIT_MODES)
+
+
+# key -> (default, check); the module docstring documents each.
+OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
+    "path": (None, _path),
+    "git": (False, _boolean),
+    "fsync": (True, _boolean),
+    "soft_deletes": (False, _boolean),
+    "watch": ("native", _choice(tuple(WATCH_MODES))),
+    "poll_interval": (1.0, _seconds(0, strict=True)),
+    "lock_timeout": (30.0, _seconds(0, strict=False)),
+    "author": (None, _author),
+    "commit_mode": ("sync", lambda key, value: _choice(_commit_modes())(key, value)),
+    "commit_delay": (0.2, _seconds(0, strict=False)),
+    "file_mode": (0o600, _mode),
+    "dir_mode": (0o700, _mode),
+}
+
+
+def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option, checked, with defaults filled in; `ConfigError` names
+    the first unknown key or bad value."""
+    unknown = sorted(set(config) - set(OPTIONS), key=str)
+    if unknown:
+        raise ConfigError(f"persistence_config {unknown[0]!r}: unknown key for "
+                          f"storage 'file'; known keys: {', '.join(OPTIONS)}")
+    if config.get("path") is None:
+        raise ConfigError("persistence_config 'path': required for storage 'file' "
+                          "(the store folder)")
+    return {key: check(key, config.get(key, default))
+            for key, (default, check) in OPTIONS.items()}
+
+
+# -- records <-> OVOs --------------------------------------------------------------
+
+def _is_object(field: ovo_fields.Field) -> bool:
+    return isinstance(field, ovo_fields.ObjectField)
+
+
+def _primitive(field: ovo_fields.Field, ovo: Any, name: str, value: Any) -> Any:
+    if isinstance(field, ovo_fields.DateTimeField):
+        # Not field.to_primitive: unpatched it drops the microseconds, and
+        # cinderlib patches it only once set up.  This is cinderlib's format.
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return field.to_primitive(ovo, name, value)
+
+
+def ovo_record(ovo: Any) -> Document:
+    """The record of an OVO: its set, non-null fields that are not objects,
+    as JSON primitives."""
+    return {name: _primitive(field, ovo, name, getattr(ovo, name))
+            for name, field in ovo.fields.items()
+            if not _is_object(field) and ovo.obj_attr_is_set(name)
+            and getattr(ovo, name) is not None}
+
+
+def volume_record(ovo: cinder_objs.Volume) -> Document:
+    """A volume's record: `ovo_record` plus its own volume type's specs."""
+    doc = ovo_record(ovo)
+    if ovo.volume_type_id and ovo.obj_attr_is_set("volume_type") and ovo.volume_type:
+        vtype = ovo.volume_type
+        doc["volume_type"] = {"extra_specs": dict(vtype.extra_specs or {})}
+        if vtype.qos_specs_id:
+            doc["volume_type"]["qos_specs"] = dict(vtype.qos_specs.specs or {})
+    return doc
+
+
+def ovo_from_record(cls: type, doc: Document, where: str) -> Any:
+    """An OVO of `cls` from a record, with no changes tracked.  Fields the
+    record leaves out are null; keys that are not fields are ignored."""
+    ovo = cls(context=cl_objects.CONTEXT)
+    for name, field in cls.fields.items():
+        if _is_object(field):
+            continue
+        value = doc.get(name)
+        if value is None and not field.nullable:
+            continue
+        try:
+            setattr(ovo, name, None if value is None
+                    else field.from_primitive(ovo, name, value))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise CorruptRecord(where, f"field {name!r}: {exc}") from None
+    ovo.obj_reset_changes()
+    return ovo
+
+
+def volume_from_record(doc: Document, where: str) -> cinder_objs.Volume:
+    """A volume OVO from its record, volume type included."""
+    ovo = ovo_from_record(cinder_objs.Volume, doc, where)
+    vtype = doc.get("volume_type", {})
+    if not isinstance(vtype, dict):
+        raise CorruptRecord(where, "'volume_type' is not an object")
+    if ovo.volume_type_id:
+        qos_specs = vtype.get("qos_specs")
+        qos = None if qos_specs is None else cinder_objs.QualityOfServiceSpecs(
+            context=cl_objects.CONTEXT, id=ovo.volume_type_id,
+            name=ovo.volume_type_id, consumer="back-end", specs=qos_specs)
+        ovo.volume_type = cinder_objs.VolumeType(
+            context=cl_objects.CONTEXT, id=ovo.volume_type_id,
+            name=ovo.volume_type_id, is_public=True,
+            extra_specs=vtype.get("extra_specs") or {},
+            qos_specs_id=ovo.volume_type_id if qos else None, qos_specs=qos)
+        for obj in (ovo.volume_type, qos):
+            if obj is not None:
+                obj.obj_reset_changes()
+    else:
+        ovo.volume_type = None
+    ovo.obj_reset_changes()
+    return ovo
+
+
+class _Unloaded:
+    """Stands in for a Backend this process has not loaded while a cinderlib
+    object is built (cinderlib looks names up and, with its default
+    ``fail_on_missing_backend=True``, refuses unknown ones); the object then
+    gets the backend's name, as it would with that option off."""
+
+    def __init__(self, name: str) -> None:
+        self.id = name
+
+
+def _backend(name: str | None) -> Any:
+    return cinderlib.Backend.backends.get(name) if name else None
+
+
+def _describe(type: str, id: str, old: Document | None, new: Document | None) -> str:
+    """Commit message: ``volume <id> (<name>): status creating -> available``."""
+    noun = {VOLUMES: "volume", SNAPSHOTS: "snapshot", CONNECTIONS: "connection",
+            KEY_VALUES: "key"}.get(type, type)
+    return describe_change(noun, id, old, new)
+
+
+# -- the plugin ----------------------------------------------------------------
+
+class FilePersistence(persistence_base.PersistenceDriverBase):
+    """cinderlib persistence in a gitpersist store (see the module docs)."""
+
+    def __init__(self, **config: Any) -> None:
+        options = parse_config(config)
+        self.soft_deletes: bool = options.pop("soft_deletes")
+        if not options["git"]:
+            for key in ("author", "commit_mode", "commit_delay"):
+                options.pop(key)
+        self.store = Store(options.pop("path"), indexes=INDEXES,
+                           describe=_describe, **options)
+        self.fake_db = persistence_base.DB(self)
+        super().__init__()
+
+    @property
+    def db(self) -> persistence_base.DB:
+        return self.fake_db
+
+    def close(self) -> None:
+        """Close the store (pending commits land first)."""
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"<gitpersist.plugin.FilePersistence {self.store.root}>"
+
+    # -- reading ---------------------------------------------------------------
+
+    def get_volumes(self, volume_id=None, volume_name=None, backend_name=None):
+        return [self._volume(doc) for doc in self._find(
+            VOLUMES, volume_id, display_name=volume_name, backend=backend_name)]
+
+    def get_snapshots(self, snapshot_id=None, snapshot_name=None, volume_id=None):
+        return [self._snapshot(doc) for doc in self._find(
+            SNAPSHOTS, snapshot_id, display_name=snapshot_name, volume_id=volume_id)]
+
+    def get_connections(self, connection_id=None, volume_id=None):
+        return [self._connection(doc) for doc in self._find(
+            CONNECTIONS, connection_id, volume_id=volume_id)]
+
+    def get_key_values(self, key=None):
+        docs = self._find(KEY_VALUES, key)
+        return [cl_objects.KeyValue(doc["id"], doc.get("value")) for doc in docs]
+
+    def _find(self, type: str, id: str | None, **filters: Any) -> list[Document]:
+        """Live records with this id (if given) whose fields or indexes equal
+        the filters that are given (cinderlib ignores empty ones)."""
+        filters = {name: value for name, value in filters.items() if value}
+        if id:
+            doc = self.store.get(type, id)
+            docs = [doc] if doc is not None and all(
+                _value(type, doc, name) == value for name, value in filters.items()) else []
+        else:
+            docs = self.store.find(type, **filters)
+        return [doc for doc in docs if not doc.get("deleted")]
+
+    def _where(self, type: str, id: str) -> str:
+        return os.path.join(self.store.root, *paths.record_path(type, id).split("/"))
+
+    def _volume(self, doc: Document) -> cl_objects.Volume:
+        """A volume, with its snapshots and connections as they are now (as
+        the memory plugin's volumes have them: drivers read them from the
+        OVO, and cinderlib's fake DB cannot lazy-load snapshots)."""
+        ovo = volume_from_record(doc, self._where(VOLUMES, doc["id"]))
+        snapshots = self._find(SNAPSHOTS, None, volume_id=ovo.id)
+        connections = self._find(CONNECTIONS, None, volume_id=ovo.id)
+        ovo.snapshots = cinder_objs.SnapshotList(
+            context=cl_objects.CONTEXT, objects=[self._snapshot_ovo(snap) for snap in snapshots])
+        ovo.volume_attachment = cinder_objs.VolumeAttachmentList(
+            context=cl_objects.CONTEXT, objects=[ovo_from_record(
+                cinder_objs.VolumeAttachment, conn, self._where(CONNECTIONS, conn["id"]))
+                for conn in connections])
+        for name in ("cluster", "consistencygroup", "group"):
+            setattr(ovo, name, None)     # as cinderlib creates volumes
+        ovo.obj_reset_changes()
+        name = backend_of_host(ovo.host)
+        backend = _backend(name)
+        unloaded = backend is None and name is not None
+        volume = cl_objects.Volume(_Unloaded(name) if unloaded else backend, __ovo=ovo)
+        # cinderlib built the snapshots' and connections' objects (in order).
+        for resource, record in [(volume, doc), *zip(volume._snapshots, snapshots),
+                                 *zip(volume._connections, connections)]:
+            self._remember(resource, record)
+            if unloaded:
+                resource.backend = name
+        return volume
+
+    def _snapshot_ovo(self, doc: Document) -> cinder_objs.Snapshot:
+        ovo = ovo_from_record(cinder_objs.Snapshot, doc, self._where(SNAPSHOTS, doc["id"]))
+        for name in ("cgsnapshot", "group_snapshot"):
+            setattr(ovo, name, None)     # as cinderlib creates snapshots
+        ovo.obj_reset_changes()
+        return ovo
+
+    def _snapshot(self, doc: Document) -> cl_objects.Snapshot:
+        ovo = self._snapshot_ovo(doc)
+        name = ovo.progress       # cinderlib keeps the backend name there
+        if _backend(name) is not None or not name:
+            snapshot = cl_objects.Snapshot(None, __ovo=ovo)
+        else:
+            snapshot = cl_objects.Snapshot(None, backend=_Unloaded(name), __ovo=ovo)
+            snapshot.backend = name
+        return self._remember(snapshot, doc)
+
+    def _connection(self, doc: Document) -> cl_objects.Connection:
+        ovo = ovo_from_record(cinder_objs.VolumeAttachment, doc,
+                              self._where(CONNECTIONS, doc["id"]))
+        # The backend and the volume load lazily, from the volume's record.
+        return self._remember(cl_objects.Connection(None, volume=None, __ovo=ovo), doc)
+
+    @staticmethod
+    def _remember(resource: Any, doc: Document) -> Any:
+        # The revision of what was read: the store writes records as
+        # canonical JSON, so the document's encoding is the file's bytes.
+        setattr(resource, _REVISION,
+                encoding.revision_of(encoding.dumps(doc, doc["id"])))
+        return resource
+
+    # -- writing ---------------------------------------------------------------
+
+    def set_volume(self, volume):
+        self._save(VOLUMES, volume, volume_record(volume._ovo))
+        super().set_volume(volume)
+
+    def set_snapshot(self, snapshot):
+        self._save(SNAPSHOTS, snapshot, ovo_record(snapshot._ovo))
+        super().set_snapshot(snapshot)
+
+    def set_connection(self, connection):
+        self._save(CONNECTIONS, connection, ovo_record(connection._ovo))
+        super().set_connection(connection)
+
+    def set_key_value(self, key_value):
+        self.store.put(KEY_VALUES, key_value.key, {"value": key_value.value})
+        super().set_key_value(key_value)
+
+    def delete_volume(self, volume):
+        self._delete(VOLUMES, volume, {"status": "deleted"})
+        super().delete_volume(volume)
+
+    def delete_snapshot(self, snapshot):
+        self._delete(SNAPSHOTS, snapshot, {"status": "deleted"})
+        super().delete_snapshot(snapshot)
+
+    def delete_connection(self, connection):
+        self._delete(CONNECTIONS, connection, {"attach_status": "deleted"})
+        super().delete_connection(connection)
+
+    def delete_key_value(self, key_value):
+        self.store.delete(KEY_VALUES, key_value.key)
+        super().delete_key_value(key_value)
+
+    def _save(self, type: str, resource: Any, doc: Document) -> None:
+        """Store `doc`, the whole state of `resource`, if the record is still
+        at the revision `resource` was read or saved at (or absent, for a
+        new object).  Otherwise apply only the fields cinderlib tracked as
+        changed to the current record, like the db plugin's UPDATE."""
+        base = getattr(resource, _REVISION, None)
+        try:
+            setattr(resource, _REVISION, self.store.put(
+                type, resource.id, doc, expect=base or ABSENT))
+            return
+        except ConflictError:
+            pass
+        changed = _changed_fields(resource)
+        for _ in range(_MERGE_ATTEMPTS):
+            current = self.store.get(type, resource.id)
+            if current is None:
+                merged, expect = doc, ABSENT
+            else:
+                expect = encoding.revision_of(encoding.dumps(current, resource.id))
+                merged = _merge(current, doc, changed)
+            try:
+                revision = self.store.put(type, resource.id, merged, expect=expect)
+            except ConflictError:
+                continue
+            # Once the record differs from the object, later saves merge too.
+            setattr(resource, _REVISION, revision if merged == doc else None)
+            return
+        raise ConflictError(type, resource.id, None, None)
+
+    def _delete(self, type: str, resource: Any, status: Document) -> None:
+        """Remove the record, or with soft_deletes mark it deleted (the
+        fields the db plugin's soft delete sets)."""
+        if not self.soft_deletes:
+            self.store.delete(type, resource.id)
+        else:
+            now = _primitive(ovo_fields.DateTimeField(), None, "deleted_at",
+                             timeutils.utcnow(with_timezone=True))
+            marks = {"deleted": True, "deleted_at": now, **status}
+            for _ in range(_MERGE_ATTEMPTS):
+                current = self.store.get(type, resource.id)
+                if current is None or current.get("deleted"):
+                    break
+                try:
+                    self.store.put(type, resource.id, {**current, **marks},
+                                   expect=encoding.revision_of(
+                                       encoding.dumps(current, resource.id)))
+                    break
+                except ConflictError:
+                    continue
+            else:
+                raise ConflictError(type, resource.id, None, None)
+        setattr(resource, _REVISION, None)
+
+
+def _value(type: str, doc: Document, name: str) -> Any:
+    """A record's field, or the value of the type's index of that name."""
+    key = INDEXES.get(type, {}).get(name)
+    return key(doc) if callable(key) else doc.get(name)
+
+
+def _changed_fields(resource: Any) -> set[str]:
+    """The record keys of the fields cinderlib tracked as changed."""
+    ovo = resource._ovo
+    changed = {name for name in ovo._changed_fields
+               if name in ovo.fields and not _is_object(ovo.fields[name])}
+    if "volume_type" in ovo.fields and (
+            {"volume_type", "volume_type_id"} & ovo._changed_fields
+            or (ovo.obj_attr_is_set("volume_type") and ovo.volume_type
+                and ovo.volume_type.obj_what_changed())):
+        changed.add("volume_type")
+    return changed
+
+
+def _merge(current: Document, doc: Document, changed: set[str]) -> Document:
+    """`current` with the `changed` keys taken from `doc` (all of `doc` when
+    nothing was tracked: the db plugin then writes every field too)."""
+    if not changed:
+        return dict(doc)
+    merged = {key: value for key, value in current.items() if key != "id"}
+    for key in changed:
+        if key in doc:
+            merged[key] = doc[key]
+        else:
+            merged.pop(key, None)
+    return merged
