@@ -403,10 +403,17 @@ class Store:
             self._history.record([change], message)
 
     def _check_expected(self, type: str, id: str, expect: str | _Absent | None) -> _Entry | None:
-        """The current entry, if needed; raise if `expect` does not hold."""
+        """The record as it is on disk now (needed for `expect` and for
+        commit messages); raise if `expect` does not hold.  Read under the
+        write lock from the file, not the cache: another process may have
+        written it a moment ago and its event may not have arrived yet."""
         if expect is None and self._history is None:
             return None
-        current = self._entry(type, id)
+        relpath = paths.record_path(type, id)
+        try:
+            current = self._read_entry(relpath)
+        except CorruptRecord:
+            current = None          # a broken record may always be overwritten
         if expect is not None:
             actual = current.revision if current else None
             wanted = None if expect is ABSENT else expect

@@ -81,15 +81,20 @@ class Watcher(FileSystemEventHandler):
         `resync`, report the folder as changed: whatever happened in it before
         the watch existed was not seen.  The store passes False for a folder
         it has just created itself under the write lock."""
+        # Never hold our lock while calling into the observer: its dispatch
+        # thread holds the observer's lock while it calls us.  schedule() is
+        # idempotent, so a race only schedules the same watch twice.
         with self._lock:
             if name in self._watched or not self._observer.is_alive():
                 return
-            try:
-                self._watched[name] = self._observer.schedule(
-                    self, os.path.join(self._root, name), recursive=True,
-                    event_filter=self._events)
-            except OSError:   # the folder went away again
-                return
+        try:
+            watch = self._observer.schedule(
+                self, os.path.join(self._root, name), recursive=True,
+                event_filter=self._events)
+        except OSError:   # the folder went away again
+            return
+        with self._lock:
+            self._watched[name] = watch
         if resync:
             self._on_change(name, True)
 
