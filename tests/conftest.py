@@ -5,24 +5,34 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 # -- cinderlib's global state ----------------------------------------------------
-# cinder's service and test modules (imported by cinderlib's persistence test
-# base and by cinder's fake driver) call eventlet.monkey_patch() on import,
-# which would turn every thread of this test process green.  cinderlib itself
-# never does, so neither may our tests.
+import atexit  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+
+import pytest  # noqa: E402
+
 try:
     import eventlet
-except ImportError:
+    from cinder.common import config as _  # noqa: F401  (registers state_path)
+    from oslo_config import cfg
+except ImportError:         # no cinderlib stack: its tests skip
     pass
 else:
-    import threading
-
+    # cinder's service and test modules (imported by cinderlib's persistence
+    # test base and by cinder's fake driver) call eventlet.monkey_patch() on
+    # import, which would turn every thread of this test process green.
+    # cinderlib itself never does, so neither may our tests.
     eventlet.monkey_patch = lambda *args, **kwargs: None
     # what cinder imports right after patching
     sys.modules.setdefault("__original_module_threading", threading)
 
-import logging  # noqa: E402
-
-import pytest  # noqa: E402
+    # cinderlib.setup() starts cinder's file coordination in $state_path,
+    # by default the current directory: keep it in a temporary one.
+    _cinder_state = tempfile.mkdtemp(prefix="gitpersist-tests-cinder-")
+    atexit.register(shutil.rmtree, _cinder_state, ignore_errors=True)
+    cfg.CONF.set_override("state_path", _cinder_state)
 
 
 @pytest.fixture(autouse=True)
