@@ -43,3 +43,41 @@ def _logging_enabled():
     if isinstance(vars(logging.Logger).get("disabled"), property):
         logging.Logger.disabled = False
     yield
+
+
+@pytest.fixture
+def cinderlib_setup(tmp_path):
+    """``setup(**kwargs)`` runs cinderlib.setup() for this test; everything
+    it makes global (backends, the persistence, cinder's OVO and DB hooks)
+    is undone afterwards."""
+    cinderlib = pytest.importorskip("cinderlib")
+    from cinder import objects as cinder_objects
+    from cinder.db import api as db_api
+    from cinder.objects import base as cinder_base
+
+    hooks = {(cls, name): vars(cls).get(name)
+             for cls in map(lambda n: getattr(cinder_objects, n),
+                            cinder_base.CinderObjectRegistry.obj_classes())
+             for name in ("save", "get_by_id", "get_all_by_volume_id")}
+    impl = db_api.IMPL
+
+    def setup(**kwargs):
+        cinderlib.Backend.global_initialization = False
+        kwargs.setdefault("file_locks_path", str(tmp_path / "cinder-locks"))
+        cinderlib.setup(**kwargs)
+        return cinderlib.Backend.persistence
+
+    yield setup
+    close = getattr(getattr(cinderlib.Backend, "persistence", None), "close", None)
+    if close is not None:
+        close()
+    cinderlib.Backend.global_initialization = False
+    cinderlib.Backend.backends = {}
+    cinderlib.Backend._volumes_inflight = {}
+    db_api.IMPL = impl
+    for (cls, name), method in hooks.items():
+        if method is None:
+            if name in vars(cls):
+                delattr(cls, name)
+        else:
+            setattr(cls, name, method)
