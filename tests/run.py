@@ -13,5 +13,7 @@ devenv.enter()
 
 import pytest  # noqa: E402
 
-sys.exit(pytest.main(["-q", "-p", "no:cacheprovider",
-                      str(pathlib.Path(__file__).resolve().parent), *sys.argv[1:]]))
+args = sys.argv[1:]
+if not any(not arg.startswith("-") for arg in args):      # no paths given: everything
+    args.append(str(pathlib.Path(__file__).resolve().parent))
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *args]))
