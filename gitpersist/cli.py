@@ -1,24 +1,482 @@
-"""The `gitpersist` command."""
+"""The `gitpersist` command: inspect, check, export, import and migrate a store.
+
+``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
+else the current folder.  Commands that only read never create anything and
+refuse a folder that holds no store; commands that write need a store made
+by ``gitpersist init`` first.
+
+Git history: the command finds out whether a store keeps history in git
+(`locate.uses_git`: the store root is a git work tree, or its format file is
+tracked by the repository around it) and opens it accordingly, so writes
+made here (``import``, ``migrate``, ``restore``) are committed exactly when
+the applications' writes are.  Stores are opened with ``watch="off"``: one
+command is one short-lived process.
+
+Exit status: 0 on success, 1 on an error gitpersist reports (the message
+starts with ``gitpersist: error:``) or when ``fsck`` finds problems, 2 on
+bad arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import json
+import logging
+import os
 import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
+import orjson
+
+from . import __version__, encoding, fsck, paths, transfer
+from .errors import GitpersistError, StoreError
+from .locate import is_store, uses_git
+from .progress import Progress
+from .store import META_DIR, Store
+
+if TYPE_CHECKING:
+    from .history import History
+
+ENV_PATH = "GITPERSIST_PATH"
+# Columns `ls` shows first when records have them (cinderlib's and common
+# names), before filling up with other plain fields.
+PREFERRED_COLUMNS = ("display_name", "name", "value", "volume_id", "size", "volume_size",
+                     "status", "attach_status", "attach_mode", "host", "attached_host")
+MAX_COLUMNS = 5
+MAX_CELL = 40
+
+LOG = logging.getLogger("gitpersist")
+
+
+class CommandError(GitpersistError):
+    """What a command cannot do as asked (a missing record, a bad file)."""
+
+
+# -- arguments ---------------------------------------------------------------
+
+def _type_name(text: str) -> str:
+    if not paths.is_type(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a type name (1-64 characters of a-z, 0-9, '_' and '-')")
+    return text
+
+
+def _filter(text: str) -> tuple[str, Any]:
+    field, equals, value = text.partition("=")
+    if not equals or not field:
+        raise argparse.ArgumentTypeError(f"{text!r}: use FIELD=VALUE")
+    try:
+        return field, json.loads(value)
+    except ValueError:
+        return field, value
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitpersist",
-        description="Inspect and manage a gitpersist metadata store.")
+        description="Inspect and manage a gitpersist metadata store.",
+        epilog=f"The store is --path, else ${ENV_PATH}, else the current folder.")
     parser.add_argument("--version", action="version", version=f"gitpersist {__version__}")
+    parser.add_argument("--path", metavar="PATH", help="the store's folder")
+    # --path also after the command; SUPPRESS keeps the global one otherwise.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--path", metavar="PATH", default=argparse.SUPPRESS,
+                        help="the store's folder")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, *parents: argparse.ArgumentParser):
+        sub = commands.add_parser(name, help=help, description=help,
+                                  parents=[common, *parents])
+        sub.set_defaults(run=globals()[f"cmd_{name}"])
+        return sub
+
+    sub = command("init", "create a store (in an empty or new folder)")
+    sub.add_argument("--git", action="store_true",
+                     help="keep history in git (runs `git init` unless a repository "
+                          "already holds the folder)")
+
+    sub = command("ls", "list the records of a type", as_json)
+    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("--where", metavar="FIELD=VALUE", type=_filter, action="append",
+                     default=[], help="only records whose FIELD equals VALUE (JSON when "
+                     "it parses, so size=1 is a number; else a string); repeatable")
+    sub.add_argument("--columns", metavar="FIELD,...",
+                     help="the fields to show after the id (default: a few plain ones)")
+
+    sub = command("show", "print one record", as_json)
+    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("id", metavar="ID")
+    sub.add_argument("--rev", metavar="REV", help="as it was at git revision REV")
+
+    sub = command("log", "list the commits that changed the store, a type or a record",
+                  as_json)
+    sub.add_argument("type", metavar="TYPE", type=_type_name, nargs="?")
+    sub.add_argument("id", metavar="ID", nargs="?")
+    sub.add_argument("-n", metavar="N", type=_count, dest="limit",
+                     help="at most N commits")
+
+    sub = command("diff", "show how a record changed between two revisions")
+    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("id", metavar="ID")
+    sub.add_argument("rev1", metavar="REV1")
+    sub.add_argument("rev2", metavar="REV2", nargs="?",
+                     help="default: the record as it is now")
+
+    sub = command("restore", "make a record what it was at a git revision")
+    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("id", metavar="ID")
+    sub.add_argument("--rev", metavar="REV", required=True)
+
+    sub = command("fsck", "check the store; exit 1 if anything is wrong", as_json)
+    sub.add_argument("--repair", action="store_true",
+                     help="fix what is safe: stale temp files, empty folders, loose "
+                          "permissions, uncommitted changes")
+
+    sub = command("export", "print every record as one JSON document")
+    sub.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+
+    sub = command("import", "store the records of an export or of a cinderlib dump")
+    sub.add_argument("file", metavar="FILE", help="a `gitpersist export` document, or "
+                     "cinderlib's dumps() output; - reads stdin")
+
+    sub = command("migrate", "copy everything from a cinderlib database into the store")
+    sub.add_argument("--from-db", metavar="URL", required=True,
+                     help="the SQLAlchemy URL cinderlib's db plugin used, e.g. "
+                          "sqlite:////var/lib/cinderlib/cinderlib.sqlite")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: ``sys.argv[1:]``); return the exit status."""
+    args = build_parser().parse_args(argv)
+    handler, propagate = _log_to_stderr(), LOG.propagate
+    LOG.propagate = False
+    try:
+        return args.run(args) or 0
+    except GitpersistError as exc:
+        print(f"gitpersist: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gitpersist: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:      # `gitpersist ls volumes | head`
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        LOG.removeHandler(handler)
+        LOG.propagate = propagate
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"gitpersist: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_to_stderr() -> logging.Handler:
+    """Show the library's warnings (a skipped corrupt record) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    handler.setLevel(logging.WARNING)
+    LOG.addHandler(handler)
+    return handler
+
+
+# -- opening the store -------------------------------------------------------
+
+def _root(args: argparse.Namespace) -> str:
+    return os.path.abspath(args.path or os.environ.get(ENV_PATH) or os.curdir)
+
+
+def _require_store(root: str) -> None:
+    if not is_store(root):
+        raise CommandError(f"no gitpersist store at {root}; run `gitpersist init` first")
+
+
+@contextlib.contextmanager
+def _open(args: argparse.Namespace, *, write: bool = False) -> Iterator[Store]:
+    """The store at --path, which must exist.  Writers get git history when
+    the store keeps it (see the module doc); readers never write, so they
+    open it without."""
+    root = _root(args)
+    _require_store(root)
+    with Store(root, git=write and uses_git(root), watch="off") as store:
+        yield store
+
+
+@contextlib.contextmanager
+def _open_history(args: argparse.Namespace) -> Iterator[History]:
+    """The store's git history, read-only: unlike ``Store(git=True)``,
+    opening it does not commit files that differ from HEAD."""
+    root = _root(args)
+    _require_store(root)
+    if not uses_git(root):
+        raise CommandError(f"the store at {root} keeps no git history "
+                           "(start one with `gitpersist init --git`)")
+    from .history import History
+    history = History(root, lock=_no_writes, author=None, commit_mode="sync",
+                      commit_delay=0.0, fsync=False)
+    try:
+        yield history
+    finally:
+        history.close()
+
+
+def _no_writes() -> contextlib.AbstractContextManager[None]:
+    # The history only takes the store lock to commit, which a read-only
+    # command never asks it to do.
+    raise StoreError("the history was opened read-only")
+
+
+# -- output ------------------------------------------------------------------
+
+def _print_json(value: Any) -> None:
+    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _cell(value: Any, limit: int | None = MAX_CELL) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = orjson.dumps(value).decode()
+    text = " ".join(text.split()) if not text.isprintable() else text
+    if limit is not None and len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _columns(records: list[dict[str, Any]]) -> list[str]:
+    """A few fields worth a column: known names first, then plain fields
+    every record has."""
+    present = set().union(*(record.keys() for record in records)) - {"id"}
+    chosen = [name for name in PREFERRED_COLUMNS if name in present][:MAX_COLUMNS]
+    plain = sorted(name for name in present if name not in chosen and all(
+        isinstance(record.get(name), str | int | float | bool) for record in records))
+    return chosen + plain[:MAX_COLUMNS - len(chosen)]
+
+
+# -- commands ----------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = _root(args)
+    existed = is_store(root)
+    if not existed and os.path.isdir(root) and any(
+            entry.name != ".git" for entry in os.scandir(root)):
+        raise CommandError(f"{root} is not empty; a store needs a folder of its own "
+                           f"(try --path {os.path.join(root, 'metadata')})")
+    # With git, the history commits the format file (and runs `git init` in
+    # the folder unless a repository already holds it).
+    with Store(root, git=args.git or uses_git(root), watch="off") as store:
+        history = store.history
+        where = f" (history in git repository {history.worktree})" if history else ""
+    what = "Reinitialized existing" if existed else "Initialized empty"
+    print(f"{what} gitpersist store in {root}{where}")
     return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        # Filters are applied here rather than by Store.find: a field may be
+        # called "type", which find() takes as its own argument.
+        records = [record for record in store.all(args.type)
+                   if all(record.get(field) == value for field, value in args.where)]
+        if not records and args.type not in store.types():
+            LOG.warning("no records of type %r (the store has %s)", args.type,
+                        ", ".join(store.types()) or "none at all")
+    if args.json:
+        _print_json(records)
+        return 0
+    if not records:
+        return 0
+    columns = (_columns(records) if args.columns is None
+               else [name for name in args.columns.split(",") if name and name != "id"])
+    _print_table(["ID", *(name.upper() for name in columns)],
+                 [[record["id"], *(_cell(record.get(name)) for name in columns)]
+                  for record in records])
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if args.rev is None:
+        with _open(args) as store:
+            record = store.get(args.type, args.id)
+        if record is None:
+            raise CommandError(f"no record {args.type} {args.id!r} in {store.root}")
+    else:
+        relpath = paths.record_path(args.type, args.id)
+        with _open_history(args) as history:
+            data = history.read(relpath, args.rev)
+        record = None if data is None else encoding.loads(data, f"{args.rev}:{relpath}")
+        if record is None:
+            raise CommandError(f"no record {args.type} {args.id!r} at revision {args.rev}")
+    if args.json:
+        _print_json(record)
+    else:
+        _print_table(["FIELD", "VALUE"], [[name, _cell(record[name], None)]
+                                          for name in ["id", *sorted(record.keys() - {"id"})]])
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    relpath = (paths.record_path(args.type, args.id) if args.id is not None
+               else args.type or ".")
+    with _open_history(args) as history:
+        entries = [{"commit": version.commit, "time": version.time.isoformat(),
+                    "author": version.author, "message": version.message}
+                   for version in history.versions(relpath, args.limit)]
+    if args.json:
+        _print_json(entries)
+        return 0
+    if entries:
+        _print_table(["COMMIT", "DATE", "AUTHOR", "MESSAGE"], [
+            [entry["commit"][:10],
+             datetime.datetime.fromisoformat(entry["time"]).strftime("%Y-%m-%d %H:%M:%S"),
+             _cell(entry["author"].split(" <")[0], 24),
+             _cell((entry["message"].splitlines() or [""])[0], 72)]
+            for entry in entries])
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    relpath = paths.record_path(args.type, args.id)
+    with _open_history(args) as history:
+        sys.stdout.write(history.diff(relpath, args.rev1, args.rev2))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    root = _root(args)
+    _require_store(root)
+    if not uses_git(root):
+        raise CommandError(f"the store at {root} keeps no git history to restore from")
+    with Store(root, git=True, watch="off") as store:
+        before = store.revision(args.type, args.id)
+        revision = store.restore(args.type, args.id, args.rev)
+    subject = f"{args.type} {args.id}"
+    if revision is None:
+        print(f"{subject}: absent at {args.rev}, " + ("deleted" if before else "still absent"))
+    elif revision == before:
+        print(f"{subject}: already as at {args.rev}")
+    else:
+        print(f"{subject}: restored from {args.rev} (revision {revision[:10]})")
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    root = _root(args)
+    if not os.path.isdir(os.path.join(root, META_DIR)):
+        _require_store(root)
+    with Progress("fsck") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.advance(done - bar.done)
+        problems = fsck.check(root, repair=args.repair, progress=progress)
+    if args.json:
+        _print_json([{"kind": p.kind, "path": p.path, "message": p.message,
+                      "repairable": p.repairable, "repaired": p.repaired, "note": p.note}
+                     for p in problems])
+    else:
+        for problem in problems:
+            label = "note" if problem.note else "repaired" if problem.repaired else "error"
+            print(f"{label}: {problem.kind}: {problem.path}: {problem.message}")
+        left = [p for p in problems if not p.note and not p.repaired]
+        repaired = sum(p.repaired and not p.note for p in problems)
+        summary = f"{len(left)} problem{'s' * (len(left) != 1)}"
+        if args.repair:
+            summary += f" left, {repaired} repaired"
+        print(f"{root}: {summary}" if left or repaired else f"{root}: clean",
+              file=sys.stderr)
+    return 0 if fsck.clean(problems) else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        document, skipped = transfer.export(store)
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    if args.output is None:
+        sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") \
+            else sys.stdout.write(data.decode())
+        sys.stdout.flush()
+    else:
+        transfer.write_file(args.output, data)
+        count = sum(len(records) for records in document["types"].values())
+        print(f"exported {count} records to {args.output}", file=sys.stderr)
+    if skipped:
+        raise CommandError(f"{skipped} corrupt record file(s) left out of the export; "
+                           "run `gitpersist fsck`")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    root = _root(args)
+    _require_store(root)
+    document = transfer.read_file(args.file)
+    name = os.path.basename(args.file) if args.file != "-" else "stdin"
+    if transfer.kind_of(document, args.file) == "export":
+        with _open(args, write=True) as store, Progress("import") as bar:
+            counts = transfer.import_export(store, document, source=args.file, progress=bar)
+    else:
+        with _open_plugin(root) as plugin, \
+                transfer.cinderlib_persistence({"storage": plugin}):
+            objects = transfer.load_cinderlib(document, args.file)
+            with Progress("import") as bar:
+                counts = transfer.write_objects(
+                    plugin, objects, f"Import {len(objects)} cinderlib objects from {name}",
+                    progress=bar)
+    print(f"imported {transfer.describe_counts(counts)} from {args.file}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    root = _root(args)
+    _require_store(root)
+    url, shown = args.from_db, transfer.safe_url(args.from_db)
+    transfer.check_database(url)
+    # Read everything first: opening the file plugin re-points cinder's
+    # object hooks to itself, which the db plugin's lazy loads rely on.
+    with transfer.cinderlib_persistence({"storage": "db", "connection": url}):
+        objects = transfer.read_database()
+    with _open_plugin(root) as plugin, Progress("migrate") as bar:
+        counts = transfer.write_objects(plugin, objects, f"Migrate from {shown}",
+                                        progress=bar)
+    print(f"migrated {transfer.describe_counts(counts)} from {shown}")
+    return 0
+
+
+@contextlib.contextmanager
+def _open_plugin(root: str) -> Iterator[Any]:
+    """cinderlib's file plugin on the store at `root` (git as `_open`)."""
+    from .plugin import FilePersistence     # cinderlib loads only when needed
+    plugin = FilePersistence(path=root, git=uses_git(root), watch="off")
+    try:
+        yield plugin
+    finally:
+        plugin.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,398 @@
+"""Checking a store, and repairing what is safe to repair.
+
+`check(root)` reads the whole store folder and returns one `Problem` per
+thing wrong, each naming its file (relative to the store root).  It checks:
+
+* the format file (present, parses, a format this version understands);
+* every record file: it parses as a JSON object with a string ``"id"``, and
+  that id belongs at the file's path (`paths.record_path`);
+* references between cinderlib records: a snapshot's and a connection's
+  ``volume_id`` name an existing volume;
+* files and folders the store cannot account for (anything that is not a
+  type folder, shard folder, record file or the store's own metadata),
+  symlinks (never followed), temp files left by crashed writers, write
+  permissions looser than the store's modes (0600 files, 0700 folders);
+* with git: record files that differ from the last commit, a leftover
+  ``index.lock``, and whatever ``git fsck`` reports.
+
+Notes (``Problem.note``) tell what is worth knowing but harmless: empty
+folders left after deletions, a write in progress, a write lock held.  They
+do not make a store unclean.
+
+With ``repair=True`` it fixes what is safe, holding the store's write lock:
+removes temp files of writers that are gone and empty shard folders,
+tightens permissions, and commits uncommitted record changes through the
+history's recovery (what a store opened with ``git=True`` does).  Each fixed
+problem comes back with ``repaired=True``; everything else is left as found.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import filelock
+import orjson
+
+from . import encoding, files, paths
+from .errors import CorruptRecord, LockTimeout, StoreError
+from .locate import find_repo, uses_git
+from .store import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR
+
+# Fields that name another record: (type, field) -> referenced type.
+REFERENCES: dict[tuple[str, str], str] = {
+    ("snapshots", "volume_id"): "volumes",
+    ("connections", "volume_id"): "volumes",
+}
+# What the store itself keeps in its metadata folder.
+META_FILES = frozenset({"format.json", ".gitignore", "write.lock"})
+_SHARD_RE = re.compile(r"[0-9a-f]{2}")
+_STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
+                 "C": "copied", "U": "unmerged", "T": "type changed", "?": "new"}
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a store.
+
+    `kind` is a stable short code (``corrupt``, ``id-mismatch``,
+    ``dangling-reference``, ``unknown-file``, ``symlink``, ``stale-temp``,
+    ``permissions``, ``format``, ``uncommitted``, ``git-lock``,
+    ``git-fsck``, and for notes ``empty-folder``, ``write-in-progress``,
+    ``locked``); `path` is relative to the store root (``.`` for the root).
+    """
+    kind: str
+    path: str
+    message: str
+    repairable: bool = False
+    repaired: bool = False
+    note: bool = False
+
+    def __str__(self) -> str:
+        state = " (repaired)" if self.repaired else ""
+        return f"{self.path}: {self.message}{state}"
+
+
+def check(root: str | os.PathLike[str], *, repair: bool = False,
+          git: bool | None = None, file_mode: int = 0o600, dir_mode: int = 0o700,
+          lock_timeout: float = 30.0, progress: Progress | None = None) -> list[Problem]:
+    """Check the store at `root`; with `repair`, fix what is safe.
+
+    `git=None` decides by `locate.uses_git`.  `progress(done, total)` is
+    called as shard folders are checked.  Raises `StoreError` if `root` is
+    not a folder, and `LockTimeout` if `repair` cannot take the write lock.
+    """
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise StoreError(f"store path {root} is not a folder")
+    checker = _Checker(root, repair, file_mode, dir_mode, progress)
+    with checker.locked(lock_timeout):
+        checker.check_meta()
+        checker.check_tree()
+        checker.check_references()
+    if git if git is not None else uses_git(root):
+        checker.check_git()
+    return checker.problems
+
+
+def clean(problems: list[Problem]) -> bool:
+    """True if none of `problems` is left to fix (notes and repairs aside)."""
+    return all(problem.note or problem.repaired for problem in problems)
+
+
+class _Checker:
+    def __init__(self, root: str, repair: bool, file_mode: int, dir_mode: int,
+                 progress: Progress | None) -> None:
+        self.root = root
+        self.repair = repair
+        self.file_mode, self.dir_mode = file_mode, dir_mode
+        self.progress = progress
+        self.problems: list[Problem] = []
+        self.ids: dict[str, set[str]] = {}           # type -> ids found
+        self.references: list[tuple[str, str, str, str]] = []   # relpath, field, type, id
+
+    # -- reporting -----------------------------------------------------------
+
+    def report(self, kind: str, relpath: str, message: str, *,
+               fix: Callable[[], None] | None = None, note: bool = False) -> None:
+        """Add a problem; with `repair`, run `fix` first (an OSError is reported)."""
+        repaired = False
+        if fix is not None and self.repair:
+            try:
+                fix()
+                repaired = True
+            except OSError as exc:
+                message += f" (could not repair: {exc.strerror or exc})"
+        self.problems.append(Problem(kind, relpath, message, repairable=fix is not None,
+                                     repaired=repaired, note=note))
+
+    def path(self, relpath: str) -> str:
+        return self.root if relpath == "." else os.path.join(self.root, *relpath.split("/"))
+
+    @contextmanager
+    def locked(self, timeout: float) -> Iterator[None]:
+        """Hold the write lock while repairing; otherwise only say if it is held."""
+        lock_path = self.path(LOCK_FILE)
+        if self.repair:
+            lock = filelock.FileLock(lock_path, timeout=timeout, mode=self.file_mode,
+                                     thread_local=False)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                raise LockTimeout(f"could not lock {lock_path} within {timeout} s "
+                                  "to repair the store") from None
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        if os.path.isfile(lock_path) and not os.path.islink(lock_path):
+            probe = filelock.FileLock(lock_path, timeout=0, thread_local=False)
+            try:
+                with probe:
+                    pass
+            except filelock.Timeout:
+                self.report("locked", LOCK_FILE, "held by a running writer: what "
+                            "follows may change while it is checked", note=True)
+        yield
+
+    # -- the metadata folder -------------------------------------------------
+
+    def check_meta(self) -> None:
+        # The root's own mode is the user's business (it may be a folder of
+        # a shared repository); what the store creates below it is checked.
+        meta = self.path(META_DIR)
+        if os.path.islink(meta) or not os.path.isdir(meta):
+            self.report("format", META_DIR, "missing: not a gitpersist store "
+                        "(or its metadata folder was removed)")
+            return
+        self.check_mode(META_DIR, os.lstat(meta))
+        for entry in sorted(os.scandir(meta), key=lambda e: e.name):
+            relpath = f"{META_DIR}/{entry.name}"
+            if entry.is_symlink():
+                self.report("symlink", relpath, "is a symlink; the store never writes one")
+            elif entry.name in META_FILES and entry.is_file():
+                self.check_mode(relpath, entry.stat(follow_symlinks=False))
+            elif files.is_stale_temp(entry.name):
+                self.report_stale_temp(relpath)
+            else:
+                self.report("unknown-file", relpath,
+                            "not a file gitpersist keeps in its metadata folder")
+        self.check_format()
+
+    def check_format(self) -> None:
+        try:
+            found = files.read(self.path(FORMAT_FILE))
+        except OSError as exc:
+            self.report("format", FORMAT_FILE, f"unreadable: {exc.strerror or exc}")
+            return
+        if found is None:
+            self.report("format", FORMAT_FILE, "missing: the store's format is unknown")
+            return
+        try:
+            version = orjson.loads(found[0])["format"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.report("format", FORMAT_FILE, "not a gitpersist format file")
+            return
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            self.report("format", FORMAT_FILE, f"format {version!r} is not a format version")
+        elif version > FORMAT_VERSION:
+            self.report("format", FORMAT_FILE, f"format {version} is newer than this "
+                        f"gitpersist understands ({FORMAT_VERSION}); upgrade gitpersist")
+
+    # -- types, shards, records ----------------------------------------------
+
+    def check_tree(self) -> None:
+        type_folders = []
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if entry.name == META_DIR or (entry.name == ".git" and not entry.is_symlink()):
+                continue
+            if entry.is_symlink():
+                self.report("symlink", entry.name, "is a symlink; the store never writes one")
+            elif entry.is_dir() and paths.is_type(entry.name):
+                type_folders.append(entry)
+            elif files.is_stale_temp(entry.name):
+                self.report_stale_temp(entry.name)
+            else:
+                what = "folder" if entry.is_dir() else "file"
+                self.report("unknown-file", entry.name,
+                            f"{what} the store cannot account for (not a type folder)")
+        shards = []
+        for type_entry in type_folders:
+            self.ids.setdefault(type_entry.name, set())
+            self.check_mode(type_entry.name, type_entry.stat(follow_symlinks=False))
+            shards.extend(self.shards_of(type_entry))
+        for done, (type, shard) in enumerate(shards, 1):
+            self.check_shard(type, shard)
+            if self.progress is not None:
+                self.progress(done, len(shards))
+        for type_entry in type_folders:
+            self.remove_if_empty(type_entry.name)
+
+    def shards_of(self, type_entry: os.DirEntry) -> list[tuple[str, os.DirEntry]]:
+        shards = []
+        for entry in sorted(os.scandir(type_entry.path), key=lambda e: e.name):
+            relpath = f"{type_entry.name}/{entry.name}"
+            if entry.is_symlink():
+                self.report("symlink", relpath, "is a symlink; the store never writes one")
+            elif entry.is_dir() and _SHARD_RE.fullmatch(entry.name):
+                shards.append((type_entry.name, entry))
+            elif files.is_stale_temp(entry.name):
+                self.report_stale_temp(relpath)
+            else:
+                what = "folder" if entry.is_dir() else "file"
+                self.report("unknown-file", relpath,
+                            f"{what} the store cannot account for (not a shard folder)")
+        return shards
+
+    def check_shard(self, type: str, shard: os.DirEntry) -> None:
+        relfolder = f"{type}/{shard.name}"
+        self.check_mode(relfolder, shard.stat(follow_symlinks=False))
+        for entry in sorted(os.scandir(shard.path), key=lambda e: e.name):
+            relpath = f"{relfolder}/{entry.name}"
+            if entry.is_symlink():
+                self.report("symlink", relpath, "is a symlink; the store never writes one")
+            elif entry.name.startswith(".") and entry.name.endswith(files.TEMP_SUFFIX):
+                if files.is_stale_temp(entry.name):
+                    self.report_stale_temp(relpath)
+                else:
+                    self.report("write-in-progress", relpath,
+                                "temp file of a running writer", note=True)
+            elif entry.is_file() and paths.split_record_path(relpath) is not None:
+                self.check_mode(relpath, entry.stat(follow_symlinks=False))
+                self.check_record(type, relpath)
+            else:
+                what = "folder" if entry.is_dir() else "file"
+                self.report("unknown-file", relpath,
+                            f"{what} the store cannot account for (not a record file)")
+        self.remove_if_empty(relfolder)
+
+    def check_record(self, type: str, relpath: str) -> None:
+        try:
+            found = files.read(self.path(relpath))
+            if found is None:           # removed while we looked
+                return
+            document = encoding.loads(found[0], relpath)
+        except CorruptRecord as exc:
+            self.report("corrupt", relpath, exc.reason)
+            return
+        except OSError as exc:
+            self.report("corrupt", relpath, f"unreadable: {exc.strerror or exc}")
+            return
+        id = document["id"]
+        try:
+            expected = paths.record_path(type, id)
+        except ValueError as exc:
+            self.report("corrupt", relpath, f"its id cannot be stored: {exc}")
+            return
+        if expected != relpath:
+            self.report("id-mismatch", relpath,
+                        f"holds id {id!r}, which belongs at {expected}")
+            return
+        self.ids[type].add(id)
+        for (source, field), target in REFERENCES.items():
+            value = document.get(field) if source == type else None
+            if isinstance(value, str):
+                self.references.append((relpath, field, target, value))
+
+    def check_references(self) -> None:
+        for relpath, field, target, value in self.references:
+            if value not in self.ids.get(target, ()):
+                self.report("dangling-reference", relpath,
+                            f"{field} {value!r} names no record in {target}")
+
+    # -- leftovers -----------------------------------------------------------
+
+    def report_stale_temp(self, relpath: str) -> None:
+        self.report("stale-temp", relpath, "temp file left by a writer that is gone",
+                    fix=lambda: os.unlink(self.path(relpath)))
+
+    def remove_if_empty(self, relfolder: str) -> None:
+        folder = self.path(relfolder)
+        try:
+            empty = not any(True for _ in os.scandir(folder))
+        except FileNotFoundError:
+            return
+        if empty:
+            self.report("empty-folder", relfolder, "empty folder (left after deletions)",
+                        fix=lambda: os.rmdir(folder), note=True)
+
+    def check_mode(self, relpath: str, st: os.stat_result) -> None:
+        allowed = self.dir_mode if stat.S_ISDIR(st.st_mode) else self.file_mode
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & ~allowed & 0o777:
+            self.report("permissions", relpath,
+                        f"mode {mode:04o} is looser than {allowed:04o}",
+                        fix=lambda: os.chmod(self.path(relpath), mode & allowed))
+
+    # -- git -----------------------------------------------------------------
+
+    def check_git(self) -> None:
+        repo = find_repo(self.root)
+        if repo is None:
+            self.report("git-fsck", ".", "the store should keep git history, "
+                        "but no git repository holds it")
+            return
+        try:
+            here = os.path.relpath(os.path.realpath(self.root),
+                                   os.path.realpath(repo.working_tree_dir))
+            lock = os.path.join(repo.git_dir, "index.lock")
+            if os.path.exists(lock):
+                self.report("git-lock", os.path.relpath(lock, self.root),
+                            "git's index lock: a git command is running, or one "
+                            "crashed (then remove the file)")
+            changes = self.uncommitted(repo, here)
+            left = changes
+            if changes and self.repair and not os.path.exists(lock):
+                self.commit_pending()
+                left = self.uncommitted(repo, here)
+            for relpath, what in changes.items():
+                self.problems.append(Problem(
+                    "uncommitted", relpath, f"{what} since the last commit",
+                    repairable=True, repaired=relpath not in left))
+            self.git_fsck(repo)
+        finally:
+            repo.close()
+
+    def uncommitted(self, repo, here: str) -> dict[str, str]:
+        """Record and format files that differ from HEAD: relpath -> what."""
+        status, out, err = repo.git.status(
+            "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--", here,
+            with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False)
+        if status != 0:
+            self.report("git-fsck", ".", f"git status failed: {err.strip()}")
+            return {}
+        prefix = "" if here == "." else here.replace(os.sep, "/") + "/"
+        changes = {}
+        for item in out.split("\0"):
+            if len(item) < 4 or not item[3:].startswith(prefix):
+                continue
+            relpath = item[3:][len(prefix):]
+            if relpath in (FORMAT_FILE, f"{META_DIR}/.gitignore") \
+                    or paths.split_record_path(relpath) is not None:
+                code = item[1] if item[1] != " " else item[0]
+                changes[relpath] = _STATUS_WORDS.get(code, "changed")
+        return changes
+
+    def commit_pending(self) -> None:
+        """Commit what is uncommitted, as a store opened with git does."""
+        from .store import Store
+        with Store(self.root, git=True, watch="off", file_mode=self.file_mode,
+                   dir_mode=self.dir_mode):
+            pass
+
+    def git_fsck(self, repo) -> None:
+        status, out, err = repo.git.fsck("--no-dangling", "--no-progress",
+                                         with_extended_output=True, with_exceptions=False)
+        lines = [line.strip() for line in f"{out}\n{err}".splitlines()]
+        lines = [line for line in lines if line and not line.startswith("notice:")]
+        if status != 0 and not lines:
+            lines = [f"git fsck exited with status {status}"]
+        for line in lines:
+            self.report("git-fsck", os.path.relpath(repo.git_dir, self.root), line)

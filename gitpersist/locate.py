@@ -1,0 +1,53 @@
+"""Finding a store on disk, and the git repository that keeps its history.
+
+Guarantees:
+
+* Nothing here creates or changes a file: these functions only look.
+* `is_store` is true exactly when the folder holds a format file, the file
+  every `Store` writes when it first opens a folder.
+* `uses_git` decides whether a store keeps git history, without being told:
+  yes when its root is the top of a git work tree (``<root>/.git`` exists),
+  or when its format file is tracked by the git repository around it (a
+  store opened with ``git=True`` commits it first).  A store that merely
+  sits inside some unrelated repository, untracked or ignored, does not.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .store import FORMAT_FILE
+
+
+def is_store(root: str | os.PathLike[str]) -> bool:
+    """True if `root` holds a gitpersist store (its format file exists)."""
+    return os.path.isfile(os.path.join(os.fspath(root), *FORMAT_FILE.split("/")))
+
+
+def find_repo(root: str | os.PathLike[str]):  # -> git.Repo | None
+    """The non-bare git repository whose work tree holds `root`, or None."""
+    import git     # GitPython loads only when needed
+    try:
+        repo = git.Repo(os.fspath(root), search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+    if repo.bare or repo.working_tree_dir is None:
+        repo.close()
+        return None
+    return repo
+
+
+def uses_git(root: str | os.PathLike[str]) -> bool:
+    """True if the store at `root` keeps its history in git (see module doc)."""
+    root = os.path.realpath(os.fspath(root))
+    if os.path.exists(os.path.join(root, ".git")):
+        return True
+    repo = find_repo(root)
+    if repo is None:
+        return False
+    try:
+        format_path = os.path.join(root, *FORMAT_FILE.split("/"))
+        relative = os.path.relpath(format_path, os.path.realpath(repo.working_tree_dir))
+        return bool(repo.git.ls_files("--", relative))
+    finally:
+        repo.close()
