@@ -71,6 +71,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -106,7 +107,7 @@ INDEXES: dict[str, dict[str, Any]] = {
 # The attribute of a cinderlib object holding the record revision its state
 # was read or saved at (see `FilePersistence._save`).
 _REVISION = "_gitpersist_revision"
-_MERGE_ATTEMPTS = 20
+_UPDATE_ATTEMPTS = 20
 
 
 # -- configuration -------------------------------------------------------------
@@ -415,10 +416,7 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
 
     @staticmethod
     def _remember(resource: Any, doc: Document) -> Any:
-        # The revision of what was read: the store writes records as
-        # canonical JSON, so the document's encoding is the file's bytes.
-        setattr(resource, _REVISION,
-                encoding.revision_of(encoding.dumps(doc, doc["id"])))
+        setattr(resource, _REVISION, _revision(doc))
         return resource
 
     # -- writing ---------------------------------------------------------------
@@ -468,45 +466,53 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         except ConflictError:
             pass
         changed = _changed_fields(resource)
-        for _ in range(_MERGE_ATTEMPTS):
-            current = self.store.get(type, resource.id)
-            if current is None:
-                merged, expect = doc, ABSENT
-            else:
-                expect = encoding.revision_of(encoding.dumps(current, resource.id))
-                merged = _merge(current, doc, changed)
-            try:
-                revision = self.store.put(type, resource.id, merged, expect=expect)
-            except ConflictError:
-                continue
-            # Once the record differs from the object, later saves merge too.
-            setattr(resource, _REVISION, revision if merged == doc else None)
-            return
-        raise ConflictError(type, resource.id, None, None)
+        revision, merged = self._update(
+            type, resource.id, lambda current: doc if current is None
+            else _merge(current, doc, changed))
+        # Once the record differs from the object, later saves merge too.
+        setattr(resource, _REVISION, revision if merged == doc else None)
 
     def _delete(self, type: str, resource: Any, status: Document) -> None:
         """Remove the record, or with soft_deletes mark it deleted (the
         fields the db plugin's soft delete sets)."""
-        if not self.soft_deletes:
-            self.store.delete(type, resource.id)
+        if self.soft_deletes:
+            marks = {"deleted": True, "deleted_at": _primitive(
+                ovo_fields.DateTimeField(), None, "deleted_at", timeutils.utcnow()),
+                **status}
+            self._update(type, resource.id, lambda current: None
+                         if current is None or current.get("deleted")
+                         else {**current, **marks})
         else:
-            now = _primitive(ovo_fields.DateTimeField(), None, "deleted_at",
-                             timeutils.utcnow(with_timezone=True))
-            marks = {"deleted": True, "deleted_at": now, **status}
-            for _ in range(_MERGE_ATTEMPTS):
-                current = self.store.get(type, resource.id)
-                if current is None or current.get("deleted"):
-                    break
-                try:
-                    self.store.put(type, resource.id, {**current, **marks},
-                                   expect=encoding.revision_of(
-                                       encoding.dumps(current, resource.id)))
-                    break
-                except ConflictError:
-                    continue
-            else:
-                raise ConflictError(type, resource.id, None, None)
+            self.store.delete(type, resource.id)
         setattr(resource, _REVISION, None)
+
+    def _update(self, type: str, id: str,
+                change: Callable[[Document | None], Document | None]
+                ) -> tuple[str | None, Document | None]:
+        """Write ``change(current record)`` unless it is None, expecting the
+        record unchanged meanwhile; when another writer got in first, read
+        again and retry.  Returns the revision and the document written."""
+        attempt = 0
+        while True:
+            current = self.store.get(type, id)
+            new = change(current)
+            if new is None:
+                return None, None
+            try:
+                return self.store.put(type, id, new, expect=ABSENT if current is None
+                                      else _revision(current)), new
+            except ConflictError:
+                attempt += 1
+                if attempt == _UPDATE_ATTEMPTS:
+                    raise
+                # The cache may not have seen the other process's write yet.
+                time.sleep(min(0.05, 0.001 * 2 ** attempt))
+
+
+def _revision(doc: Document) -> str:
+    """The revision of a record as read: the store writes records as
+    canonical JSON, so the document's encoding is the file's bytes."""
+    return encoding.revision_of(encoding.dumps(doc, doc["id"]))
 
 
 def _value(type: str, doc: Document, name: str) -> Any:

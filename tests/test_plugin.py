@@ -17,6 +17,8 @@ from cinderlib.persistence import base as persistence_base  # noqa: E402
 from cinderlib.tests.unit import utils as cl_utils  # noqa: E402
 from oslo_versionedobjects import fields as ovo_fields  # noqa: E402
 
+from helpers import eventually, start_python  # noqa: E402
+
 from gitpersist import ConfigError, CorruptRecord, Store, paths  # noqa: E402
 from gitpersist.plugin import OPTIONS, FilePersistence  # noqa: E402
 import gitpersist.plugin  # noqa: E402
@@ -431,3 +433,39 @@ def test_concurrent_threads_lose_no_change(plugin, backend):
     assert {field: doc[field] for field in changes} == changes
     assert len(plugin.get_volumes()) == 1 + len(new)
 
+
+
+@pytest.mark.slow
+def test_concurrent_processes_lose_no_change(plugin, backend, folder, tmp_path):
+    vol = cinderlib.Volume(backend, size=1, name="data")
+    vol.save()
+    plugin.close()
+    fields = {"display_description": "d", "provider_location": "loc",
+              "provider_id": "pid", "migration_status": "m"}
+    go = tmp_path / "go"
+    worker = """
+        import os, sys, time
+        import cinderlib
+        store, locks, go, vid, field, value = sys.argv[1:]
+        cinderlib.setup(file_locks_path=locks,
+                        persistence_config={"storage": "file", "path": store})
+        [vol] = cinderlib.Backend.persistence.get_volumes(volume_id=vid)
+        open(f"{go}-{field}", "w").close()          # ready
+        while not os.path.exists(go):
+            time.sleep(0.005)
+        for i in range(20):
+            setattr(vol._ovo, field, f"{value}{i}")
+            vol.save()
+    """
+    procs = [start_python(worker, str(folder), str(tmp_path / "locks"), str(go),
+                          vol.id, field, value) for field, value in fields.items()]
+    eventually(lambda: any(proc.poll() is not None for proc in procs) or all(
+        tmp_path.joinpath(f"go-{field}").exists() for field in fields), timeout=120)
+    go.touch()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    with Store(folder, watch="off") as store:
+        doc = store.get("volumes", vol.id)
+    assert {field: doc.get(field) for field in fields} == {
+        field: f"{value}19" for field, value in fields.items()}
