@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -389,3 +390,437 @@ def test_console_script_and_python_m_run_the_command(store_path):
         done = subprocess.run([*command, "--version"], capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 0 and done.stdout.startswith("gitpersist ")
+
+
+# -- git history -------------------------------------------------------------
+
+USER = ["-c", "user.name=Ops User", "-c", "user.email=ops@example.com"]
+
+
+def git(cwd, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture
+def git_store(tmp_path, run) -> Path:
+    """A git store where volume v1 went creating -> available -> size 2."""
+    path = tmp_path / "gstore"
+    assert run("--path", path, "init", "--git")[0] == 0
+    with Store(path, git=True, watch="off", author="Alice <alice@example.com>") as store:
+        store.put("volumes", "v1", {"display_name": "data", "size": 1, "status": "creating"})
+        store.put("volumes", "v1", {"display_name": "data", "size": 1, "status": "available"})
+        store.put("volumes", "v1", {"display_name": "data", "size": 2, "status": "available"})
+        store.put("snapshots", "s1", {"volume_id": "v1", "display_name": "snap"})
+    return path
+
+
+def test_init_git_makes_a_repository_and_commits_the_format_file(run, tmp_path):
+    path = tmp_path / "g"
+    code, out, _ = run("--path", path, "init", "--git")
+    assert code == 0
+    assert out == (f"Initialized empty gitpersist store in {path} "
+                   f"(history in git repository {path})\n")
+    assert git(path, "ls-files").split() == [".gitpersist/.gitignore",
+                                             ".gitpersist/format.json"]
+    assert git(path, "status", "--porcelain") == ""
+
+
+def test_init_git_inside_an_ops_repository_commits_only_the_store(run, tmp_path):
+    repo = tmp_path / "ops"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "playbook.yaml").write_text("tasks: []\n")
+    git(repo, "add", "playbook.yaml")
+    git(repo, *USER, "commit", "-q", "-m", "ops: initial")
+    (repo / "playbook.yaml").write_text("tasks: [x]\n")            # unstaged work
+    code, out, _ = run("--path", repo / "metadata", "init", "--git")
+    assert code == 0 and out.endswith(f"(history in git repository {repo})\n")
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "metadata/.gitpersist/.gitignore", "metadata/.gitpersist/format.json"]
+    assert git(repo, "status", "--porcelain") == " M playbook.yaml\n"
+
+
+def test_a_store_merely_inside_a_repository_keeps_no_history(run, tmp_path):
+    git(tmp_path, "init", "-q")
+    assert run("--path", tmp_path / "meta", "init")[1] == (
+        f"Initialized empty gitpersist store in {tmp_path / 'meta'}\n")
+    code, _, err = run("--path", tmp_path / "meta", "log")
+    assert code == 1
+    assert err == (f"gitpersist: error: the store at {tmp_path / 'meta'} keeps no git "
+                   "history (start one with `gitpersist init --git`)\n")
+
+
+def test_log_of_the_store_a_type_and_a_record(run, git_store):
+    code, out, _ = run("--path", git_store, "log", "--json")
+    assert code == 0
+    entries = json.loads(out)
+    assert [entry["message"] for entry in entries] == [
+        "snapshots s1 (snap): created",
+        "volumes v1 (data): size 1 -> 2",
+        "volumes v1 (data): status creating -> available",
+        "volumes v1 (data): created",
+        entries[-1]["message"]]             # the init commit of the format file
+    assert entries[0]["author"] == "Alice <alice@example.com>"
+    assert all(len(entry["commit"]) == 40 for entry in entries)
+    assert datetime.datetime.fromisoformat(entries[0]["time"]).tzinfo is not None
+
+    code, out, _ = run("--path", git_store, "log", "volumes", "v1", "-n", "2")
+    lines = out.splitlines()
+    assert lines[0].split() == ["COMMIT", "DATE", "AUTHOR", "MESSAGE"]
+    assert [line.split("  Alice  ")[1].strip() for line in lines[1:]] == [
+        "volumes v1 (data): size 1 -> 2", "volumes v1 (data): status creating -> available"]
+    assert lines[1].split()[0] == entries[1]["commit"][:10]
+
+    code, out, _ = run("--path", git_store, "log", "snapshots", "--json")
+    assert [entry["message"] for entry in json.loads(out)] == ["snapshots s1 (snap): created"]
+
+
+def test_show_rev_and_diff(run, git_store):
+    code, out, _ = run("--path", git_store, "show", "volumes", "v1", "--rev", "HEAD~3",
+                       "--json")
+    assert (code, json.loads(out)) == (0, {"id": "v1", "display_name": "data", "size": 1,
+                                           "status": "creating"})
+    code, out, err = run("--path", git_store, "show", "snapshots", "s1", "--rev", "HEAD~1")
+    assert (code, out) == (1, "")
+    assert err == "gitpersist: error: no record snapshots 's1' at revision HEAD~1\n"
+
+    relpath = paths.record_path("volumes", "v1")
+    code, out, _ = run("--path", git_store, "diff", "volumes", "v1", "HEAD~3", "HEAD~1")
+    assert code == 0
+    assert out == (f"--- a/{relpath}\tHEAD~3\n+++ b/{relpath}\tHEAD~1\n"
+                   "@@ -1,6 +1,6 @@\n {\n   \"display_name\": \"data\",\n   \"id\": \"v1\",\n"
+                   "-  \"size\": 1,\n-  \"status\": \"creating\"\n+  \"size\": 2,\n"
+                   "+  \"status\": \"available\"\n }\n")
+    code, out, _ = run("--path", git_store, "diff", "volumes", "v1", "HEAD")
+    assert (code, out) == (0, "")           # unchanged since HEAD
+
+
+def test_bad_revisions_are_errors(run, git_store):
+    for argv in (["show", "volumes", "v1", "--rev", "nope"],
+                 ["diff", "volumes", "v1", "nope"],
+                 ["restore", "volumes", "v1", "--rev", "nope"]):
+        code, out, err = run("--path", git_store, *argv)
+        assert (code, out) == (1, ""), argv
+        assert err.startswith("gitpersist: error: revision 'nope' not found in "), err
+
+
+def test_restore_writes_and_commits_the_old_version(run, git_store):
+    code, out, _ = run("--path", git_store, "restore", "volumes", "v1", "--rev", "HEAD~3")
+    assert code == 0
+    assert out.startswith("volumes v1: restored from HEAD~3 (revision ")
+    with Store(git_store, watch="off") as store:
+        assert store.get("volumes", "v1")["status"] == "creating"
+    assert git(git_store, "log", "-1", "--format=%s") == "volumes v1: restore from HEAD~3\n"
+    assert git(git_store, "status", "--porcelain") == ""
+    code, out, _ = run("--path", git_store, "restore", "volumes", "v1", "--rev", "HEAD")
+    assert out == "volumes v1: already as at HEAD\n"
+    # A record absent at REV is deleted.
+    code, out, _ = run("--path", git_store, "restore", "snapshots", "s1", "--rev", "HEAD~3")
+    assert out == "snapshots s1: absent at HEAD~3, deleted\n"
+    assert not record_file(git_store, "snapshots", "s1").exists()
+
+
+def test_reading_commands_commit_nothing(run, git_store):
+    """A record changed behind the store's back stays uncommitted until a
+    command that writes (or fsck --repair) runs."""
+    volume = record_file(git_store, "volumes", "v1")
+    volume.write_text(volume.read_text().replace("available", "error"))
+    head = git(git_store, "rev-parse", "HEAD")
+    for argv in (["ls", "volumes"], ["show", "volumes", "v1"], ["log"],
+                 ["diff", "volumes", "v1", "HEAD"], ["export"]):
+        assert run("--path", git_store, *argv)[0] == 0, argv
+    assert git(git_store, "rev-parse", "HEAD") == head
+    code, out, _ = run("--path", git_store, "diff", "volumes", "v1", "HEAD")
+    assert "-  \"status\": \"available\"\n+  \"status\": \"error\"\n" in out
+
+    relpath = paths.record_path("volumes", "v1")
+    code, out, err = run("--path", git_store, "fsck")
+    assert code == 1
+    assert out == f"error: uncommitted: {relpath}: modified since the last commit\n"
+    code, out, err = run("--path", git_store, "fsck", "--repair")
+    assert code == 0
+    assert out == f"repaired: uncommitted: {relpath}: modified since the last commit\n"
+    assert err == f"{git_store}: 0 problems left, 1 repaired\n"
+    assert git(git_store, "rev-parse", "HEAD") != head
+    assert git(git_store, "status", "--porcelain") == ""
+    assert run("--path", git_store, "fsck")[0] == 0
+
+
+def test_import_into_a_git_store_is_one_commit(run, git_store, store_path, tmp_path):
+    export_file = tmp_path / "export.json"
+    assert run("--path", store_path, "export", "-o", export_file)[0] == 0
+    head = git(git_store, "rev-parse", "HEAD").strip()
+    code, out, _ = run("--path", git_store, "import", export_file)
+    assert code == 0
+    assert git(git_store, "rev-list", f"{head}..HEAD").count("\n") == 1
+    assert git(git_store, "log", "-1", "--format=%s") == \
+        "Import 3 records from export.json\n"
+    # s1 was already the same: only what changed is in the commit
+    assert sorted(git(git_store, "show", "--name-only", "--format=", "HEAD").split()) == \
+        sorted([paths.record_path("volumes", "v1"), paths.record_path("volumes", "v2")])
+    assert git(git_store, "status", "--porcelain") == ""
+
+
+# -- stores and databases written by real cinderlib --------------------------
+
+# cinderlib's own code paths (create_volume, create_snapshot, connect,
+# delete, dumps) on a backend whose driver is a mock; argv[1] is the
+# persistence config.  Prints the ids made and cinderlib.dumps().
+SCENARIO = """
+import json, sys, tempfile
+import cinderlib
+from cinderlib.tests.unit import utils
+
+cinderlib.setup(persistence_config=json.loads(sys.argv[1]),
+                file_locks_path=tempfile.mkdtemp(), fail_on_missing_backend=False)
+backend = utils.FakeBackend(volume_backend_name="lvm")
+for method in ("create_volume", "create_snapshot", "create_export", "delete_volume"):
+    getattr(backend.driver, method).return_value = None
+backend.driver.initialize_connection.return_value = {
+    "driver_volume_type": "iscsi",
+    "data": {"target_iqn": "iqn.2024-01.org.example:logs",
+             "target_portal": "192.0.2.10:3260", "target_lun": 1}}
+data = backend.create_volume(size=1, name="data", extra_specs={"k": "v"})
+logs = backend.create_volume(size=2, name="logs")
+snap = data.create_snapshot(name="snap1")
+conn = logs.connect({"host": "node1", "initiator": "iqn.1993-08.org.debian:01:node1",
+                     "multipath": False})
+scratch = backend.create_volume(size=3, name="scratch")
+scratch.delete()
+backend.persistence.set_key_value(cinderlib.KeyValue("k1", "value1"))
+print(json.dumps({"volumes": {"data": data.id, "logs": logs.id}, "snapshot": snap.id,
+                  "connection": conn.id, "dump": json.loads(cinderlib.dumps())}))
+getattr(backend.persistence, "close", lambda: None)()
+"""
+
+# Every object a persistence plugin reads back, field by field (object
+# fields aside; a volume's type as its specs), as JSON.
+READ_BACK = """
+import datetime, json, sys, tempfile
+import cinderlib
+from oslo_versionedobjects import fields
+
+def plain(obj):
+    ovo = obj._ovo
+    out = {}
+    for name, field in ovo.fields.items():
+        if isinstance(field, fields.ObjectField):
+            continue
+        if name == "glance_metadata" and not ovo.obj_attr_is_set(name):
+            getattr(ovo, name)          # the db plugin loads it lazily
+        value = getattr(ovo, name) if ovo.obj_attr_is_set(name) else None
+        if isinstance(value, datetime.datetime):
+            value = value.replace(tzinfo=value.tzinfo or datetime.timezone.utc).isoformat()
+        out[name] = value
+    if "volume_type" in ovo.fields and ovo.obj_attr_is_set("volume_type") and ovo.volume_type:
+        out["extra_specs"] = dict(ovo.volume_type.extra_specs or {})
+    return out
+
+cinderlib.setup(persistence_config=json.loads(sys.argv[1]),
+                file_locks_path=tempfile.mkdtemp(), fail_on_missing_backend=False)
+p = cinderlib.Backend.persistence
+found = {f"{kind} {obj.id}": plain(obj) for kind, objs in (
+    ("volume", p.get_volumes()), ("snapshot", p.get_snapshots()),
+    ("connection", p.get_connections())) for obj in objs}
+found.update({f"key {kv.key}": kv.value for kv in p.get_key_values()})
+print(json.dumps(found, default=str))
+"""
+
+
+def cinderlib_run(code: str, config: dict) -> dict:
+    pytest.importorskip("cinderlib")
+    from helpers import run_python
+    return json.loads(run_python(code, json.dumps(config)).stdout)
+
+
+def gitpersist(*argv) -> subprocess.CompletedProcess:
+    """The console script, in a new process (cinderlib's setup is global)."""
+    return subprocess.run([str(BIN / "gitpersist"), *map(str, argv)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def cinderlib_store(tmp_path_factory):
+    """A git store written by cinderlib through storage="file", and what the
+    scenario made there."""
+    path = tmp_path_factory.mktemp("cinderlib") / "store"
+    made = cinderlib_run(SCENARIO, {"storage": "file", "path": str(path), "git": True})
+    return path, made
+
+
+def copy_of(tmp_path, cinderlib_store) -> tuple[Path, dict]:
+    import shutil
+    path, made = cinderlib_store
+    shutil.copytree(path, tmp_path / "copy", symlinks=True)
+    return tmp_path / "copy", made
+
+
+@pytest.mark.slow
+@pytest.mark.cinderlib
+def test_ls_and_show_on_a_store_written_by_cinderlib(run, cinderlib_store):
+    path, made = cinderlib_store
+    data, logs = made["volumes"]["data"], made["volumes"]["logs"]
+    code, out, _ = run("--path", path, "ls", "volumes")
+    assert code == 0
+    rows = sorted(line.split()[:5] for line in out.splitlines()[1:])
+    assert rows == sorted([[data, "data", "1", "available", "detached"],
+                           [logs, "logs", "2", "in-use", "detached"]])
+    assert out.splitlines()[0].split() == ["ID", "DISPLAY_NAME", "SIZE", "STATUS",
+                                           "ATTACH_STATUS", "HOST"]
+    code, out, _ = run("--path", path, "ls", "volumes", "--where", "display_name=logs",
+                       "--json")
+    [record] = json.loads(out)
+    assert record["id"] == logs and record["host"].endswith("@lvm#lvm")
+    code, out, _ = run("--path", path, "ls", "snapshots", "--where", f"volume_id={data}",
+                       "--json")
+    assert [r["id"] for r in json.loads(out)] == [made["snapshot"]]
+    code, out, _ = run("--path", path, "ls", "connections", "--json")
+    [connection] = json.loads(out)
+    assert (connection["id"], connection["volume_id"]) == (made["connection"], logs)
+    assert connection["connector"]["host"] == "node1"
+    assert run("--path", path, "ls", "key_values")[1] == "ID  VALUE\nk1  value1\n"
+
+    code, out, _ = run("--path", path, "show", "volumes", data, "--json")
+    assert json.loads(out) == json.loads(record_file(path, "volumes", data).read_text())
+    assert json.loads(out)["volume_type"] == {"extra_specs": {"k": "v"}}
+    code, out, _ = run("--path", path, "show", "snapshots", made["snapshot"])
+    assert ["volume_id", data] in [line.split() for line in out.splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.cinderlib
+def test_history_commands_on_a_store_written_by_cinderlib(run, cinderlib_store, tmp_path):
+    path, made = copy_of(tmp_path, cinderlib_store)
+    logs = made["volumes"]["logs"]
+    code, out, _ = run("--path", path, "log", "volumes", logs, "--json")
+    messages = [entry["message"] for entry in json.loads(out)]
+    assert messages[-1] == f"volume {logs} (logs): created"
+    assert any("status available -> in-use" in message for message in messages), messages
+
+    code, out, _ = run("--path", path, "log", "--json")
+    whole = [entry["message"] for entry in json.loads(out)]
+    assert whole[0] == "key k1: created"
+    assert any(message.endswith("(scratch): deleted") for message in whole)
+
+    first = json.loads(run("--path", path, "log", "volumes", logs, "--json")[1])[-1]["commit"]
+    code, out, _ = run("--path", path, "show", "volumes", logs, "--rev", first, "--json")
+    old_status = json.loads(out)["status"]
+    assert old_status in ("creating", "available")
+    code, out, _ = run("--path", path, "diff", "volumes", logs, first)
+    assert f'-  "status": "{old_status}",\n' in out and '+  "status": "in-use",\n' in out
+
+    code, out, _ = run("--path", path, "restore", "volumes", logs, "--rev", first)
+    assert code == 0 and out.startswith(f"volumes {logs}: restored from {first}")
+    # cinderlib reads the restored record back.
+    back = cinderlib_run(READ_BACK, {"storage": "file", "path": str(path)})
+    assert back[f"volume {logs}"]["status"] == old_status
+    code, out, err = run("--path", path, "fsck")
+    assert code == 0 and err == f"{path}: clean\n"
+    assert all(line.startswith("note: ") for line in out.splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.cinderlib
+def test_export_import_and_cinderlib_dumps_give_the_same_records(
+        run, cinderlib_store, tmp_path):
+    path, made = cinderlib_store
+    export_file, dump_file = tmp_path / "export.json", tmp_path / "dump.json"
+    assert run("--path", path, "export", "-o", export_file)[0] == 0
+    dump_file.write_text(json.dumps(made["dump"]))
+    exported = json.loads(export_file.read_text())["types"]
+
+    # our export, into a plain store
+    assert run("--path", tmp_path / "from-export", "init")[0] == 0
+    code, out, _ = run("--path", tmp_path / "from-export", "import", export_file)
+    assert out == (f"imported 1 connections, 1 key_values, 1 snapshots, 2 volumes "
+                   f"from {export_file}\n")
+    code, out, _ = run("--path", tmp_path / "from-export", "export")
+    assert json.loads(out)["types"] == exported
+
+    # cinderlib's dumps(), through the plugin, into a git store: the same
+    # records as cinderlib wrote itself (dumps() holds no key values)
+    target = tmp_path / "from-dump"
+    assert run("--path", target, "init", "--git")[0] == 0
+    done = gitpersist("--path", target, "import", dump_file)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (f"imported 1 connections, 1 snapshots, 2 volumes "
+                           f"from {dump_file}\n")
+    code, out, _ = run("--path", target, "export")
+    assert json.loads(out)["types"] == {
+        type: records for type, records in exported.items() if type != "key_values"}
+    assert git(target, "log", "-1", "--format=%s") == \
+        "Import 4 cinderlib objects from dump.json\n"
+    assert git(target, "status", "--porcelain") == ""
+
+
+@pytest.mark.slow
+@pytest.mark.cinderlib
+def test_import_of_a_broken_cinderlib_dump_stores_nothing(run, cinderlib_store, tmp_path):
+    _, made = cinderlib_store
+    dump = json.loads(json.dumps(made["dump"]))
+    dump[0]["volumes"][1]["ovo"]["versioned_object.data"]["size"] = "huge"
+    (tmp_path / "dump.json").write_text(json.dumps(dump))
+    assert run("--path", tmp_path / "s", "init")[0] == 0
+    done = gitpersist("--path", tmp_path / "s", "import", tmp_path / "dump.json")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"gitpersist: error: {tmp_path / 'dump.json'}: item 0, "
+                                  "volume 1: not a Volume cinderlib can load (ValueError")
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [".gitpersist"]
+
+
+@pytest.mark.slow
+@pytest.mark.cinderlib
+def test_migrate_from_a_database_written_by_cinderlibs_db_plugin(run, tmp_path):
+    database = tmp_path / "cinderlib.sqlite"
+    url = f"sqlite:///{database}"
+    made = cinderlib_run(SCENARIO, {"storage": "db", "connection": url})
+    store = tmp_path / "store"
+    assert run("--path", store, "init", "--git")[0] == 0
+    done = gitpersist("--path", store, "migrate", "--from-db", url)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == ("migrated 1 connections, 1 key_values, 1 snapshots, "
+                           f"2 volumes from {url}\n")
+    assert git(store, "log", "-1", "--format=%s") == f"Migrate from {url}\n"
+    assert git(store, "status", "--porcelain") == ""
+
+    from_db = cinderlib_run(READ_BACK, {"storage": "db", "connection": url})
+    from_files = cinderlib_run(READ_BACK, {"storage": "file", "path": str(store)})
+    assert sorted(from_db) == sorted(from_files) == sorted(
+        [f"volume {made['volumes']['data']}", f"volume {made['volumes']['logs']}",
+         f"snapshot {made['snapshot']}", f"connection {made['connection']}", "key k1"])
+    assert from_files == from_db
+    code, out, err = run("--path", store, "fsck")
+    assert (code, out, err) == (0, "", f"{store}: clean\n")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: None, "no database file {path}"),
+    (lambda path: _sqlite(path, "CREATE TABLE inventory (host TEXT)"),
+     "sqlite:///{path} is not a cinderlib database (it has no volumes table)"),
+])
+def test_migrate_refuses_what_is_not_a_cinderlib_database(run, tmp_path, make, message):
+    database = tmp_path / "other.sqlite"
+    make(database)
+    before = database.read_bytes() if database.exists() else None
+    assert run("--path", tmp_path / "s", "init")[0] == 0
+    code, out, err = run("--path", tmp_path / "s", "migrate", "--from-db",
+                         f"sqlite:///{database}")
+    assert (code, out) == (1, "")
+    assert err.startswith("gitpersist: error: " + message.format(path=database)), err
+    assert (database.read_bytes() if database.exists() else None) == before
+
+
+def test_migrate_hides_passwords_in_messages(run, tmp_path):
+    assert run("--path", tmp_path / "s", "init")[0] == 0
+    code, _, err = run("--path", tmp_path / "s", "migrate", "--from-db",
+                       "postgresql+nosuchdriver://admin:s3cret@db.example/cinder")
+    assert code == 1 and "s3cret" not in err and "***" in err, err
+
+
+def _sqlite(path: Path, statement: str) -> None:
+    import sqlite3
+    with sqlite3.connect(path) as connection:
+        connection.execute(statement)
+    connection.close()
