@@ -824,3 +824,27 @@ def _sqlite(path: Path, statement: str) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute(statement)
     connection.close()
+
+
+# -- the examples ------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, expected", [
+    ("generic_store.py", ["  find('hosts', family='debian')  (index)      ['db-1', 'web-1']",
+                          "  get('hosts', 'web-1') after restore          "
+                          "{'cores': 8, 'id': 'web-1', 'os': 'debian-12', 'rack': 'r1'}"]),
+    ("ops_repo.py", ["the user's work is as it was:          True",
+                     "the store's commits touch only metadata/: True",
+                     "the staged change is still staged:      True"]),
+])
+def test_examples_run_and_leave_nothing_behind(tmp_path, name, expected):
+    done = subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    for line in expected:
+        assert line in done.stdout.splitlines(), done.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,281 @@
+"""gitpersist.fsck: every kind of problem is found, named, and repaired
+only when that is safe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import filelock
+import pytest
+
+from gitpersist import Store, fsck, paths
+from gitpersist.fsck import Problem
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    with Store(path, watch="off") as store:
+        store.put("volumes", "v1", {"size": 1})
+        store.put("snapshots", "s1", {"volume_id": "v1"})
+        store.put("connections", "c1", {"volume_id": "v1"})
+    return path
+
+
+def record_file(root: Path, type: str, id: str) -> Path:
+    return root.joinpath(*paths.record_path(type, id).split("/"))
+
+
+def found(problems: list[Problem]) -> set[tuple[str, str]]:
+    return {(problem.kind, problem.path) for problem in problems}
+
+
+def git(cwd, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_a_clean_store_has_no_problems(root):
+    assert fsck.check(root) == []
+    assert fsck.clean([])
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"{", "not valid JSON"),
+    (b"[1]", "not a JSON object"),
+    (b'{"size": 1}', 'no string "id" field'),
+    (b'{"id": 7}', 'no string "id" field'),
+])
+def test_records_that_do_not_parse(root, content, reason):
+    record_file(root, "volumes", "v1").write_bytes(content)
+    problems = fsck.check(root)
+    relpath = paths.record_path("volumes", "v1")
+    corrupt = [p for p in problems if p.kind == "corrupt"]
+    assert len(corrupt) == 1 and corrupt[0].path == relpath
+    assert corrupt[0].message.startswith(reason)
+    # the references to the unreadable volume dangle too
+    assert found(problems) - {("corrupt", relpath)} == {
+        ("dangling-reference", paths.record_path("snapshots", "s1")),
+        ("dangling-reference", paths.record_path("connections", "c1"))}
+
+
+def test_a_record_at_the_wrong_path(root):
+    record_file(root, "volumes", "v1").write_text('{"id": "v2", "size": 1}')
+    [problem, *_] = fsck.check(root)
+    assert problem == Problem("id-mismatch", paths.record_path("volumes", "v1"),
+                              f"holds id 'v2', which belongs at "
+                              f"{paths.record_path('volumes', 'v2')}")
+
+
+def test_dangling_references_of_snapshots_and_connections(root):
+    with Store(root, watch="off") as store:
+        store.put("connections", "c2", {"volume_id": "gone"})
+        store.put("snapshots", "s2", {"volume_id": None})      # no reference at all
+        store.put("things", "t1", {"volume_id": "gone"})       # not a reference type
+    assert fsck.check(root) == [Problem(
+        "dangling-reference", paths.record_path("connections", "c2"),
+        "volume_id 'gone' names no record in volumes")]
+
+
+def test_unknown_files_and_folders_at_every_level(root):
+    shard = record_file(root, "volumes", "v1").parent
+    (root / "README.md").write_text("?")
+    (root / "Not-A-Type").mkdir()
+    (root / "volumes" / "zz").mkdir()
+    (shard / "notes.txt").write_text("?")
+    (shard / "sub").mkdir()
+    (root / ".gitpersist" / "extra").write_text("?")
+    problems = fsck.check(root)
+    assert found(problems) == {
+        ("unknown-file", "README.md"), ("unknown-file", "Not-A-Type"),
+        ("unknown-file", "volumes/zz"), ("unknown-file", f"volumes/{shard.name}/notes.txt"),
+        ("unknown-file", f"volumes/{shard.name}/sub"),
+        ("unknown-file", ".gitpersist/extra")}
+    # repair removes none of them: they may be someone's
+    assert all(not p.repaired for p in fsck.check(root, repair=True))
+    assert (root / "README.md").exists() and (shard / "notes.txt").exists()
+
+
+def test_symlinks_are_reported_and_never_followed(root, tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"id": "x"}')
+    shard = record_file(root, "volumes", "v1").parent
+    (shard / "x.json").symlink_to(outside)
+    (root / "linked").symlink_to(tmp_path)
+    problems = fsck.check(root, repair=True)
+    assert found(problems) == {("symlink", f"volumes/{shard.name}/x.json"),
+                               ("symlink", "linked")}
+    assert not any(p.repaired for p in problems)
+    assert (shard / "x.json").is_symlink()
+
+
+def test_stale_temp_files_are_removed_live_ones_are_a_note(root):
+    shard = record_file(root, "volumes", "v1").parent
+    stale = shard / ".v9.json.999999999.0badcafe.tmp"
+    live = shard / f".v8.json.{os.getpid()}.0badcafe.tmp"
+    stale.write_text("half")
+    live.write_text("half")
+    problems = fsck.check(root)
+    assert found(problems) == {("stale-temp", f"volumes/{shard.name}/{stale.name}"),
+                               ("write-in-progress", f"volumes/{shard.name}/{live.name}")}
+    assert [p.note for p in problems if p.kind == "write-in-progress"] == [True]
+    assert not fsck.clean(problems)
+    problems = fsck.check(root, repair=True)
+    assert [p.repaired for p in problems if p.kind == "stale-temp"] == [True]
+    assert not stale.exists() and live.exists()
+    assert fsck.clean(problems)
+
+
+def test_loose_permissions_are_tightened(root):
+    record = record_file(root, "volumes", "v1")
+    record.chmod(0o664)
+    record.parent.chmod(0o755)
+    (root / ".gitpersist" / "format.json").chmod(0o644)
+    problems = fsck.check(root)
+    assert {(p.path, p.message) for p in problems} == {
+        (paths.record_path("volumes", "v1"), "mode 0664 is looser than 0600"),
+        (f"volumes/{record.parent.name}", "mode 0755 is looser than 0700"),
+        (".gitpersist/format.json", "mode 0644 is looser than 0600")}
+    assert all(p.repaired for p in fsck.check(root, repair=True))
+    assert (record.stat().st_mode & 0o777, record.parent.stat().st_mode & 0o777) == \
+        (0o600, 0o700)
+    assert fsck.check(root) == []
+
+
+def test_modes_are_the_stores_modes(root):
+    record_file(root, "volumes", "v1").chmod(0o640)
+    assert fsck.check(root, file_mode=0o640) == []
+
+
+def test_empty_folders_are_notes_and_repair_removes_them(root):
+    with Store(root, watch="off") as store:
+        store.delete("connections", "c1")
+    shard = record_file(root, "connections", "c1").parent
+    problems = fsck.check(root)
+    assert problems == [Problem("empty-folder", f"connections/{shard.name}",
+                                "empty folder (left after deletions)",
+                                repairable=True, note=True)]
+    assert fsck.clean(problems)
+    problems = fsck.check(root, repair=True)
+    assert found(problems) == {("empty-folder", f"connections/{shard.name}"),
+                               ("empty-folder", "connections")}
+    assert not (root / "connections").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "missing: the store's format is unknown"),
+    (b"nope", "not a gitpersist format file"),
+    (b'{"format": "1"}', "format '1' is not a format version"),
+    (b'{"format": 99}', "format 99 is newer than this gitpersist understands (1); "
+                        "upgrade gitpersist"),
+])
+def test_the_format_file(root, content, message):
+    format_file = root / ".gitpersist" / "format.json"
+    if content is None:
+        format_file.unlink()
+    else:
+        format_file.write_bytes(content)
+    assert fsck.check(root) == [Problem("format", ".gitpersist/format.json", message)]
+
+
+def test_a_held_write_lock_is_a_note_and_repair_waits_for_it(root):
+    lock = filelock.FileLock(str(root / ".gitpersist" / "write.lock"), thread_local=False)
+    with lock:
+        problems = fsck.check(root)
+        assert problems == [Problem("locked", ".gitpersist/write.lock",
+                                    "held by a running writer: what follows may change "
+                                    "while it is checked", note=True)]
+        with pytest.raises(fsck.LockTimeout, match="could not lock .*write.lock within "
+                                                   "0.1 s to repair the store"):
+            fsck.check(root, repair=True, lock_timeout=0.1)
+
+
+def test_progress_counts_shard_folders(root):
+    calls = []
+    fsck.check(root, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_not_a_folder(tmp_path):
+    with pytest.raises(fsck.StoreError, match="is not a folder"):
+        fsck.check(tmp_path / "nothing")
+
+
+# -- git ---------------------------------------------------------------------
+
+@pytest.fixture
+def git_root(tmp_path: Path) -> Path:
+    path = tmp_path / "gstore"
+    with Store(path, git=True, watch="off") as store:
+        store.put("volumes", "v1", {"size": 1})
+        store.put("volumes", "v2", {"size": 2})
+    return path
+
+
+def test_uncommitted_changes_are_found_and_repair_commits_them(git_root):
+    record_file(git_root, "volumes", "v1").write_text('{"id": "v1", "size": 5}\n')
+    record_file(git_root, "volumes", "v2").unlink()
+    with Store(git_root, watch="off") as store:         # a writer without git
+        store.put("volumes", "v3", {"size": 3})
+    problems = fsck.check(git_root)
+    assert {(p.kind, p.path, p.message) for p in problems if p.kind == "uncommitted"} == {
+        ("uncommitted", paths.record_path("volumes", "v1"), "modified since the last commit"),
+        ("uncommitted", paths.record_path("volumes", "v2"), "deleted since the last commit"),
+        ("uncommitted", paths.record_path("volumes", "v3"), "new since the last commit")}
+    assert all(p.repairable and not p.repaired for p in problems if p.kind == "uncommitted")
+    head = git(git_root, "rev-parse", "HEAD")
+    problems = fsck.check(git_root, repair=True)
+    assert [p.repaired for p in problems if p.kind == "uncommitted"] == [True] * 3
+    assert git(git_root, "rev-parse", "HEAD") != head
+    assert git(git_root, "status", "--porcelain") == ""
+    assert fsck.clean(fsck.check(git_root))
+
+
+def test_a_store_without_git_is_not_checked_against_git(root):
+    git(root, "init", "-q")        # a repository appears, but the store never used it
+    assert fsck.check(root, git=False) == []
+    assert fsck.check(root, git=True)[0].kind == "uncommitted"
+
+
+def test_a_leftover_index_lock_is_reported_not_removed(git_root):
+    lock = git_root / ".git" / "index.lock"
+    lock.write_text("")
+    problems = fsck.check(git_root, repair=True)
+    assert found(problems) == {("git-lock", ".git/index.lock")}
+    assert lock.exists()
+
+
+def test_git_fsck_problems_are_reported(git_root):
+    blob = git(git_root, "rev-parse", f"HEAD:{paths.record_path('volumes', 'v1')}").strip()
+    obj = git_root / ".git" / "objects" / blob[:2] / blob[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"garbage")
+    problems = [p for p in fsck.check(git_root) if p.kind == "git-fsck"]
+    assert problems and all(p.path == ".git" for p in problems)
+    assert any(blob in p.message for p in problems), problems
+
+
+def test_repair_while_another_thread_writes(git_root):
+    """Repair holds the store's lock: a concurrent writer's files are
+    never half-seen as leftovers."""
+    stop = threading.Event()
+
+    def write():
+        with Store(git_root, git=True, watch="off") as store:
+            n = 0
+            while not stop.is_set():
+                store.put("volumes", f"w{n % 5}", {"n": n})
+                n += 1
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(3):
+            problems = fsck.check(git_root, repair=True)
+            assert not [p for p in problems if p.kind in ("stale-temp", "corrupt")]
+    finally:
+        stop.set()
+        writer.join()
+    assert fsck.clean(fsck.check(git_root, repair=True))
