@@ -1,0 +1,180 @@
+"""Tables, targets and the ratio plot of benchmarks/run.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GITPERSIST = ("file", "file-nofsync", "git", "git-async")
+ORDER = ["setup", "create", "snapshot create", "connection create", "get by id",
+         "get by name", "get by backend", "list all", "snapshots by volume",
+         "connections by volume", "update", "delete", "flush",
+         "cold open: open to answer, by id", "cold open: open to answer, by name",
+         "cold open: process to answer, by id", "cold open: process to answer, by name"]
+PLOTTED = [op for op in ORDER if op not in ("setup", "flush") and "process" not in op]
+
+
+def ops_of(results: dict[str, Any]) -> list[str]:
+    seen = {op for result in results.values() for op in result["ops"]}
+    return [op for op in ORDER if op in seen] + sorted(seen - set(ORDER))
+
+
+def median(results: dict[str, Any], plugin: str, op: str) -> float | None:
+    return results.get(plugin, {}).get("ops", {}).get(op, {}).get("median")
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    value = seconds * 1e3
+    return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+
+
+def ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def table(results: dict[str, Any]) -> str:
+    """Median (p90) in milliseconds, one column per plugin."""
+    plugins = list(results)
+    rows = []
+    for op in ops_of(results):
+        row = [op]
+        for plugin in plugins:
+            found = results[plugin]["ops"].get(op)
+            row.append("-" if found is None else
+                       f"{ms(found['median'])} ({ms(found['p90'])})")
+        rows.append(row)
+    return ("milliseconds per operation: median (p90)\n"
+            + _grid(["operation", *plugins], rows))
+
+
+def ratio_table(results: dict[str, Any]) -> str:
+    """gitpersist's median time divided by memory's, db's and the floor's."""
+    plugins = [p for p in GITPERSIST if p in results]
+    header = ["operation"]
+    for plugin in plugins:
+        header += [f"{plugin}/memory", f"{plugin}/db"]
+    header.append("file/floor")
+    rows = []
+    for op in ops_of(results):
+        if op == "flush":
+            continue
+        row = [op]
+        for plugin in plugins:
+            mine = median(results, plugin, op)
+            for other in ("memory", "db"):
+                theirs = median(results, other, op)
+                row.append(ratio(mine / theirs) if mine and theirs else "-")
+        mine, floor = median(results, "file", op), median(results, "floor", op)
+        row.append(ratio(mine / floor) if mine and floor else "-")
+        rows.append(row)
+    return ("time ratios of medians (below 1x: gitpersist is faster)\n"
+            + _grid(header, rows))
+
+
+def _target(measure: str, target: str, value: float | None, met: bool | None,
+            shown: str, note: str = "") -> dict[str, Any]:
+    return {"measure": measure, "target": target, "value": value,
+            "shown": shown, "met": met, "note": note}
+
+
+def targets(results: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """The issue's targets, from this run's medians."""
+    def m(plugin: str, op: str) -> float | None:
+        return median(results, plugin, op)
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    found = []
+    speedup = div(m("db", "create"), m("file", "create"))
+    found.append(_target("durable set (create, plain+fsync)", ">= 6x faster than db",
+                         speedup, None if speedup is None else speedup >= 6,
+                         f"{ratio(speedup)} faster than db"))
+    over = div(m("file", "create"), m("floor", "create"))
+    found.append(_target("durable set (create, plain+fsync)", "<= 1.3x the floor",
+                         over, None if over is None else over <= 1.3,
+                         f"{ratio(over)} the floor"))
+    speedup = div(m("db", "create"), m("git", "create"))
+    found.append(_target("versioned set (git, commit per write)",
+                         "faster than db's unversioned set", speedup,
+                         None if speedup is None else speedup > 1,
+                         f"{ratio(speedup)} faster than db"))
+    for plugin in ("git-async", "git"):
+        rate = results.get(plugin, {}).get("extra", {}).get("versioned writes/s")
+        how = results.get(plugin, {}).get("extra", {}).get("versioned writes/s how", "")
+        found.append(_target(f"batched versioned writes ({plugin}: {how})", ">= 2,000 per second",
+                             rate, None if rate is None else rate >= 2000,
+                             "-" if rate is None else f"{rate:,.0f} per second"))
+    slower = div(m("file", "get by id"), m("memory", "get by id"))
+    found.append(_target("warm get by id", "within 10x of memory", slower,
+                         None if slower is None else slower <= 10,
+                         f"{ratio(slower)} memory's time"))
+    for op in ("get by name", "get by backend"):
+        rel = div(m("file", op), m("memory", op))
+        found.append(_target(op, "faster than memory's linear scan", rel,
+                             None if rel is None else rel < 1, f"{ratio(rel)} memory's time"))
+    listed = m("file", "list all")
+    found.append(_target(f"list all of {n} volumes", "<= 50 ms (for 2,000 volumes)",
+                         listed, None if listed is None or n != 2000 else listed <= 0.050,
+                         f"{ms(listed)} ms"))
+    cold = m("file", "cold open: open to answer, by name")
+    found.append(_target(f"cold open of {n} records, first answer by name (setup + query)",
+                         "<= 2 s (for 100k records)", cold,
+                         None if cold is None or n < 100_000 else cold <= 2,
+                         f"{ms(cold)} ms"))
+    return found
+
+
+def targets_text(found: list[dict[str, Any]]) -> str:
+    lines = ["targets"]
+    for t in found:
+        state = {True: "MET    ", False: "NOT MET", None: "n/a    "}[t["met"]]
+        lines.append(f"  {state} {t['measure']}: {t['target']}: {t['shown']}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: str, title: str) -> None:
+    """Two panels of horizontal bars: each plugin's median time over db's,
+    and over memory's, per operation, on a log scale."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plugins = [p for p in ("floor", *GITPERSIST) if p in results]
+    ops = [op for op in PLOTTED if any(op in results[p]["ops"] for p in plugins)]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(ops) * len(plugins) / 3 + 2.5),
+                             sharey=True)
+    height = 0.8 / max(1, len(plugins))
+    for ax, base in zip(axes, ("db", "memory")):
+        for k, plugin in enumerate(plugins):
+            ys, xs = [], []
+            for i, op in enumerate(ops):
+                mine, theirs = median(results, plugin, op), median(results, base, op)
+                if mine and theirs:
+                    ys.append(i + (k - (len(plugins) - 1) / 2) * height)
+                    xs.append(mine / theirs)
+            ax.barh(ys, xs, height=height, label=plugin, left=0)
+        ax.axvline(1, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_title(f"time / {base}'s time (left of 1: faster than {base})")
+        ax.grid(axis="x", which="both", alpha=0.3)
+        ax.set_yticks(range(len(ops)))
+        ax.set_yticklabels(ops)
+        ax.invert_yaxis()
+    axes[0].legend(loc="lower right", fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
