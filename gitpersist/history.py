@@ -34,6 +34,9 @@ Guarantees:
   written to a temp name, (fsynced,) then renamed, and the ref moves only
   after every object it reaches is on disk, so ``git fsck`` stays clean.
   With ``fsync=False`` that holds for process crashes, not power loss.
+  A branch lock (``<ref>.lock``) left by a process killed while moving the
+  branch is removed once it is `stale_lock_age` seconds old (git holds one
+  for milliseconds), so the next open waits that long, then commits.
 * **Asynchronous mode.**  With ``commit_mode="async"`` `record` only queues;
   a background thread commits within `commit_delay` seconds, one commit for
   everything queued (first line "N changes", the body lists each message).
@@ -128,6 +131,7 @@ class History:
     gc_every = 500              # commits between two ``git gc --auto`` runs
     gc_wait = 5.0               # seconds close() lets a running gc finish
     ref_lock_timeout = 10.0     # seconds to wait for a ref lock held by git
+    stale_lock_age = 10.0       # a ref lock this old (mtime) was left by a crash
     retry_delay = 1.0           # seconds before retrying a failed background step
     tree_cache_size = 2048      # parsed trees kept (covers 256 shards x 8 types)
 
@@ -591,11 +595,28 @@ class History:
                 return os.open(lock, _LOCK_FLAGS, 0o666)
             except FileExistsError:
                 if time.monotonic() > deadline:
+                    # git holds a ref lock for milliseconds (and waits only
+                    # 100 ms for another's): one this old was left by a
+                    # process killed while committing, ours or git's.
+                    if self._remove_stale_lock(lock):
+                        continue
                     raise HistoryError(
                         f"{lock} exists: another git process is updating the branch; if "
                         "none is running, a crashed one left it: remove it") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    def _remove_stale_lock(self, lock: str) -> bool:
+        try:
+            age = time.time() - os.stat(lock).st_mtime
+        except FileNotFoundError:
+            return True
+        if age < self.stale_lock_age:
+            return False
+        LOG.warning("%s: removing a lock left %.0f s ago by a process that crashed "
+                    "while committing", lock, age)
+        _unlink_quietly(lock)
+        return True
 
     def _append_reflog(self, ref: str, old: str | None, new: str, message: str) -> None:
         if not (self._log_refs and (ref == "HEAD" or ref.startswith("refs/heads/"))):
