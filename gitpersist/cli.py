@@ -46,6 +46,7 @@ ENV_PATH = "GITPERSIST_PATH"
 PREFERRED_COLUMNS = ("display_name", "name", "value", "volume_id", "size", "volume_size",
                      "status", "attach_status", "attach_mode", "host", "attached_host")
 MAX_COLUMNS = 5
+TYPE_HELP = "volumes, snapshots, connections, key_values, or any type the store holds"
 MAX_CELL = 40
 
 LOG = logging.getLogger("gitpersist")
@@ -111,34 +112,36 @@ def build_parser() -> argparse.ArgumentParser:
                           "already holds the folder)")
 
     sub = command("ls", "list the records of a type", as_json)
-    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("--where", metavar="FIELD=VALUE", type=_filter, action="append",
                      default=[], help="only records whose FIELD equals VALUE (JSON when "
-                     "it parses, so size=1 is a number; else a string); repeatable")
+                     "it parses, so size=1 is a number; else a string); FIELD may be "
+                     "a.b for a nested field; repeatable")
     sub.add_argument("--columns", metavar="FIELD,...",
-                     help="the fields to show after the id (default: a few plain ones)")
+                     help="the fields to show after the id, a.b for a nested one "
+                          "(default: a few plain ones)")
 
     sub = command("show", "print one record", as_json)
-    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("--rev", metavar="REV", help="as it was at git revision REV")
 
     sub = command("log", "list the commits that changed the store, a type or a record",
                   as_json)
-    sub.add_argument("type", metavar="TYPE", type=_type_name, nargs="?")
+    sub.add_argument("type", metavar="TYPE", type=_type_name, nargs="?", help=TYPE_HELP)
     sub.add_argument("id", metavar="ID", nargs="?")
     sub.add_argument("-n", metavar="N", type=_count, dest="limit",
                      help="at most N commits")
 
     sub = command("diff", "show how a record changed between two revisions")
-    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("rev1", metavar="REV1")
     sub.add_argument("rev2", metavar="REV2", nargs="?",
                      help="default: the record as it is now")
 
     sub = command("restore", "make a record what it was at a git revision")
-    sub.add_argument("type", metavar="TYPE", type=_type_name)
+    sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("--rev", metavar="REV", required=True)
 
@@ -270,6 +273,19 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def _field(record: dict[str, Any], name: str) -> Any:
+    """The record's field `name`; ``a.b`` reaches into nested objects (unless
+    the record has a field literally called ``a.b``)."""
+    if name in record or "." not in name:
+        return record.get(name)
+    value: Any = record
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def _columns(records: list[dict[str, Any]]) -> list[str]:
     """A few fields worth a column: known names first, then plain fields
     every record has."""
@@ -304,7 +320,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         # Filters are applied here rather than by Store.find: a field may be
         # called "type", which find() takes as its own argument.
         records = [record for record in store.all(args.type)
-                   if all(record.get(field) == value for field, value in args.where)]
+                   if all(_field(record, name) == value for name, value in args.where)]
         if not records and args.type not in store.types():
             LOG.warning("no records of type %r (the store has %s)", args.type,
                         ", ".join(store.types()) or "none at all")
@@ -316,7 +332,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     columns = (_columns(records) if args.columns is None
                else [name for name in args.columns.split(",") if name and name != "id"])
     _print_table(["ID", *(name.upper() for name in columns)],
-                 [[record["id"], *(_cell(record.get(name)) for name in columns)]
+                 [[record["id"], *(_cell(_field(record, name)) for name in columns)]
                   for record in records])
     return 0
 
@@ -357,7 +373,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             [entry["commit"][:10],
              datetime.datetime.fromisoformat(entry["time"]).strftime("%Y-%m-%d %H:%M:%S"),
              _cell(entry["author"].split(" <")[0], 24),
-             _cell((entry["message"].splitlines() or [""])[0], 72)]
+             _cell((entry["message"].splitlines() or [""])[0], None)]
             for entry in entries])
     return 0
 

@@ -123,6 +123,9 @@ def test_ls_json_prints_records_with_their_ids(run, store_path):
     (["status=in-use", "size=10"], ["v2"]),      # every filter holds
     (["status=in-use", "size=1"], []),
     (["nosuchfield=null"], ["v1", "v2"]),        # absent equals null
+    (["metadata.a=1"], ["v1"]),                  # a nested field
+    (["metadata.a=2"], []),
+    (["size.a=null"], ["v1", "v2"]),             # nothing nested in a number
 ])
 def test_ls_where_parses_values_as_json_else_string(run, store_path, where, ids):
     argv = [arg for item in where for arg in ("--where", item)]
@@ -141,12 +144,14 @@ def test_ls_where_on_a_field_called_type(run, tmp_path):
 
 def test_ls_columns_and_long_cells(run, tmp_path):
     with Store(tmp_path, watch="off") as store:
-        store.put("notes", "n1", {"text": "x" * 100, "tags": ["a", "b"], "n": None})
-    code, out, _ = run("--path", tmp_path, "ls", "notes", "--columns", "tags,n,text")
+        store.put("notes", "n1", {"text": "x" * 100, "tags": ["a", "b"], "n": None,
+                                  "by": {"name": "ann"}, "a.b": 1})
+    code, out, _ = run("--path", tmp_path, "ls", "notes", "--columns",
+                       "tags,n,by.name,a.b,text")
     assert code == 0
     assert out.splitlines() == [
-        "ID  TAGS       N  TEXT",
-        "n1  [\"a\",\"b\"]  -  " + "x" * 39 + "…"]
+        "ID  TAGS       N  BY.NAME  A.B  TEXT",
+        "n1  [\"a\",\"b\"]  -  ann      1    " + "x" * 39 + "…"]
 
 
 def test_ls_of_a_type_the_store_lacks_says_so_on_stderr(run, store_path):
@@ -848,3 +853,26 @@ def test_examples_run_and_leave_nothing_behind(tmp_path, name, expected):
     for line in expected:
         assert line in done.stdout.splitlines(), done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_git_on_an_existing_store_starts_its_history(run, store_path):
+    code, out, _ = run("--path", store_path, "init", "--git")
+    assert code == 0
+    assert out == (f"Reinitialized existing gitpersist store in {store_path} "
+                   f"(history in git repository {store_path})\n")
+    assert sorted(git(store_path, "ls-files").split()) == sorted([
+        ".gitpersist/.gitignore", ".gitpersist/format.json",
+        paths.record_path("volumes", "v1"), paths.record_path("volumes", "v2"),
+        paths.record_path("snapshots", "s1")])
+    assert [e["message"].splitlines()[0] for e in
+            json.loads(run("--path", store_path, "log", "--json")[1])] == [
+        "Commit 5 store files found changed at open"]
+
+
+def test_init_in_a_fresh_git_repository(run, tmp_path):
+    git(tmp_path, "init", "-q")
+    code, out, _ = run("--path", tmp_path, "init")
+    # <store>/.git exists: the store keeps its history there
+    assert out == (f"Initialized empty gitpersist store in {tmp_path} "
+                   f"(history in git repository {tmp_path})\n")
+    assert git(tmp_path, "status", "--porcelain") == ""
