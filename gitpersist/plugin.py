@@ -21,7 +21,9 @@ soft_deletes    False         keep deleted volumes, snapshots and connections,
                               cinderlib's db plugin does)
 watch           "native"      how other processes' changes reach the cache:
                               "native" (inotify and the like), "polling",
-                              or "off" (one process only)
+                              or "off" (one process only; also the choice
+                              in eventlet-patched processes, where
+                              watchdog's threads cannot run)
 poll_interval   1.0           seconds between scans with watch="polling"
 lock_timeout    30.0          seconds to wait for the store's write lock
 author          None          git author, "Name <email>"; None: the

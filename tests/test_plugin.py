@@ -78,9 +78,9 @@ def fresh(folder):
 @pytest.mark.parametrize("git", [False, True])
 def test_the_three_setup_forms(cinderlib_setup, folder, form, git):
     config = {"path": str(folder), "git": git, "soft_deletes": True}
-    storage = {"name": {"storage": "file", **config},
-               "class": {"storage": FilePersistence, **config},
-               "instance": {"storage": FilePersistence(**config)}}[form]
+    storage = ({"storage": "file", **config} if form == "name"
+               else {"storage": FilePersistence, **config} if form == "class"
+               else {"storage": FilePersistence(**config)})
     persistence = cinderlib_setup(persistence_config=storage)
     assert isinstance(persistence, FilePersistence)
     assert persistence.store.root == str(folder)
