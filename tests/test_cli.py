@@ -154,6 +154,17 @@ def test_ls_columns_and_long_cells(run, tmp_path):
         "n1  [\"a\",\"b\"]  -  ann      1    " + "x" * 39 + "…"]
 
 
+def test_control_characters_cannot_break_a_table_or_drive_the_terminal(run, tmp_path):
+    with Store(tmp_path, watch="off") as store:
+        store.put("notes", "a\nb", {"text": "red \x1b[31m\ttab", "k\x07": "é"})
+    code, out, _ = run("--path", tmp_path, "ls", "notes")
+    assert out.splitlines() == ["ID    K\\x07  TEXT",
+                                "a\\nb  é      red \\x1b[31m\\ttab"]
+    code, out, _ = run("--path", tmp_path, "show", "notes", "a\nb")
+    assert out.splitlines()[1:] == ["id     a\\nb", "k\\x07  é",
+                                    "text   red \\x1b[31m\\ttab"]
+
+
 def test_ls_of_a_type_the_store_lacks_says_so_on_stderr(run, store_path):
     code, out, err = run("--path", store_path, "ls", "connections")
     assert (code, out) == (0, "")
@@ -876,3 +887,38 @@ def test_init_in_a_fresh_git_repository(run, tmp_path):
     assert out == (f"Initialized empty gitpersist store in {tmp_path} "
                    f"(history in git repository {tmp_path})\n")
     assert git(tmp_path, "status", "--porcelain") == ""
+
+
+@pytest.mark.slow
+def test_progress_bars_show_on_a_terminal_only(store_path, tmp_path):
+    """fsck and import draw a bar on stderr when it is a terminal, and
+    erase it; piped, stderr carries only the summary."""
+    import pty
+    export_file = tmp_path / "export.json"
+    with Store(store_path, watch="off") as store:
+        for n in range(50):
+            store.put("things", f"t{n}", {"n": n})
+    assert cli.main(["--path", str(store_path), "export", "-o", str(export_file)]) == 0
+    assert cli.main(["--path", str(tmp_path / "copy"), "init"]) == 0
+    for label, argv in (("fsck", ["--path", str(store_path), "fsck"]),
+                        ("import", ["--path", str(tmp_path / "copy"), "import",
+                                    str(export_file)])):
+        master, slave = pty.openpty()
+        done = subprocess.run([str(BIN / "gitpersist"), *argv], stdout=subprocess.PIPE,
+                              stderr=slave, timeout=60)
+        os.close(slave)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(master)
+        assert done.returncode == 0
+        assert f"{label} [".encode() in drawn and b"100%" in drawn, drawn
+        piped = subprocess.run([str(BIN / "gitpersist"), *argv], capture_output=True,
+                               timeout=60)
+        assert b"[" not in piped.stderr and b"%" not in piped.stderr, piped.stderr
