@@ -2,13 +2,19 @@
 
 Prints, for stores of 1k and 20k records (and 100k with --big): the time of
 one ``Store.put`` of an existing record with ``git=True`` (the write and its
-commit), and the commit's share of it, as median and 90th percentile, in
-sync and async commit mode, with and without fsync; the 20k/1k ratio; and,
-measured in the same run, cinderlib's db plugin ``set_volume`` (an update
-of one volume in a sqlite file, no history) for comparison.
+commit) and the commit's share of it, as median and 90th percentile, in
+sync and async commit mode, with and without fsync; the 20k/1k ratios; and
+cinderlib's db plugin ``set_volume`` (one volume updated in a sqlite file,
+no history) for comparison.
+
+The machine may be shared, so the measurements are interleaved: each round
+writes one record in every store, then asks a cinderlib child process for
+one ``set_volume``; all of them see the same load.
 
 In async mode `put` returns before the commit: "write" is what the caller
-waits for, "amortized" is (all the puts + the final flush) / number of puts.
+waits for; "amortized" is (all the puts + the final flush) / number of puts.
+"index" is one background ``git update-index`` run for one path (the work
+taken out of each commit and done every `History.index_delay` seconds).
 
     .venv/bin/python benchmarks/commit_scaling.py [--big] [--writes N]
 """
@@ -28,8 +34,11 @@ import uuid
 from gitpersist import Store
 from gitpersist.history import History
 
+MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
+
 
 def quantiles(samples: list[float]) -> tuple[float, float]:
+    """(median, p90) in ms."""
     ordered = sorted(samples)
     return statistics.median(ordered) * 1e3, ordered[int(0.9 * (len(ordered) - 1))] * 1e3
 
@@ -44,25 +53,25 @@ def populate(folder: str, count: int) -> list[str]:
     subprocess.run(["git", "init", "-q", folder], check=True)
     started = time.perf_counter()
     Store(folder, watch="off", git=True, fsync=False).close()   # recovery: one commit
-    print(f"  {count} records: first git open (commits them all) {time.perf_counter() - started:.1f} s",
-          flush=True)
+    print(f"  {count} records: first open with git (commits them all) "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
     return ids
 
 
-class Timed:
-    """Wraps History.record to time the commit share of each put."""
+class CommitTimer:
+    """Times History.record per store: the commit share of a sync put."""
 
     def __init__(self) -> None:
-        self.samples: list[float] = []
+        self.samples: dict[str, list[float]] = {}
         self.original = History.record
 
-    def __enter__(self) -> Timed:
+    def __enter__(self) -> CommitTimer:
         original, samples = self.original, self.samples
 
         def record(history, changes, message):
             started = time.perf_counter()
             original(history, changes, message)
-            samples.append(time.perf_counter() - started)
+            samples.setdefault(history.root, []).append(time.perf_counter() - started)
 
         History.record = record
         return self
@@ -71,64 +80,28 @@ class Timed:
         History.record = self.original
 
 
-def measure(folder: str, ids: list[str], writes: int, mode: str, fsync: bool,
-            pass_no: int) -> dict:
-    store = Store(folder, watch="off", git=True, fsync=fsync, commit_mode=mode,
-                  author="bench <bench@example.com>")
-    try:
-        for id in ids[:20]:     # warm the tree cache, as a running service has it
-            store.put("volumes", id, {**store.get("volumes", id), "status": f"warm {time.time()}"})
-        store.flush()
-        step = max(1, len(ids) // writes)
-        targets = [ids[(i * step) % len(ids)] for i in range(writes)]
-        docs = {id: store.get("volumes", id) for id in targets}
-        put_times = []
-        with Timed() as timed:
-            started = time.perf_counter()
-            for n, id in enumerate(targets):
-                doc = {**docs[id], "status": "in-use" if n % 2 else "available",
-                       "attach": f"{mode}-{fsync}-{pass_no}-{n}"}    # never a no-op write
-                t0 = time.perf_counter()
-                store.put("volumes", id, doc)
-                put_times.append(time.perf_counter() - t0)
-            store.flush()
-            total = time.perf_counter() - started
-        index = time_index_update(store, ids[20:])
-    finally:
-        store.close()
-    return {"write": quantiles(put_times), "commit": quantiles(timed.samples) if mode == "sync"
-            else None, "amortized": total / writes * 1e3, "index": index}
+class DbPlugin:
+    """cinderlib's db plugin in a child process (cinder's test helpers patch
+    the process with eventlet on import): one set_volume per `write()`."""
+
+    def __init__(self, volumes: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--db-child", str(volumes)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the cinderlib child did not start")
+        self.samples: list[float] = []
+
+    def write(self) -> None:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self.samples.append(float(self.proc.stdout.readline()))
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
-def time_index_update(store: Store, ids: list[str]) -> float:
-    """One background index update for one committed path (the work sync
-    mode takes out of each write and does every `index_delay` seconds)."""
-    history = store.history
-    history.flush()
-    samples = []
-    for id in ids[:5]:
-        store.put("volumes", id, {**store.get("volumes", id), "status": f"indexed {time.time()}"})
-        with store._exclusive():        # what the background thread holds
-            history._drain()
-            started = time.perf_counter()
-            history._sync_index()
-            samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1e3
-
-
-def cinderlib_set_volume(count: int, writes: int) -> tuple[float, float] | None:
-    """Median and p90 of the db plugin's set_volume, in a child process:
-    cinder's test helpers patch the process (eventlet) on import."""
-    run = subprocess.run([sys.executable, __file__, "--cinderlib", str(count), str(writes)],
-                         capture_output=True, text=True)
-    if run.returncode != 0:
-        print(f"cinderlib measurement failed: {run.stderr.strip().splitlines()[-1:]}")
-        return None
-    median, p90 = run.stdout.split()[-2:]
-    return float(median), float(p90)
-
-
-def _cinderlib_child(count: int, writes: int) -> None:
+def db_child(count: int) -> None:
     import cinderlib
     from cinderlib.tests.unit import utils
     folder = tempfile.mkdtemp(prefix="bench-cinderlib-")
@@ -143,78 +116,137 @@ def _cinderlib_child(count: int, writes: int) -> None:
             volume = cinderlib.Volume(backend, size=1, name=f"vol-{n}")
             persistence.set_volume(volume)
             volumes.append(volume)
-        samples = []
-        for n in range(writes):
+        print("ready", flush=True)
+        for n, _ in enumerate(sys.stdin):
             volume = volumes[(n * 7) % count]
             volume._ovo.status = "in-use" if n % 2 else "available"
             started = time.perf_counter()
             persistence.set_volume(volume)
-            samples.append(time.perf_counter() - started)
-        print("%.3f %.3f" % quantiles(samples))
+            print(time.perf_counter() - started, flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure(stores: dict[int, str], ids: dict[int, list[str]], writes: int, mode: str,
+            fsync: bool, db: DbPlugin | None) -> dict[int, dict]:
+    """One (mode, fsync) cell for every store size, writes interleaved."""
+    opened = {size: Store(folder, watch="off", git=True, fsync=fsync, commit_mode=mode,
+                          author="bench <bench@example.com>")
+              for size, folder in stores.items()}
+    try:
+        targets, docs = {}, {}
+        for size, store in opened.items():
+            for id in ids[size][:20]:       # warm the tree cache, as a running service has it
+                store.put("volumes", id, {**store.get("volumes", id), "status": f"warm {time.time()}"})
+            store.flush()
+            step = max(1, len(ids[size]) // writes)
+            targets[size] = [ids[size][(i * step) % len(ids[size])] for i in range(writes)]
+            docs[size] = {id: store.get("volumes", id) for id in targets[size]}
+        puts = {size: [] for size in opened}
+        elapsed = dict.fromkeys(opened, 0.0)
+        with CommitTimer() as timer:
+            for n in range(writes):
+                for size, store in opened.items():
+                    id = targets[size][n]
+                    doc = {**docs[size][id], "status": "in-use" if n % 2 else "available",
+                           "attach": f"{mode}-{fsync}-{n}-{time.time()}"}   # never a no-op
+                    started = time.perf_counter()
+                    store.put("volumes", id, doc)
+                    puts[size].append(time.perf_counter() - started)
+                    elapsed[size] += time.perf_counter() - started
+                if db is not None:
+                    db.write()
+            for size, store in opened.items():
+                started = time.perf_counter()
+                store.flush()
+                elapsed[size] += time.perf_counter() - started
+        return {size: {"write": quantiles(puts[size]),
+                       "commit": quantiles(timer.samples[store.root]) if mode == "sync" else None,
+                       "amortized": elapsed[size] / writes * 1e3,
+                       "index": time_index_update(store, ids[size][20:25])}
+                for size, store in opened.items()}
+    finally:
+        for store in opened.values():
+            store.close()
+
+
+def time_index_update(store: Store, ids: list[str]) -> float:
+    """Median ms of one background index update for one committed path."""
+    history = store.history
+    history.flush()
+    samples = []
+    for id in ids:
+        store.put("volumes", id, {**store.get("volumes", id), "status": f"indexed {time.time()}"})
+        with store._exclusive():        # what the background thread holds
+            history._drain()
+            started = time.perf_counter()
+            history._sync_index()
+            samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1e3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big", action="store_true", help="also measure 100k records")
-    parser.add_argument("--writes", type=int, default=200, help="writes per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds; the best is kept")
+    parser.add_argument("--writes", type=int, default=150, help="writes per cell")
+    parser.add_argument("--no-db", action="store_true", help="skip the cinderlib comparison")
     args = parser.parse_args()
     sizes = [1_000, 20_000] + ([100_000] if args.big else [])
     root = tempfile.mkdtemp(prefix="bench-commit-")
-    print(f"git {subprocess.run(['git', 'version'], capture_output=True, text=True).stdout.split()[-1]}, "
-          f"{args.writes} writes per cell, {os.cpu_count()} cpus, folder {root}")
+    git = subprocess.run(["git", "version"], capture_output=True, text=True).stdout.split()[-1]
+    print(f"git {git}, {args.writes} writes per cell, {os.cpu_count()} cpus, "
+          f"load average {os.getloadavg()[0]:.1f}, folder {root}", flush=True)
+    db = None
     try:
-        db = cinderlib_set_volume(1_000, args.writes)
-        results = {}
+        if not args.no_db:
+            try:
+                db = DbPlugin(1_000)
+            except (RuntimeError, OSError) as exc:
+                print(f"  no db plugin comparison: {exc}")
+        stores, ids = {}, {}
         for size in sizes:
-            folder = os.path.join(root, f"store-{size}")
-            ids = populate(folder, size)
-            # Rounds: other work on the machine only ever slows a cell down,
-            # so the best round of each cell is kept.
-            for pass_no in range(args.rounds):
-                for mode in ("sync", "async"):
-                    for fsync in (False, True):
-                        result = measure(folder, ids, args.writes, mode, fsync, pass_no)
-                        best = results.get((size, mode, fsync))
-                        if best is None or result["write"][0] < best["write"][0]:
-                            results[size, mode, fsync] = result
-                print(f"  measured {size} records, round {pass_no + 1}", flush=True)
+            stores[size] = os.path.join(root, f"store-{size}")
+            ids[size] = populate(stores[size], size)
+        results = {}
+        for mode, fsync in MODES:
+            for size, result in measure(stores, ids, args.writes, mode, fsync, db).items():
+                results[size, mode, fsync] = result
+            print(f"  measured {mode} fsync={fsync}", flush=True)
     finally:
+        if db is not None:
+            db.close()
         shutil.rmtree(root, ignore_errors=True)
 
     print()
-    print("per write, ms (median / p90); one changed record per put")
-    header = f"{'mode':6} {'fsync':5} {'records':>8}  {'write (put+commit)':>20}  " \
-             f"{'commit share':>14}  {'amortized':>9}  {'index update':>12}"
+    print("ms per write, median / p90; each put changes one record")
+    header = (f"{'mode':6} {'fsync':5} {'records':>8}  {'write (put+commit)':>18}  "
+              f"{'commit share':>13}  {'amortized':>9}  {'index':>6}")
     print(header)
     print("-" * len(header))
-    for (size, mode, fsync), r in results.items():
-        commit = "-" if r["commit"] is None else "%5.2f / %5.2f" % r["commit"]
-        print(f"{mode:6} {str(fsync):5} {size:>8}  {'%6.2f / %6.2f' % r['write']:>20}  "
-              f"{commit:>14}  {r['amortized']:9.2f}  {r['index']:12.2f}")
+    for mode, fsync in MODES:
+        for size in sizes:
+            r = results[size, mode, fsync]
+            commit = "-" if r["commit"] is None else "%5.2f / %5.2f" % r["commit"]
+            print(f"{mode:6} {str(fsync):5} {size:>8}  {'%6.2f / %6.2f' % r['write']:>18}  "
+                  f"{commit:>13}  {r['amortized']:9.2f}  {r['index']:6.2f}")
     print()
-    for mode in ("sync", "async"):
-        for fsync in (False, True):
-            small, large = results[1_000, mode, fsync], results[20_000, mode, fsync]
-            ratio = large["write"][0] / small["write"][0]
-            line = f"ratio 20k/1k {mode:5} fsync={str(fsync):5}: write {ratio:.2f}"
+    for mode, fsync in MODES:
+        small = results[1_000, mode, fsync]
+        for size in sizes[1:]:
+            large = results[size, mode, fsync]
+            line = (f"ratio {size // 1000}k/1k {mode:5} fsync={str(fsync):5}: "
+                    f"write {large['write'][0] / small['write'][0]:.2f}")
             if small["commit"]:
                 line += f", commit {large['commit'][0] / small['commit'][0]:.2f}"
             line += f", amortized {large['amortized'] / small['amortized']:.2f}"
-            if args.big:
-                big = results[100_000, mode, fsync]
-                line += f"; 100k/1k write {big['write'][0] / small['write'][0]:.2f}"
             print(line)
     if db is not None:
-        print(f"cinderlib db plugin set_volume (sqlite, 1k volumes, no history): "
-              f"{db[0]:.2f} / {db[1]:.2f} ms")
-    sys.stdout.flush()
+        print("cinderlib db plugin set_volume (sqlite, 1k volumes, no history), "
+              "interleaved with the writes above: %.2f / %.2f ms" % quantiles(db.samples))
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--cinderlib"]:
-        _cinderlib_child(int(sys.argv[2]), int(sys.argv[3]))
+    if sys.argv[1:2] == ["--db-child"]:
+        db_child(int(sys.argv[2]))
     else:
         main()

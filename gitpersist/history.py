@@ -27,7 +27,9 @@ Guarantees:
   holds the previous version of the records just committed, so a plain
   ``git commit`` run by hand in that window would record those previous
   versions; the store's next open sees that the files differ from HEAD and
-  commits them again (recovery), so nothing is lost.
+  commits them again (recovery), so nothing is lost.  The update holds
+  git's ``index.lock`` for a few ms; a git command that needs it at that
+  moment fails as it would next to any other git process (we retry ours).
 * **Crashes lose nothing.**  Record files are durable before `record` is
   called.  A process that dies before its commit leaves files that differ
   from HEAD; `recover` (run at every open) commits them.  Objects are
@@ -130,7 +132,7 @@ class History:
     index_delay = 0.5           # seconds between a commit and its index update
     gc_every = 500              # commits between two ``git gc --auto`` runs
     gc_wait = 5.0               # seconds close() lets a running gc finish
-    ref_lock_timeout = 10.0     # seconds to wait for a ref lock held by git
+    git_lock_timeout = 10.0     # seconds to wait for a ref or index lock held by git
     stale_lock_age = 10.0       # a ref lock this old (mtime) was left by a crash
     retry_delay = 1.0           # seconds before retrying a failed background step
     tree_cache_size = 2048      # parsed trees kept (covers 256 shards x 8 types)
@@ -207,7 +209,7 @@ class History:
                 name, email = value("user", "name", ""), value("user", "email", "")
                 default = _parse_author(DEFAULT_AUTHOR)
                 explicit = _parse_author(f"{name or default[0]} <{email or default[1]}>",
-                                         "user.name/user.email in the git config")
+                                         f"user.name/user.email in {self.git_dir}/config")
         self.author = git.Actor(*explicit)
 
     # -- writing ------------------------------------------------------------
@@ -588,7 +590,7 @@ class History:
         return True
 
     def _take_ref_lock(self, lock: str) -> int:
-        deadline = time.monotonic() + self.ref_lock_timeout
+        deadline = time.monotonic() + self.git_lock_timeout
         delay = 0.001
         while True:
             try:
@@ -747,11 +749,18 @@ class History:
                     lines.append(b"0 %s\t%s\0" % (_NULL.encode(), full))
                 else:
                     lines.append(b"%o %s\t%s\0" % (entry[0], entry[1].hex().encode(), full))
-            # One process for the whole batch; GitPython has no way to feed
-            # stdin to a command short of a Popen, so run it directly.
+        # One process for the whole batch; GitPython has no way to feed
+        # stdin to a command short of a Popen, so run it directly.  Another
+        # git command holding index.lock makes it fail at once: retry a while.
+        deadline = time.monotonic() + self.git_lock_timeout
+        while True:
             run = subprocess.run(
                 [self._repo.git.GIT_PYTHON_GIT_EXECUTABLE, "update-index", "-z", "--index-info"],
                 input=b"".join(lines), cwd=self.worktree, capture_output=True, check=False)
+            if run.returncode == 0 or b"index.lock" not in run.stderr \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         if run.returncode != 0:
             raise HistoryError(f"git update-index in {self.worktree} failed: "
                                f"{run.stderr.decode(errors='replace').strip()}")
@@ -893,10 +902,10 @@ def _open_repo(root: str) -> git.Repo:
         raise HistoryError(f"git init {root} failed: {(exc.stderr or '').strip()}") from None
 
 
-def _parse_author(text: str, option: str = "author") -> tuple[str, str]:
+def _parse_author(text: str, where: str = "author") -> tuple[str, str]:
     match = _AUTHOR_RE.fullmatch(text) if isinstance(text, str) else None
     if not match or not match.group(1):
-        raise ConfigError(f"{option}={text!r}: give 'Name <email>'")
+        raise ConfigError(f"{where}: {text!r} is not 'Name <email>'")
     return match.group(1), match.group(2)
 
 

@@ -353,7 +353,7 @@ def test_a_commit_made_while_ours_is_built_is_kept(tmp_path, monkeypatch):
 
 def test_a_busy_ref_lock_fails_the_write_then_the_commit_is_retried(tmp_path):
     with open_store(tmp_path) as store:
-        store.history.ref_lock_timeout = 0.1
+        store.history.git_lock_timeout = 0.1
         store.history.retry_delay = 0.05
         branch = git(tmp_path, "symbolic-ref", "HEAD").strip()
         lock = tmp_path / ".git" / (branch + ".lock")
@@ -383,6 +383,7 @@ def test_a_detached_head_moves_and_the_branch_stays(tmp_path):
     with open_store(tmp_path) as store:
         store.put("volumes", "v1", {"size": 1})
         branch_head = git(tmp_path, "rev-parse", "HEAD")
+        store.flush()       # our index update and git's checkout would race for index.lock
         git(tmp_path, "checkout", "-q", "--detach")
         store.put("volumes", "v1", {"size": 2})
         branch = git(tmp_path, "for-each-ref", "--format=%(objectname)", "refs/heads/")

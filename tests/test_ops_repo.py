@@ -4,33 +4,15 @@ stays exactly as it was."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 
 from gitpersist import Store, paths
 from helpers import eventually
+from test_history import USER, git, no_git_identity  # noqa: F401 (autouse fixture)
 
-USER = ["-c", "user.name=Ops User", "-c", "user.email=ops@example.com"]
 STORE = "cinder meta [x]"       # spaces and glob characters in the store's folder
-
-
-@pytest.fixture(autouse=True)
-def no_git_identity(tmp_path_factory, monkeypatch):
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                 "GIT_COMMITTER_EMAIL", "EMAIL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def git(cwd, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout
 
 
 @pytest.fixture
@@ -106,6 +88,7 @@ def test_git_status_shows_nothing_of_ours_within_the_index_delay(ops):
 def test_a_user_commit_between_ours_keeps_both(ops):
     with open_store(ops / STORE) as store:
         store.put("volumes", "v1", {"status": "creating"})
+        store.flush()       # our index update and git's commit would race for index.lock
         git(ops, *USER, "commit", "-q", "-m", "ops: add host b")     # the staged work
         store.put("volumes", "v1", {"status": "available"})
         store.flush()
