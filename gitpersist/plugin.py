@@ -266,22 +266,29 @@ def volume_from_record(doc: Document, where: str) -> cinder_objs.Volume:
     if not isinstance(vtype, dict):
         raise CorruptRecord(where, "'volume_type' is not an object")
     if ovo.volume_type_id:
-        qos_specs = vtype.get("qos_specs")
-        qos = None if qos_specs is None else cinder_objs.QualityOfServiceSpecs(
-            context=cl_objects.CONTEXT, id=ovo.volume_type_id,
-            name=ovo.volume_type_id, consumer="back-end", specs=qos_specs)
-        ovo.volume_type = cinder_objs.VolumeType(
-            context=cl_objects.CONTEXT, id=ovo.volume_type_id,
-            name=ovo.volume_type_id, is_public=True,
-            extra_specs=vtype.get("extra_specs") or {},
-            qos_specs_id=ovo.volume_type_id if qos else None, qos_specs=qos)
-        for obj in (ovo.volume_type, qos):
-            if obj is not None:
-                obj.obj_reset_changes()
+        try:
+            ovo.volume_type = _volume_type(ovo.volume_type_id, vtype.get("extra_specs"),
+                                           vtype.get("qos_specs"))
+        except (ValueError, TypeError) as exc:
+            raise CorruptRecord(where, f"'volume_type': {exc}") from None
     else:
         ovo.volume_type = None
     ovo.obj_reset_changes()
     return ovo
+
+
+def _volume_type(id: str, extra_specs: Any, qos_specs: Any) -> cinder_objs.VolumeType:
+    """cinderlib's own type of one volume: id and name are the volume type
+    id, public, QoS specs (if any) of the same id and name, for the back-end."""
+    qos = None if qos_specs is None else cinder_objs.QualityOfServiceSpecs(
+        context=cl_objects.CONTEXT, id=id, name=id, consumer="back-end", specs=qos_specs)
+    vtype = cinder_objs.VolumeType(
+        context=cl_objects.CONTEXT, id=id, name=id, is_public=True,
+        extra_specs=extra_specs or {}, qos_specs_id=id if qos else None, qos_specs=qos)
+    for obj in (vtype, qos):
+        if obj is not None:
+            obj.obj_reset_changes()
+    return vtype
 
 
 class _Unloaded:
