@@ -52,7 +52,8 @@ REFERENCES: dict[tuple[str, str], str] = {
 META_FILES = frozenset({"format.json", ".gitignore", "write.lock"})
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
-                 "C": "copied", "U": "unmerged", "T": "type changed", "?": "new"}
+                 "C": "copied", "U": "unmerged", "T": "type changed", "?": "new",
+                 "!": "new (ignored by git)"}
 
 Progress = Callable[[int, int], None]
 
@@ -362,8 +363,12 @@ class _Checker:
 
     def uncommitted(self, repo, here: str) -> dict[str, str]:
         """Record and format files that differ from HEAD: relpath -> what."""
+        # Ignored files too: the history commits record files whatever the
+        # repository's .gitignore says.
+        pathspec = "." if here == "." else f":(literal){here}"
         status, out, err = repo.git.status(
-            "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--", here,
+            "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=traditional",
+            "--no-renames", "--", pathspec,
             with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False)
         if status != 0:
             self.report("git-fsck", ".", f"git status failed: {err.strip()}")

@@ -234,6 +234,27 @@ def test_uncommitted_changes_are_found_and_repair_commits_them(git_root):
     assert fsck.clean(fsck.check(git_root))
 
 
+def test_a_store_in_an_ops_repository_with_odd_names_and_gitignore(tmp_path):
+    repo = tmp_path / "ops"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("*.json\n")       # the team ignores JSON files
+    root = repo / "meta [x]*"
+    with Store(root, git=True, watch="off") as store:
+        store.put("volumes", "v1", {"size": 1})
+    assert fsck.check(root) == []
+    record_file(root, "volumes", "v1").write_text('{"id": "v1", "size": 2}\n')
+    problems = fsck.check(root)
+    assert problems == [Problem("uncommitted", paths.record_path("volumes", "v1"),
+                                "modified since the last commit", repairable=True)]
+    with Store(root, watch="off") as store:
+        store.put("volumes", "v2", {"size": 1})
+    assert [p.message for p in fsck.check(root)] == [
+        "modified since the last commit", "new (ignored by git) since the last commit"]
+    assert all(p.repaired for p in fsck.check(root, repair=True))
+    assert fsck.check(root) == []
+
+
 def test_a_store_without_git_is_not_checked_against_git(root):
     git(root, "init", "-q")        # a repository appears, but the store never used it
     assert fsck.check(root, git=False) == []
