@@ -343,15 +343,20 @@ class Store:
 
     def _check_format(self) -> None:
         format_path = os.path.join(self.root, FORMAT_FILE)
+        gitignore = os.path.join(self.root, META_DIR, ".gitignore")
         found = files.read(format_path)
-        if found is None:
+        # Also when only .gitignore is missing: a first open killed between
+        # the two files left it so, and without it git would see write.lock.
+        if found is None or not os.path.lexists(gitignore):
             with self._write_lock():
                 if files.read(format_path) is None:
                     self._write_file(FORMAT_FILE, encoding.dumps(
                         {"format": FORMAT_VERSION, "layout": "type/shard/id.json",
                          "id": "gitpersist"}, FORMAT_FILE))
+                if not os.path.lexists(gitignore):
                     self._write_file(f"{META_DIR}/.gitignore", META_GITIGNORE)
-            return
+            if found is None:
+                return
         try:
             version = orjson.loads(found[0])["format"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
