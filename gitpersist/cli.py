@@ -444,8 +444,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         document, skipped = transfer.export(store)
     data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     if args.output is None:
-        sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") \
-            else sys.stdout.write(data.decode())
+        if hasattr(sys.stdout, "buffer"):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+        else:               # a text-only stream (a test's capture)
+            sys.stdout.write(data.decode())
         sys.stdout.flush()
     else:
         transfer.write_file(args.output, data)
@@ -466,6 +469,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         with _open(args, write=True) as store, Progress("import") as bar:
             counts = transfer.import_export(store, document, source=args.file, progress=bar)
     else:
+        _need_cinderlib("importing cinderlib dumps")
         with _open_plugin(root) as plugin, \
                 transfer.cinderlib_persistence({"storage": plugin}):
             objects = transfer.load_cinderlib(document, args.file)
@@ -480,17 +484,32 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     root = _root(args)
     _require_store(root)
+    _need_cinderlib("migrate")
     url, shown = args.from_db, transfer.safe_url(args.from_db)
     transfer.check_database(url)
     # Read everything first: opening the file plugin re-points cinder's
     # object hooks to itself, which the db plugin's lazy loads rely on.
-    with transfer.cinderlib_persistence({"storage": "db", "connection": url}):
-        objects = transfer.read_database()
+    try:
+        with transfer.cinderlib_persistence({"storage": "db", "connection": url}):
+            objects = transfer.read_database()
+    except GitpersistError:
+        raise
+    except Exception as exc:    # the db plugin, oslo.db and the driver raise their own
+        raise CommandError(f"reading {shown} through cinderlib's db plugin failed: "
+                           f"{type(exc).__name__}: {exc}") from None
     with _open_plugin(root) as plugin, Progress("migrate") as bar:
         counts = transfer.write_objects(plugin, objects, f"Migrate from {shown}",
                                         progress=bar)
     print(f"migrated {transfer.describe_counts(counts)} from {shown}")
     return 0
+
+
+def _need_cinderlib(what: str) -> None:
+    try:
+        import cinderlib  # noqa: F401
+    except ImportError:
+        raise CommandError(f"{what} needs cinderlib: install gitpersist[cinderlib] "
+                           "(with its constraints file)") from None
 
 
 @contextlib.contextmanager

@@ -285,8 +285,11 @@ def check_database(url: str) -> None:
             engine.dispose()
     except Exception as exc:        # drivers raise their own errors
         raise TransferError(f"cannot read {shown}: {type(exc).__name__}: {exc}") from None
-    if "volumes" not in tables:
-        raise TransferError(f"{shown} is not a cinderlib database (it has no volumes table)")
+    # cinder's schema: its volumes table, and the version table of its
+    # migrations (alembic now, sqlalchemy-migrate in old releases).
+    if "volumes" not in tables or not {"alembic_version", "migrate_version"} & set(tables):
+        raise TransferError(f"{shown} is not a cinderlib database (it has no cinder "
+                            "schema: volumes and alembic_version tables)")
 
 
 @contextmanager

@@ -814,7 +814,10 @@ def test_migrate_from_a_database_written_by_cinderlibs_db_plugin(run, tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda path: None, "no database file {path}"),
     (lambda path: _sqlite(path, "CREATE TABLE inventory (host TEXT)"),
-     "sqlite:///{path} is not a cinderlib database (it has no volumes table)"),
+     "sqlite:///{path} is not a cinderlib database (it has no cinder schema: "
+     "volumes and alembic_version tables)"),
+    (lambda path: _sqlite(path, "CREATE TABLE volumes (id TEXT)"),
+     "sqlite:///{path} is not a cinderlib database"),
 ])
 def test_migrate_refuses_what_is_not_a_cinderlib_database(run, tmp_path, make, message):
     database = tmp_path / "other.sqlite"
@@ -826,6 +829,20 @@ def test_migrate_refuses_what_is_not_a_cinderlib_database(run, tmp_path, make, m
     assert (code, out) == (1, "")
     assert err.startswith("gitpersist: error: " + message.format(path=database)), err
     assert (database.read_bytes() if database.exists() else None) == before
+
+
+def test_cinderlib_commands_without_cinderlib_say_what_is_missing(run, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setitem(sys.modules, "cinderlib", None)     # import cinderlib fails
+    (tmp_path / "dump.json").write_text(
+        '[{"class": "Backend", "backend": {"volume_backend_name": "lvm"}, "volumes": []}]')
+    assert run("--path", tmp_path / "s", "init")[0] == 0
+    for argv, what in ((["import", tmp_path / "dump.json"], "importing cinderlib dumps"),
+                       (["migrate", "--from-db", "sqlite:///x"], "migrate")):
+        code, out, err = run("--path", tmp_path / "s", *argv)
+        assert (code, out) == (1, "")
+        assert err == (f"gitpersist: error: {what} needs cinderlib: install "
+                       "gitpersist[cinderlib] (with its constraints file)\n")
 
 
 def test_migrate_hides_passwords_in_messages(run, tmp_path):
