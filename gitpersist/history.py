@@ -23,7 +23,10 @@ Guarantees:
   always before `flush` and `close` return) one ``git update-index
   --index-info`` run sets the index entries of the paths we committed to
   their HEAD version, so ``git status`` shows nothing of ours; no other
-  index entry is touched.  Window: for up to `index_delay` seconds the index
+  index entry is touched.  The run holds no store lock (writers go on);
+  paths whose HEAD version moved meanwhile are updated again.  Rewriting
+  a big index is O(N) (100k entries: 50-200 ms), so runs are spaced by at
+  least 4x the last run's duration.  Window: for up to that delay the index
   holds the previous version of the records just committed, so a plain
   ``git commit`` run by hand in that window would record those previous
   versions; the store's next open sees that the files differ from HEAD and
@@ -167,6 +170,7 @@ class History:
         self._commit_due: float | None = None
         self._index_pending: set[str] = set()
         self._index_due: float | None = None
+        self._index_gap = 0.0       # 4x the last index update's duration
         self._commits = 0
         self._gc_due = False
         self._gc: subprocess.Popen[bytes] | None = None
@@ -237,16 +241,11 @@ class History:
         self._check_open()
         candidates = self._changed_on_disk()
         with self._git_lock:
-            head = self._read_ref(self._head_ref())
-            tree = self._commit_tree(head) if head else None
             changes = {}
-            for relpath in sorted(candidates):
+            for relpath, entry in self._head_entries(sorted(candidates)).items():
                 data = self._read_file(relpath)
-                if data is False:
-                    continue
-                entry = self._lookup(tree, self.prefix + relpath)
-                blob = entry[1] if entry and entry[0] != _TREE else None
-                if (None if data is None else _object_id(b"blob", data)) != blob:
+                if data is not False and (None if data is None else _object_id(b"blob", data)) \
+                        != (entry and entry[1]):
                     changes[relpath] = data
             if changes:
                 self._commit(changes, (
@@ -271,7 +270,10 @@ class History:
             return
         with self._lock():
             self._drain()
-            self._sync_index()
+            for _ in range(3):      # again if HEAD moved under the update
+                self._sync_index()
+                if not self._index_pending:
+                    break
 
     # -- reading ------------------------------------------------------------
 
@@ -378,7 +380,8 @@ class History:
                 with self._cond:
                     self._index_pending.update(changes)
                     if self._index_due is None:
-                        self._index_due = time.monotonic() + self.index_delay
+                        self._index_due = time.monotonic() + max(self.index_delay,
+                                                                 self._index_gap)
                     self._commits += 1
                     if self._commits % self.gc_every == 0:
                         self._gc_due = True
@@ -733,26 +736,30 @@ class History:
 
     def _sync_index(self) -> None:
         """Set the index entries of the committed paths to their HEAD
-        version, in one ``git update-index`` run.  Store lock held."""
+        version, in one ``git update-index`` run.
+
+        Needs neither the store lock nor the repo lock while git runs (a
+        100k-entry index takes 50-150 ms to rewrite): afterwards, the paths
+        whose HEAD version changed meanwhile (a commit of ours or of another
+        process, whose own update may have come first) stay pending."""
         with self._cond:
-            pending = set(self._index_pending)
+            pending = sorted(self._index_pending)
         if not pending:
             return
         with self._git_lock:
-            head = self._read_ref(self._head_ref())
-            tree = self._commit_tree(head) if head else None
-            lines = []
-            for relpath in sorted(pending):
-                full = (self.prefix + relpath).encode("utf-8", "surrogateescape")
-                entry = self._lookup(tree, self.prefix + relpath)
-                if entry is None or entry[0] == _TREE:
-                    lines.append(b"0 %s\t%s\0" % (_NULL.encode(), full))
-                else:
-                    lines.append(b"%o %s\t%s\0" % (entry[0], entry[1].hex().encode(), full))
+            if self._closed:
+                return
+            wanted = self._head_entries(pending)
+        lines = []
+        for relpath in pending:
+            full = (self.prefix + relpath).encode("utf-8", "surrogateescape")
+            mode, binsha = wanted[relpath] or (0, bytes(20))    # mode 0 removes the entry
+            lines.append(b"%o %s\t%s\0" % (mode, binsha.hex().encode(), full))
         # One process for the whole batch; GitPython has no way to feed
         # stdin to a command short of a Popen, so run it directly.  Another
         # git command holding index.lock makes it fail at once: retry a while.
-        deadline = time.monotonic() + self.git_lock_timeout
+        started = time.monotonic()
+        deadline = started + self.git_lock_timeout
         while True:
             run = subprocess.run(
                 [self._repo.git.GIT_PYTHON_GIT_EXECUTABLE, "update-index", "-z", "--index-info"],
@@ -764,10 +771,28 @@ class History:
         if run.returncode != 0:
             raise HistoryError(f"git update-index in {self.worktree} failed: "
                                f"{run.stderr.decode(errors='replace').strip()}")
-        with self._cond:
-            self._index_pending -= pending
-            self._index_due = (time.monotonic() + self.index_delay
-                               if self._index_pending else None)
+        finished = time.monotonic()
+        with self._git_lock:        # no commit of ours in between
+            if self._closed:
+                return
+            now = self._head_entries(pending)
+            with self._cond:
+                self._index_pending.difference_update(
+                    relpath for relpath in pending if now[relpath] == wanted[relpath])
+                # Keeps index work under a fifth of the time on big indexes.
+                self._index_gap = 4 * (finished - started)
+                self._index_due = (finished + max(self.index_delay, self._index_gap)
+                                   if self._index_pending else None)
+
+    def _head_entries(self, relpaths: list[str]) -> dict[str, tuple[int, bytes] | None]:
+        """The (mode, blob id) of each store path in HEAD, None if absent."""
+        head = self._read_ref(self._head_ref())
+        tree = self._commit_tree(head) if head else None
+        found = {}
+        for relpath in relpaths:
+            entry = self._lookup(tree, self.prefix + relpath)
+            found[relpath] = None if entry is None or entry[0] == _TREE else entry
+        return found
 
     def _run(self) -> None:
         """The background thread: async commits, index updates, gc."""
@@ -789,18 +814,20 @@ class History:
                     self._cond.wait(wait)
                     self._reap_gc()
             try:
-                if due is not None and due <= now:
+                if self._commit_due is not None and self._commit_due <= now:
                     with self._lock():
                         if self._closing:       # close() does what is left
                             return
                         self._drain()
-                        self._sync_index()
+                if self._index_due is not None and self._index_due <= now:
+                    self._sync_index()
                 self._start_gc()
-            except (GitpersistError, OSError) as exc:
+            except Exception as exc:     # the thread must live on: retry later
                 if isinstance(exc, StoreError) and self._closing:
                     return
                 LOG.warning("%s: background commit failed, retrying in %s s: %s",
-                            self.root, self.retry_delay, exc)
+                            self.root, self.retry_delay, exc,
+                            exc_info=not isinstance(exc, GitpersistError | OSError))
                 with self._cond:
                     retry = time.monotonic() + self.retry_delay
                     if self._commit_due is not None:

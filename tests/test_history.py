@@ -392,6 +392,27 @@ def test_a_detached_head_moves_and_the_branch_stays(tmp_path):
     assert git(tmp_path, "status", "--porcelain") == ""
 
 
+def test_a_commit_during_an_index_update_is_indexed_too(tmp_path, monkeypatch):
+    with open_store(tmp_path) as store:
+        store.put("volumes", "v1", {"n": 0})
+        real_run, done = subprocess.run, []
+
+        def run(*args, **kwargs):
+            result = real_run(*args, **kwargs)
+            if "update-index" in args[0] and not done:     # HEAD moves meanwhile
+                done.append(True)
+                store.put("volumes", "v1", {"n": 1})
+            return result
+
+        monkeypatch.setattr(subprocess, "run", run)
+        store.flush()
+        assert done
+        relpath = paths.record_path("volumes", "v1")
+        assert git(tmp_path, "rev-parse", f"HEAD:{relpath}") == \
+            git(tmp_path, "rev-parse", f":{relpath}")
+        assert git(tmp_path, "status", "--porcelain") == ""
+
+
 # -- concurrency ------------------------------------------------------------------
 
 def test_threads_writing_at_once_each_get_their_commit(tmp_path):
