@@ -151,6 +151,7 @@ class Store:
         self._closed = False
 
         self._open_folder()
+        self._root_id = _identity(os.stat(self.root))
         self._file_lock = filelock.FileLock(
             os.path.join(self.root, LOCK_FILE), timeout=lock_timeout,
             mode=file_mode, thread_local=False)
@@ -205,8 +206,13 @@ class Store:
         return self.find(type)
 
     def types(self) -> list[str]:
-        """The types that have a folder in the store."""
-        return sorted(entry.name for entry in os.scandir(self.root)
+        """The types that have a folder in the store (none if the store
+        folder itself went missing)."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return sorted(entry.name for entry in entries
                       if entry.is_dir(follow_symlinks=False) and paths.is_type(entry.name))
 
     # -- writing -------------------------------------------------------------
@@ -373,6 +379,7 @@ class Store:
         with self._write_mutex:
             if self._closed:
                 raise StoreError(f"store {self.root} is closed")
+            self._check_root()          # first: taking the lock recreates its folder
             try:
                 self._file_lock.acquire()
             except filelock.Timeout:
@@ -381,10 +388,25 @@ class Store:
                     f"{self._file_lock.timeout} s (lock_timeout)") from None
             except FileNotFoundError:
                 raise StoreError(f"store folder {self.root} is missing") from None
+            except OSError as exc:      # a read-only file system, no permission...
+                raise StoreError(f"cannot lock {self._file_lock.lock_file}: "
+                                 f"{exc.strerror or exc}") from None
             try:
+                self._check_root()      # again: it may have gone while we waited
                 yield
             finally:
                 self._file_lock.release()
+
+    def _check_root(self) -> None:
+        """Refuse to write once the store folder was removed, moved or
+        replaced: the cache and the watcher know the folder that was opened."""
+        try:
+            same = _identity(os.stat(self.root)) == self._root_id
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise StoreError(f"store folder {self.root} is missing: removed, moved or "
+                             "replaced since the store was opened")
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -609,6 +631,10 @@ def _hashable(value: Any) -> Any:
     except TypeError:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return value
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
 
 
 def _unlink_quietly(path: str) -> None:
