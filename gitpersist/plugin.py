@@ -258,8 +258,11 @@ def ovo_from_record(cls: type, doc: Document, where: str) -> Any:
         if value is None and not field.nullable:
             continue
         try:
-            setattr(ovo, name, None if value is None
-                    else field.from_primitive(ovo, name, value))
+            # What the field's setter does (coerce, store in the attribute
+            # _get_attrname names) without its change tracking, which
+            # obj_reset_changes clears below anyway.
+            setattr(ovo, _get_attrname(name), field.coerce(
+                ovo, name, None if value is None else field.from_primitive(ovo, name, value)))
         except (ValueError, TypeError, AttributeError) as exc:
             raise CorruptRecord(where, f"field {name!r}: {exc}") from None
     ovo.obj_reset_changes()
