@@ -169,6 +169,7 @@ class History:
         self._queue: list[tuple[list[str], str]] = []   # async: (relpaths, message)
         self._commit_due: float | None = None
         self._index_pending: set[str] = set()
+        self._index_lock = threading.Lock()     # one index update at a time
         self._index_due: float | None = None
         self._index_gap = 0.0       # 4x the last index update's duration
         self._commits = 0
@@ -735,6 +736,13 @@ class History:
             self._commit_due = (time.monotonic() + self.commit_delay) if self._queue else None
 
     def _sync_index(self) -> None:
+        """`_update_index`, one run at a time in this process: an update
+        computed before a newer commit, if it landed after that commit's own
+        update (by flush or close), would put the older version back."""
+        with self._index_lock:
+            self._update_index()
+
+    def _update_index(self) -> None:
         """Set the index entries of the committed paths to their HEAD
         version, in one ``git update-index`` run.
 
