@@ -317,7 +317,8 @@ class _Checker:
     def remove_if_empty(self, relfolder: str) -> None:
         folder = self.path(relfolder)
         try:
-            empty = not any(True for _ in os.scandir(folder))
+            with os.scandir(folder) as entries:
+                empty = next(entries, None) is None
         except FileNotFoundError:
             return
         if empty:
