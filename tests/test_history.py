@@ -99,6 +99,24 @@ def test_a_batch_is_one_commit(tmp_path):
     assert sorted(names) == sorted(paths.record_path("volumes", f"v{n}") for n in range(3))
 
 
+def test_trees_keep_gits_order_next_to_similar_names(tmp_path):
+    # git sorts a folder as if its name ended with "/": "meta-x" < "meta.txt"
+    # < "meta/" < "meta0"; git fsck --strict checks the order of every tree.
+    git(tmp_path, "init", "-q")
+    for name in ("meta-x", "meta.txt", "meta0"):
+        (tmp_path / name).write_text(name)
+    git(tmp_path, "add", ".")
+    git(tmp_path, *USER, "commit", "-q", "-m", "neighbours")
+    with open_store(tmp_path / "meta") as store:
+        for type in ("vol", "vol-x", "vol0", "vol_a"):
+            for id in ("a", "a-b", "a.b", "a0"):
+                store.put(type, id, {"type": type})
+        store.delete("vol", "a0")
+    assert git(tmp_path, "ls-tree", "--name-only", "HEAD").split() == [
+        "meta-x", "meta.txt", "meta", "meta0"]
+    fsck_clean(tmp_path)
+
+
 def test_rewriting_a_record_unchanged_makes_no_commit(tmp_path):
     with open_store(tmp_path) as store:
         store.put("volumes", "v1", {"size": 1})
