@@ -28,6 +28,7 @@ from .errors import InvalidId
 
 MAX_STEM = 180          # well under the common 255-byte name limit
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_ALL_SAFE_RE = re.compile(r"[a-z0-9-]+")     # ids that are their own stem (UUIDs)
 _TYPE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ESCAPE_RE = re.compile(r"(?:_[0-9a-f]{2})+")
 _RESERVED = frozenset(
@@ -61,7 +62,8 @@ def check_id(id: str) -> str:
 def encode_id(id: str) -> str:
     """The file name stem of `id` (without the ``.json`` suffix)."""
     check_id(id)
-    stem = "".join(ch if ch in _SAFE else _escape(ch) for ch in id)
+    stem = id if _ALL_SAFE_RE.fullmatch(id) else "".join(
+        ch if ch in _SAFE else _escape(ch) for ch in id)
     if stem in _RESERVED:
         stem = _escape(stem[0]) + stem[1:]
     if len(stem) > MAX_STEM:
