@@ -479,8 +479,8 @@ class Store:
                     cache.add(entry)
             return entry
 
-    def _read_entry(self, relpath: str) -> _Entry | None:
-        path = self._abspath(relpath)
+    def _read_entry(self, relpath: str, path: str | None = None) -> _Entry | None:
+        path = path or self._abspath(relpath)
         try:
             found = files.read(path)
         except OSError as exc:
@@ -512,22 +512,24 @@ class Store:
             if files.is_stale_temp(file.name):
                 _unlink_quietly(file.path)
             elif paths.split_record_path(f"{relfolder}/{file.name}") is not None:
-                self._sync_file(cache, f"{relfolder}/{file.name}")
+                self._sync_file(cache, f"{relfolder}/{file.name}", file.path)
 
-    def _sync_file(self, cache: _TypeCache, relpath: str) -> None:
-        """Bring the cache in line with the file at `relpath`."""
+    def _sync_file(self, cache: _TypeCache, relpath: str, path: str | None = None) -> None:
+        """Bring the cache in line with the file at `relpath` (`path`: its
+        absolute path, if the caller has it)."""
+        path = path or self._abspath(relpath)
         old_id = cache.id_of_path.get(relpath)
         old = cache.entries.get(old_id) if old_id is not None else None
         cache.corrupt.pop(relpath, None)
         if old is not None:
             try:
-                if files.signature(os.lstat(self._abspath(relpath))) == old.signature:
+                if files.signature(os.lstat(path)) == old.signature:
                     return      # unchanged (typically our own write)
             except FileNotFoundError:
                 pass
             cache.discard(old_id)
         try:
-            entry = self._read_entry(relpath)
+            entry = self._read_entry(relpath, path)
         except CorruptRecord as exc:
             LOG.warning("skipping %s", exc)
             cache.corrupt[relpath] = exc
@@ -537,7 +539,7 @@ class Store:
         id = entry.document["id"]
         if paths.record_path(relpath.split("/", 1)[0], id) != relpath:
             LOG.warning("skipping %s: it holds id %r, which belongs at another path",
-                        self._abspath(relpath), id)
+                        path, id)
             return
         cache.add(entry)
 
