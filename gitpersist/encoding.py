@@ -66,7 +66,7 @@ def loads(data: bytes, path: str) -> dict[str, Any]:
 
 def _explain(value: Any, path: str = "$", depth: int = 0) -> str | None:
     """Name the first value under `value` that does not round-trip."""
-    if depth > 254:
+    if depth >= 254:      # the 255th level: orjson refuses it
         return f"nesting deeper than 254 levels at {path}"
     if isinstance(value, dict):
         for key, item in value.items():
