@@ -129,11 +129,21 @@ class Store:
                  file_mode: int = 0o600, dir_mode: int = 0o700,
                  describe: Describe | None = None,
                  author: str | None = None,
-                 commit_mode: str = "sync", commit_delay: float = 0.2) -> None:
+                 commit_mode: str = "sync", commit_delay: float = 0.2,
+                 remote: str | None = None, sync_every: float | None = None,
+                 sync_on_open: bool = False, sync_after_commit: bool = False) -> None:
         if watch not in MODES:
             raise ConfigError(f"watch={watch!r}: choose one of {', '.join(MODES)}")
         if not (isinstance(lock_timeout, int | float) and lock_timeout >= 0):
             raise ConfigError(f"lock_timeout={lock_timeout!r}: seconds, 0 or more")
+        # -- sync hook (gitpersist.sync): options checked before anything opens
+        syncing = ((remote, sync_every, sync_on_open, sync_after_commit)
+                   != (None, None, False, False))
+        if syncing:
+            from .sync import check_options
+            check_options(remote, sync_every, sync_on_open, sync_after_commit, git)
+        self._syncer = None
+        # -- end of sync hook
         self.root = os.path.abspath(os.fspath(path))
         self.fsync = fsync
         self.file_mode, self.dir_mode = file_mode, dir_mode
@@ -167,6 +177,14 @@ class Store:
                 commit_mode=commit_mode, commit_delay=commit_delay, fsync=fsync)
             with self._write_lock():
                 self._history.recover()
+        if syncing:     # sync hook: a background syncer, and a sync on open if asked
+            from .sync import Syncer
+            try:
+                self._syncer = Syncer(self, remote, every=sync_every, on_open=sync_on_open,
+                                      after_commit=sync_after_commit)
+            except BaseException:
+                self.close()
+                raise
 
     # -- reading -------------------------------------------------------------
 
@@ -280,6 +298,8 @@ class Store:
                 changes, self._batch = self._batch, None
                 if changes and self._history is not None:
                     self._history.record([change for change, _ in changes], message)
+                    if self._syncer is not None:
+                        self._syncer.committed()
 
     # -- history -------------------------------------------------------------
 
@@ -316,10 +336,23 @@ class Store:
         if self._history is not None:
             self._history.flush()
 
+    # -- sync with a git remote (gitpersist.sync) -----------------------------
+
+    def sync(self):  # -> gitpersist.sync.SyncReport
+        """Pull the remote's changes and push this store's: see
+        `gitpersist.sync` for what it does and guarantees.  Needs
+        ``remote=``; raises `SyncError` (a `HistoryError`) naming the remote."""
+        if self._syncer is None:
+            raise StoreError(f"store {self.root} has no remote to sync with "
+                             "(open it with git=True, remote='origin')")
+        return self._syncer.sync()
+
     # -- life cycle ----------------------------------------------------------
 
     def close(self) -> None:
         """Stop the watcher, commit what is pending, release git processes."""
+        if self._syncer is not None and not self._closed:
+            self._syncer.close()    # first: its last sync needs the history
         if self._history is not None and not self._closed:
             self._history.close()   # first: committing what is queued takes the store lock
         with self._lock:
@@ -431,6 +464,8 @@ class Store:
             self._batch.append((change, message))
         else:
             self._history.record([change], message)
+            if self._syncer is not None:
+                self._syncer.committed()
 
     def _check_expected(self, type: str, id: str, expect: str | _Absent | None) -> _Entry | None:
         """The record as it is on disk now (needed for `expect` and for

@@ -1,0 +1,813 @@
+"""Sync a store with a git remote: pull the other hosts' changes, push ours.
+
+    Store(path, git=True, remote="origin", sync_every=30)
+
+`remote` names a git remote of the repository holding the store (``git
+remote add origin URL``).  A store syncs when `Store.sync` is called, and
+automatically if asked: ``sync_on_open=True`` (once, before the constructor
+returns; a failure is logged and the store opens anyway),
+``sync_after_commit=True`` (in a background thread soon after each commit,
+and once more in `close` if commits are still unsent) and/or
+``sync_every=N`` (every N seconds, in that thread).  Default: only explicit
+syncs.  A failed automatic sync is logged as a warning and retried (after
+`Syncer.retry_delay` seconds, or at the next period).
+
+What a sync does, in order:
+
+1. Commits whatever is pending locally (`Store.flush`).
+2. Asks the remote for its branch (``git ls-remote``) and fetches it if its
+   commit is new here (``git fetch``, into ``refs/remotes/<remote>/<branch>``).
+   The branch is the current branch's upstream when it has one on that
+   remote (``branch.<name>.merge``), else the branch of the same name.
+3. Integrates it, under the store's write lock: fast-forward when the local
+   branch has nothing new, else a merge commit whose parents are the local
+   and the remote commit.  Record files that change are written atomically
+   into the work tree (like any other write; every process's watcher and
+   this process's cache see them) and the index follows, for those paths
+   only.  Files outside the store that the remote changed are updated by
+   ``git read-tree -m -u``: git's own rules, which refuse to overwrite a file
+   with local changes; the sync then fails naming it and changes nothing.
+   Files outside the store changed on both sides are merged by ``git
+   merge-tree``; if git finds a conflict there the sync fails naming the
+   files (resolve with ``git pull``).  Nothing else of the work tree or the
+   index is touched; the user's unstaged work stays as it is.
+4. Pushes the result (``git push``, never forced).  A push rejected because
+   the remote moved meanwhile starts again at step 2, up to `Syncer.attempts`
+   times.  Pushing pushes the branch: commits made there by hand go too.
+
+Rules:
+
+* **Different records** changed on two hosts merge cleanly: each host ends
+  with both changes.  This includes the first sync of hosts that each began
+  writing from the same *empty* remote (unrelated histories: the merge base
+  is the empty tree; the store's format files are identical on both).
+* **The same record** changed on both sides (since the merge base) to
+  different contents: the later change wins, as a whole record.  "Later" is
+  the committer time of the newest commit on each side (in ``git log
+  <base>..<side> -- <file>``) that changed the file; equal times (git
+  keeps seconds) go to the larger blob id, a deletion counting as the
+  smallest.  So a deletion and an edit are ordered by time like two edits,
+  and on a tie the edit wins.  The rule is symmetric: both hosts pick the
+  same winner whichever one merges.  It trusts the hosts' clocks: with
+  skewed clocks the host whose clock is ahead wins.
+* **The loser is kept in history**: the merge commit has both sides as
+  parents (``git log -p --all -- <file>`` shows both versions; `Store.get_at`
+  reads either), its message lists every conflict, each conflict is logged
+  as a warning, and `SyncReport.conflicts` reports it (`Conflict`: record,
+  winning and losing revisions and commits).
+* **Nothing local is lost.**  A rejected push, an unreachable remote, a
+  timeout or a crash leaves the local commits as they are: a failed sync
+  raises `SyncError` naming the remote (and its URL) and the next sync
+  retries.  Record files changed on disk but not committed yet (another
+  process's pending asynchronous commit, a hand edit) are committed before
+  they are merged, never overwritten.  Files are written before the branch
+  moves, so a crash in between leaves them as uncommitted changes that the
+  next open commits.
+* **One sync at a time** per store folder, across processes
+  (``.gitpersist/sync.lock``).  Network commands hold no store lock; the
+  integration holds the write lock for a few local git commands.
+* **No leaked processes**: every git command is waited for; a network
+  command running longer than `Syncer.network_timeout` seconds is stopped
+  (SIGTERM: git removes its locks) and the sync fails.  `close` stops the
+  background thread after its current sync.
+* **Credentials** are git's: whatever credential helper, ssh agent or key
+  the repository's configuration uses.  gitpersist stores none, and git is
+  run with ``GIT_TERMINAL_PROMPT=0`` so it never waits for a password.
+* The remote must accept pushes to the branch: a bare repository, or a
+  server.  A repository with that branch checked out refuses them.
+
+Cost: a sync with nothing new is one ``git ls-remote``.  A merge runs a
+dozen short git commands, one of which (``git read-tree`` of a scratch
+index) reads the whole tree: O(records), some 100 ms at 100k records.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import random
+import secrets
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import filelock
+import git
+
+from . import encoding, files, paths
+from .errors import ConfigError, GitpersistError, HistoryError, StoreError
+from .store import META_DIR, Change
+
+if TYPE_CHECKING:
+    from .store import Store
+
+LOG = logging.getLogger(__name__)
+
+SYNC_LOCK = f"{META_DIR}/sync.lock"
+META_FILES = frozenset([f"{META_DIR}/format.json", f"{META_DIR}/.gitignore"])
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_NULL = "0" * 40
+_Entry = tuple[int, str]            # (mode, blob id)
+
+
+class SyncError(HistoryError):
+    """A sync with a git remote failed; local commits are untouched."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One file changed differently on both sides, and how it was decided.
+    Revisions are blob ids (as `Store.revision` gives), None for a deletion."""
+    relpath: str                # below the store root
+    type: str | None            # None for the store's own format files
+    id: str | None
+    winner: str                 # "local" or "remote"
+    winner_revision: str | None
+    loser_revision: str | None
+    winner_commit: str          # the commit that made the winning version
+    loser_commit: str
+
+
+@dataclass
+class SyncReport:
+    """What one `Store.sync` did."""
+    remote: str
+    branch: str                         # the remote's branch, "refs/heads/main"
+    before: str | None                  # local commit before the sync
+    head: str | None                    # local commit after it
+    remote_head: str | None             # the remote's commit integrated last
+    received: list[str] = field(default_factory=list)   # store files taken from the remote
+    conflicts: list[Conflict] = field(default_factory=list)
+    pushed: bool = False
+    attempts: int = 0
+
+    def summary(self) -> str:
+        """One line for logs and the command line."""
+        parts = [f"{len(self.received)} file(s) received"]
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} conflict(s)")
+        parts.append("pushed" if self.pushed else "nothing to push")
+        return f"sync with {self.remote} ({self.branch}): {', '.join(parts)}"
+
+
+class _Restart(Exception):
+    """The branch or the files moved under the integration: compute again."""
+
+
+def check_options(remote: object, every: object, on_open: object, after_commit: object,
+                  has_git: bool) -> None:
+    """Raise `ConfigError`, naming the option, for a bad sync configuration."""
+    if remote is not None and (not isinstance(remote, str) or not remote
+                               or remote.startswith("-") or any(c in remote for c in "\0\n ")):
+        raise ConfigError(f"remote={remote!r}: the name of a git remote, such as 'origin'")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int | float)
+                              or not 0 < every < float("inf")):
+        raise ConfigError(f"sync_every={every!r}: seconds, more than 0 (or None)")
+    for name, value in (("sync_on_open", on_open), ("sync_after_commit", after_commit)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r}: True or False")
+    if remote is None:
+        for name, value in (("sync_every", every), ("sync_on_open", on_open),
+                            ("sync_after_commit", after_commit)):
+            if value not in (None, False):
+                raise ConfigError(f"{name}={value!r}: needs remote= (a git remote to sync with)")
+    elif not has_git:
+        raise ConfigError(f"remote={remote!r}: syncing needs git=True")
+
+
+class Syncer:
+    """Syncs `store` with `remote` (see the module docstring).  Created by
+    the store; `close` stops its thread."""
+
+    attempts = 5                # integrate-and-push rounds before giving up
+    network_timeout = 120.0     # seconds for one ls-remote, fetch or push
+    local_timeout = 120.0       # seconds for one local git command
+    lock_timeout = 600.0        # seconds to wait for another process's sync
+    retry_delay = 5.0           # seconds before an automatic sync retries
+
+    def __init__(self, store: Store, remote: str, *, every: float | None = None,
+                 on_open: bool = False, after_commit: bool = False) -> None:
+        check_options(remote, every, on_open, after_commit, store.history is not None)
+        self._store = store
+        self._history = store.history
+        self.remote = remote
+        self.every = None if every is None else float(every)
+        self.after_commit = after_commit
+        self.worktree = self._history.worktree
+        self.git_dir = self._history.git_dir
+        self.prefix = self._history.prefix
+        self._git_exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        self._url = self._check_remote()
+        self._mutex = threading.Lock()
+        self._file_lock = filelock.FileLock(os.path.join(store.root, SYNC_LOCK),
+                                            timeout=self.lock_timeout, mode=store.file_mode,
+                                            thread_local=False)
+        self._cond = threading.Condition()
+        self._unsent = False        # commits since the last successful sync
+        self._due: float | None = None
+        self._stopping = self._closed = False
+        self._thread: threading.Thread | None = None
+        if on_open:
+            try:
+                self.sync()
+            except GitpersistError as exc:
+                LOG.warning("%s: sync on open failed, the store opens anyway: %s",
+                            store.root, exc)
+        if self.every is not None or after_commit:
+            self._due = None if self.every is None else time.monotonic() + self.every
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"gitpersist-sync {store.root}")
+            self._thread.start()
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    # -- public ---------------------------------------------------------------
+
+    def sync(self) -> SyncReport:
+        """Fetch, integrate, push (see the module docstring); raise
+        `SyncError` if that fails."""
+        if self._closed:
+            raise SyncError(f"sync of {self._store.root} with {self.remote!r}: store is closed")
+        with self._mutex:
+            try:
+                self._file_lock.acquire()
+            except filelock.Timeout:
+                raise SyncError(f"sync with {self.remote!r}: {self._file_lock.lock_file} "
+                                f"still held by another process after {self.lock_timeout} s"
+                                ) from None
+            try:
+                with self._cond:
+                    self._unsent = False
+                try:
+                    return self._sync()
+                except BaseException:
+                    with self._cond:
+                        self._unsent = True
+                    raise
+            finally:
+                self._file_lock.release()
+
+    def committed(self) -> None:
+        """Called by the store after each commit (or queued commit)."""
+        with self._cond:
+            self._unsent = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop the background thread (after its current sync); with
+        ``sync_after_commit``, send what is still unsent, once."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._cond.notify_all()
+        atexit.unregister(self._atexit)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.network_timeout * 3)
+        if self.after_commit and self._unsent:
+            try:
+                self.sync()
+            except GitpersistError as exc:
+                LOG.warning("%s: last sync with %r failed, commits stay local until the "
+                            "next sync: %s", self._store.root, self.remote, exc)
+        self._closed = True
+
+    # -- the background thread -------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    if self._due is not None and now >= self._due:
+                        break
+                    if self.after_commit and self._unsent:
+                        break
+                    self._cond.wait(None if self._due is None else self._due - now)
+            try:
+                self.sync()
+                failed = False
+            except Exception as exc:    # the thread lives on: retry later
+                if isinstance(exc, StoreError | HistoryError) and self._stopping:
+                    return
+                failed = True
+                LOG.warning("%s: automatic sync with %r failed, retrying: %s",
+                            self._store.root, self.remote, exc,
+                            exc_info=not isinstance(exc, GitpersistError | OSError))
+            with self._cond:
+                now = time.monotonic()
+                if self.every is not None:
+                    self._due = now + (min(self.every, self.retry_delay) if failed
+                                       else self.every)
+                elif failed:
+                    self._due = now + self.retry_delay
+                else:
+                    self._due = None
+                if failed and self.after_commit:
+                    # wait for the retry time even though commits are unsent
+                    self._cond.wait_for(lambda: self._stopping or time.monotonic() >= self._due,
+                                        self.retry_delay)
+
+    # -- one sync ----------------------------------------------------------------
+
+    def _sync(self) -> SyncReport:
+        self._url = self._check_remote(SyncError)
+        self._store.flush()
+        ref = self._branch_ref()
+        remote_ref = self._remote_ref(ref)
+        report = SyncReport(self.remote, remote_ref, self._rev(ref), None, None)
+        for attempt in range(1, self.attempts + 1):
+            report.attempts = attempt
+            remote_head = self._fetch(remote_ref)
+            report.remote_head = remote_head
+            with self._store._exclusive():     # the store's write lock (see store.py)
+                head = self._integrate(ref, remote_head, report)
+            report.head = head
+            if head is None or head == remote_head:
+                return report
+            if self._push(head, remote_ref, remote_head):
+                report.pushed = True
+                return report
+            LOG.info("%s: push to %r rejected (the remote moved); again", self.worktree,
+                     self.remote)
+            time.sleep(random.uniform(0.05, 0.3) * attempt)    # two hosts: don't lockstep
+        raise SyncError(f"sync with remote {self.remote!r} ({self._url}): the push was "
+                        f"rejected {self.attempts} times (the remote keeps moving); local "
+                        "commits are kept, the next sync tries again")
+
+    def _integrate(self, ref: str, remote_head: str | None, report: SyncReport) -> str | None:
+        """Make the local branch contain `remote_head`; return its commit.
+        Called with the store's write lock held."""
+        for _ in range(self.attempts):
+            self._store.flush()       # this process's queued commits
+            try:
+                return self._integrate_once(ref, remote_head, report)
+            except _Restart:
+                continue
+        raise SyncError(f"sync with remote {self.remote!r}: {ref} in {self.git_dir} kept "
+                        "moving during the merge; try again")
+
+    def _integrate_once(self, ref: str, remote: str | None, report: SyncReport) -> str | None:
+        local = self._rev(ref)
+        if remote is None or remote == local:
+            return local
+        if local is None:
+            raise SyncError(f"sync with remote {self.remote!r}: {ref} has no commit yet")
+        if self._is_ancestor(remote, local):
+            return local                        # nothing new: just push
+        base = self._merge_base(local, remote)
+        base_tree = self._tree_of(base) if base else _EMPTY_TREE
+        ours = self._diff(base_tree, local)     # full path -> (before, after)
+        theirs = self._diff(base_tree, remote)
+        store_paths = sorted(p for p in ours.keys() | theirs.keys() if self._is_store(p))
+        ours_other = [p for p in ours if not self._is_store(p)]
+        theirs_other = [p for p in theirs if not self._is_store(p)]
+
+        def value(side: dict, other: dict, path: str) -> _Entry | None:
+            return side[path][1] if path in side else other[path][0]
+
+        decided: dict[str, _Entry | None] = {}
+        local_values: dict[str, _Entry | None] = {}
+        conflicts: list[Conflict] = []
+        for path in store_paths:
+            mine, yours = value(ours, theirs, path), value(theirs, ours, path)
+            local_values[path] = mine
+            if path not in theirs or mine == yours:
+                decided[path] = mine
+            elif path not in ours:
+                decided[path] = yours
+            else:
+                conflict = self._decide(path, base, local, mine, remote, yours)
+                conflicts.append(conflict)
+                decided[path] = mine if conflict.winner == "local" else yours
+        changes = {path: entry for path, entry in decided.items() if entry != local_values[path]}
+
+        # The tree outside the store: ours, theirs, or git's merge of both.
+        if not theirs_other:
+            other_tree, others_change = self._tree_of(local), False
+        elif not ours_other or base == local:
+            other_tree, others_change = self._tree_of(remote), True
+        else:
+            other_tree, others_change = self._merge_other(local, remote, base is None), True
+        overlays = [local_values] if others_change else []
+        if base != local:
+            overlays.append(decided)
+        trees = self._overlay(other_tree, overlays) if overlays else []
+        if base == local:
+            new = remote                        # fast-forward
+            subject = f"fast-forward to {self.remote} {report.branch}"
+        else:
+            message = self._merge_message(report.branch, changes, local_values, conflicts)
+            new = self._commit_tree(trees[-1], [local, remote], message)
+            subject = message.split("\n", 1)[0]
+
+        self._commit_uncommitted(changes, local_values)     # may raise _Restart
+        contents = self._blobs(sorted({e[1] for e in changes.values() if e is not None}))
+        if others_change:
+            self._checkout_other(self._tree_of(local), trees[0])
+        received = []
+        for path, entry in changes.items():
+            relpath = path[len(self.prefix):]
+            self._write(relpath, None if entry is None else contents[entry[1]])
+            received.append(relpath)
+        if not self._update_ref(ref, new, local, f"gitpersist sync: {subject}"):
+            raise _Restart()
+        self._update_index(changes)
+        for conflict in conflicts:
+            LOG.warning("%s: %s changed on both sides (sync with %s); kept the %s version "
+                        "(commit %s), the %s one (commit %s) stays in history",
+                        self._store.root, conflict.relpath, self.remote, conflict.winner,
+                        conflict.winner_commit[:12],
+                        "remote" if conflict.winner == "local" else "local",
+                        conflict.loser_commit[:12])
+        report.received.extend(received)
+        report.conflicts.extend(conflicts)
+        return new
+
+    # -- deciding conflicts --------------------------------------------------------
+
+    def _decide(self, path: str, base: str | None, local: str, mine: _Entry | None,
+                remote: str, yours: _Entry | None) -> Conflict:
+        """The later change wins; equal times: the larger blob id (a
+        deletion is the smallest)."""
+        mine_commit, mine_time = self._last_change(base, local, path)
+        yours_commit, yours_time = self._last_change(base, remote, path)
+        mine_key = (mine_time, mine[1] if mine else "", mine[0] if mine else 0)
+        yours_key = (yours_time, yours[1] if yours else "", yours[0] if yours else 0)
+        relpath = path[len(self.prefix):]
+        split = paths.split_record_path(relpath)
+        type, id = split if split else (None, None)
+        local_wins = mine_key > yours_key
+        winner, loser = (mine, yours) if local_wins else (yours, mine)
+        return Conflict(
+            relpath, type, id, "local" if local_wins else "remote",
+            winner_revision=winner[1] if winner else None,
+            loser_revision=loser[1] if loser else None,
+            winner_commit=mine_commit if local_wins else yours_commit,
+            loser_commit=yours_commit if local_wins else mine_commit)
+
+    def _last_change(self, base: str | None, side: str, path: str) -> tuple[str, int]:
+        """The newest commit of `side` since `base` that changed `path`,
+        and its committer time."""
+        out = self._git("log", "-1", "--format=%H %ct", f"{base}..{side}" if base else side,
+                        "--", f":(literal){path}").strip()
+        if not out:     # cannot happen for a path the diff says changed
+            raise SyncError(f"{self.git_dir}: no commit in {side} changed {path}")
+        commit, stamp = out.split()
+        return commit, int(stamp)
+
+    def _merge_message(self, branch: str, changes: Mapping[str, _Entry | None],
+                       local_values: Mapping[str, _Entry | None],
+                       conflicts: list[Conflict]) -> str:
+        lines = [f"Sync with {self.remote} {branch}: {len(changes)} store file(s) "
+                 f"from the remote, {len(conflicts)} conflict(s)"]
+        if conflicts:
+            lines += ["", "Changed on both sides; the later change wins (gitpersist.sync):"]
+            for c in conflicts:
+                lines.append(f"- {c.relpath}: kept {c.winner} {c.winner_commit[:12]} over "
+                             f"{'remote' if c.winner == 'local' else 'local'} "
+                             f"{c.loser_commit[:12]}")
+        return "\n".join(lines) + "\n"
+
+    # -- the work tree -----------------------------------------------------------
+
+    def _commit_uncommitted(self, changes: Mapping[str, _Entry | None],
+                            local_values: Mapping[str, _Entry | None]) -> None:
+        """Commit the files about to change whose content on disk is neither
+        the local commit's nor the merge's (a change not committed yet), then
+        restart: the merge must see them."""
+        found = []
+        for path, entry in changes.items():
+            relpath = path[len(self.prefix):]
+            try:
+                data = files.read(self._abspath(relpath))
+            except OSError as exc:
+                raise SyncError(f"sync with {self.remote!r}: cannot read "
+                                f"{self._abspath(relpath)}: {exc.strerror or exc}") from None
+            disk = None if data is None else encoding.revision_of(data[0])
+            wanted = {None if e is None else e[1] for e in (entry, local_values[path])}
+            if disk not in wanted:
+                found.append(Change(relpath, None if data is None else data[0], disk))
+        if not found:
+            return
+        self._history.record(found, f"Commit {len(found)} store file(s) changed before a "
+                                    "sync\n\n" + "".join(f"- {c.relpath}\n" for c in found))
+        self._history.flush()
+        raise _Restart()
+
+    def _write(self, relpath: str, data: bytes | None) -> None:
+        """Write or remove a store file like the store does, and tell the
+        cache (as the watcher would; with watch="off" nothing else does)."""
+        store = self._store
+        if data is None:
+            try:
+                files.remove(store.root, relpath, fsync=store.fsync)
+            except OSError as exc:
+                raise SyncError(f"sync: cannot delete {self._abspath(relpath)}: "
+                                f"{exc.strerror or exc}") from None
+        else:
+            store._write_file(relpath, data)
+        store._on_change(relpath, False)
+
+    def _checkout_other(self, current: str, target: str) -> None:
+        """Update the files outside the store from `current` to `target`, by
+        git's rules (refusing to overwrite local changes)."""
+        run = self._git_retrying_index("read-tree", "-m", "-u", current, target)
+        if run.returncode != 0:
+            raise SyncError(
+                f"sync with {self.remote!r}: the remote changed files outside the store "
+                f"that have local changes in {self.worktree}; commit or stash them and "
+                f"sync again ({_last_lines(run.stderr)})")
+
+    def _update_index(self, changes: Mapping[str, _Entry | None]) -> None:
+        if not changes:
+            return
+        lines = b"".join(b"%o %s\t%s\0" % (entry[0] if entry else 0,
+                                            (entry[1] if entry else _NULL).encode(),
+                                            path.encode("utf-8", "surrogateescape"))
+                         for path, entry in sorted(changes.items()))
+        run = self._git_retrying_index("update-index", "-z", "--index-info", input=lines)
+        if run.returncode != 0:      # the files and the branch are right: not fatal
+            LOG.warning("%s: index not updated after sync (git status may show the "
+                        "synced files as changed until the next commit): %s",
+                        self.worktree, _last_lines(run.stderr))
+
+    def _abspath(self, relpath: str) -> str:
+        return os.path.join(self._store.root, *relpath.split("/"))
+
+    def _is_store(self, path: str) -> bool:
+        if not path.startswith(self.prefix):
+            return False
+        relpath = path[len(self.prefix):]
+        return relpath in META_FILES or paths.split_record_path(relpath) is not None
+
+    # -- git: the remote -----------------------------------------------------------
+
+    def _check_remote(self, error: type[Exception] = ConfigError) -> str:
+        """The remote's URL, read again at each sync (it may be changed)."""
+        with git.Repo(self.worktree) as repo, repo.config_reader() as config:
+            section = f'remote "{self.remote}"'
+            if not config.has_section(section) or not config.has_option(section, "url"):
+                raise error(f"remote={self.remote!r}: no such git remote in "
+                            f"{self.git_dir} (add it: git remote add {self.remote} URL)")
+            return str(config.get_value(section, "url"))
+
+    def _remote_ref(self, ref: str) -> str:
+        """The remote's branch to sync with: the upstream of `ref` if it is
+        on our remote, else the branch of the same name."""
+        name = ref[len("refs/heads/"):]
+        with git.Repo(self.worktree) as repo, repo.config_reader() as config:
+            section = f'branch "{name}"'
+            if (config.has_option(section, "remote") and config.has_option(section, "merge")
+                    and str(config.get_value(section, "remote")) == self.remote):
+                merge = str(config.get_value(section, "merge"))
+                if merge.startswith("refs/heads/"):
+                    return merge
+        return ref
+
+    def _fetch(self, remote_ref: str) -> str | None:
+        """The remote branch's commit, fetched; None if the branch (or the
+        whole remote) is empty."""
+        found = self._remote_head(remote_ref)
+        if found is None or self._has_commit(found):
+            return found
+        tracking = f"refs/remotes/{self.remote}/{remote_ref[len('refs/heads/'):]}"
+        self._network("fetch", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
+                      "--recurse-submodules=no", self.remote, f"+{remote_ref}:{tracking}")
+        fetched = self._rev(tracking)
+        if fetched is None:
+            raise SyncError(f"sync with remote {self.remote!r} ({self._url}): fetching "
+                            f"{remote_ref} left no {tracking}")
+        return fetched
+
+    def _remote_head(self, remote_ref: str) -> str | None:
+        """The commit of the remote's branch (``git ls-remote``), None if
+        it has none."""
+        out = self._network("ls-remote", self.remote, remote_ref).stdout
+        found = [line.split("\t")[0] for line in out.decode().splitlines()
+                 if line.endswith("\t" + remote_ref)]
+        return found[0] if found else None
+
+    def _push(self, commit: str, remote_ref: str, expected: str | None) -> bool:
+        """Push `commit` to the remote branch; False if it was refused
+        because the remote branch moved away from `expected` meanwhile
+        (fetch and merge again)."""
+        run = self._network("push", "--porcelain", self.remote, f"{commit}:{remote_ref}",
+                            check=False)
+        if run.returncode == 0:
+            return True
+        out = run.stdout.decode(errors="replace")
+        # "[rejected]": not a fast-forward.  A push racing another one can
+        # also fail on the remote's ref lock: then the branch has moved.
+        if any(line.startswith("!\t") and "[rejected]" in line for line in out.splitlines()) \
+                or self._remote_head(remote_ref) != expected:
+            return False
+        raise SyncError(f"sync with remote {self.remote!r} ({self._url}): push failed "
+                        f"({_last_lines(run.stderr or run.stdout)}); local commits are "
+                        "kept, the next sync tries again")
+
+    def _network(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        run = self._run(list(args), timeout=self.network_timeout,
+                        what=f"remote {self.remote!r} ({self._url})")
+        if check and run.returncode != 0:
+            raise SyncError(f"sync with remote {self.remote!r} ({self._url}) failed: git "
+                            f"{args[0]}: {_last_lines(run.stderr)}; local commits are "
+                            "kept, the next sync tries again")
+        return run
+
+    # -- git: local plumbing -------------------------------------------------------
+
+    def _branch_ref(self) -> str:
+        run = self._run(["symbolic-ref", "-q", "HEAD"])
+        ref = run.stdout.decode().strip()
+        if run.returncode != 0 or not ref.startswith("refs/heads/"):
+            raise SyncError(f"sync with {self.remote!r}: HEAD of {self.git_dir} is not on a "
+                            "branch (detached); check out the branch to sync")
+        return ref
+
+    def _rev(self, ref: str) -> str | None:
+        run = self._run(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"])
+        return run.stdout.decode().strip() or None if run.returncode == 0 else None
+
+    def _has_commit(self, commit: str) -> bool:
+        return self._run(["cat-file", "-e", f"{commit}^{{commit}}"]).returncode == 0
+
+    def _is_ancestor(self, ancestor: str, commit: str) -> bool:
+        run = self._run(["merge-base", "--is-ancestor", ancestor, commit])
+        if run.returncode not in (0, 1):
+            raise SyncError(f"git merge-base in {self.worktree}: {_last_lines(run.stderr)}")
+        return run.returncode == 0
+
+    def _merge_base(self, a: str, b: str) -> str | None:
+        run = self._run(["merge-base", a, b])
+        if run.returncode not in (0, 1):
+            raise SyncError(f"git merge-base in {self.worktree}: {_last_lines(run.stderr)}")
+        return run.stdout.decode().strip() or None
+
+    def _tree_of(self, commit: str) -> str:
+        return self._git("rev-parse", f"{commit}^{{tree}}").strip()
+
+    def _diff(self, tree: str, commit: str) -> dict[str, tuple[_Entry | None, _Entry | None]]:
+        """Changed files between `tree` and `commit`: path -> (before, after)."""
+        out = self._git_bytes("diff-tree", "-r", "-z", "--no-renames", tree, commit)
+        fields = out.split(b"\0")
+        found = {}
+        for i in range(0, len(fields) - 1, 2):
+            meta, path = fields[i], fields[i + 1].decode("utf-8", "surrogateescape")
+            old_mode, new_mode, old_id, new_id, _ = meta.lstrip(b":").decode().split(" ")
+            found[path] = (None if old_id == _NULL else (int(old_mode, 8), old_id),
+                           None if new_id == _NULL else (int(new_mode, 8), new_id))
+        return found
+
+    def _merge_other(self, local: str, remote: str, unrelated: bool) -> str:
+        """git's merge of both trees, for the files outside the store; the
+        store's files in it are replaced by our decisions afterwards."""
+        args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages"]
+        if unrelated:
+            args.append("--allow-unrelated-histories")
+        run = self._run([*args, local, remote])
+        if run.returncode not in (0, 1):
+            raise SyncError(f"git merge-tree in {self.worktree}: {_last_lines(run.stderr)}")
+        fields = [f.decode("utf-8", "surrogateescape") for f in run.stdout.split(b"\0") if f]
+        outside = sorted({p for p in fields[1:] if not self._is_store(p)})
+        if outside:
+            raise SyncError(
+                f"sync with remote {self.remote!r}: files outside the store changed on both "
+                f"sides and git cannot merge them: {', '.join(outside[:10])}; merge with "
+                "'git pull', then sync again (local commits are kept)")
+        return fields[0]
+
+    def _overlay(self, tree: str, overlays: list[Mapping[str, _Entry | None]]) -> list[str]:
+        """The trees made by applying each overlay in turn (cumulatively) to
+        `tree`, built in a scratch index (the user's index is not touched)."""
+        index = os.path.join(self.git_dir, f"gitpersist-sync-{secrets.token_hex(6)}.index")
+        env = {"GIT_INDEX_FILE": index}
+        try:
+            self._git("read-tree", tree, env=env)
+            trees = []
+            for overlay in overlays:
+                lines = b"".join(b"%o %s\t%s\0" % (entry[0] if entry else 0,
+                                                    (entry[1] if entry else _NULL).encode(),
+                                                    path.encode("utf-8", "surrogateescape"))
+                                 for path, entry in sorted(overlay.items()))
+                if lines:
+                    self._git("update-index", "-z", "--index-info", input=lines, env=env)
+                trees.append(self._git("write-tree", env=env).strip())
+            return trees
+        finally:
+            for name in (index, index + ".lock"):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+
+    def _commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+        author = self._history.author
+        identity = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+                    for what, value in (("NAME", author.name), ("EMAIL", author.email))}
+        args = ["commit-tree", "--no-gpg-sign", tree]
+        for parent in parents:
+            args += ["-p", parent]
+        return self._git(*args, input=message.encode(), env=identity).strip()
+
+    def _blobs(self, ids: list[str]) -> dict[str, bytes]:
+        """The content of each blob, in one ``git cat-file --batch``."""
+        if not ids:
+            return {}
+        out = self._git_bytes("cat-file", "--batch", input="".join(f"{i}\n" for i in ids).encode())
+        found, pos = {}, 0
+        for blob_id in ids:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split(b" ")
+            if len(header) != 3 or header[1] != b"blob":
+                raise SyncError(f"{self.git_dir}: {blob_id} is not a blob "
+                                f"({out[pos:end].decode(errors='replace')})")
+            size = int(header[2])
+            found[blob_id] = out[end + 1:end + 1 + size]
+            pos = end + 1 + size + 1
+        return found
+
+    def _update_ref(self, ref: str, new: str, old: str, message: str) -> bool:
+        """Move `ref` from `old` to `new` (git's compare-and-swap); False if
+        it no longer holds `old`."""
+        run = self._run(["update-ref", "-m", message, ref, new, old])
+        if run.returncode == 0:
+            return True
+        if self._rev(ref) != old:
+            return False
+        raise SyncError(f"git update-ref {ref} in {self.git_dir} failed: "
+                        f"{_last_lines(run.stderr)}")
+
+    def _git(self, *args: str, input: bytes | None = None,
+             env: Mapping[str, str] | None = None) -> str:
+        return self._git_bytes(*args, input=input, env=env).decode("utf-8", "surrogateescape")
+
+    def _git_bytes(self, *args: str, input: bytes | None = None,
+                   env: Mapping[str, str] | None = None) -> bytes:
+        run = self._run(list(args), input=input, env=env)
+        if run.returncode != 0:
+            raise SyncError(f"git {args[0]} in {self.worktree} failed: {_last_lines(run.stderr)}")
+        return run.stdout
+
+    def _git_retrying_index(self, *args: str, input: bytes | None = None
+                            ) -> subprocess.CompletedProcess:
+        """A command that takes index.lock: another git command (another
+        store's index update, the user's git) may hold it for a moment."""
+        deadline = time.monotonic() + 10
+        while True:
+            run = self._run(list(args), input=input)
+            if run.returncode == 0 or b"index.lock" not in run.stderr \
+                    or time.monotonic() > deadline:
+                return run
+            time.sleep(0.02)
+
+    def _run(self, args: list[str], *, input: bytes | None = None,
+             env: Mapping[str, str] | None = None, timeout: float | None = None,
+             what: str | None = None) -> subprocess.CompletedProcess:
+        """Run git in the work tree and wait for it.  On timeout, SIGTERM
+        (git then removes its lock files), then SIGKILL."""
+        timeout = self.local_timeout if timeout is None else timeout
+        proc = subprocess.Popen(
+            [self._git_exe, *args], cwd=self.worktree,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})})
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise SyncError(f"git {args[0]} ({what or self.worktree}) did not finish "
+                            f"within {timeout:g} s; stopped it") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _last_lines(text: bytes | str, count: int = 3) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[-count:]) or "no message"
+
+
+def _close_at_exit(ref: weakref.ref[Syncer]) -> None:
+    syncer = ref()
+    if syncer is not None:
+        syncer.close()
+
