@@ -221,7 +221,7 @@ class Syncer:
                             store.root, exc)
         if self.every is not None or after_commit:
             self._due = None if self.every is None else time.monotonic() + self.every
-            self._thread = threading.Thread(target=self._run, daemon=True,
+            self._thread = threading.Thread(target=self._loop, daemon=True,
                                             name=f"gitpersist-sync {store.root}")
             self._thread.start()
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
@@ -281,7 +281,7 @@ class Syncer:
 
     # -- the background thread -------------------------------------------------
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while True:
@@ -521,6 +521,9 @@ class Syncer:
     def _checkout_other(self, current: str, target: str) -> None:
         """Update the files outside the store from `current` to `target`, by
         git's rules (refusing to overwrite local changes)."""
+        # Stat info first, as git checkout and merge do: a file edited and
+        # edited back is not a local change.  (Exits 1 when files differ.)
+        self._git_retrying_index("update-index", "-q", "--refresh")
         run = self._git_retrying_index("read-tree", "-m", "-u", current, target)
         if run.returncode != 0:
             raise SyncError(
