@@ -63,8 +63,8 @@ Rules:
   they are merged, never overwritten.  Files are written before the branch
   moves, so a crash in between leaves them as uncommitted changes that the
   next open commits.
-* **One sync at a time** per store folder, across processes
-  (``.gitpersist/sync.lock``).  Network commands hold no store lock; the
+* **One sync at a time** per repository, across processes
+  (``.git/gitpersist-sync.lock``).  Network commands hold no store lock; the
   integration holds the write lock for a few local git commands.
 * **No leaked processes**: every git command is waited for; a network
   command running longer than `Syncer.network_timeout` seconds is stopped
@@ -102,15 +102,15 @@ import git
 
 from . import encoding, files, paths
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError
-from .store import META_DIR, Change
+from .history import META_FILES
+from .store import Change
 
 if TYPE_CHECKING:
     from .store import Store
 
 LOG = logging.getLogger(__name__)
 
-SYNC_LOCK = f"{META_DIR}/sync.lock"
-META_FILES = frozenset([f"{META_DIR}/format.json", f"{META_DIR}/.gitignore"])
+SYNC_LOCK = "gitpersist-sync.lock"     # in the repository's git folder
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _NULL = "0" * 40
 _Entry = tuple[int, str]            # (mode, blob id)
@@ -205,7 +205,7 @@ class Syncer:
         self._git_exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
         self._url = self._check_remote()
         self._mutex = threading.Lock()
-        self._file_lock = filelock.FileLock(os.path.join(store.root, SYNC_LOCK),
+        self._file_lock = filelock.FileLock(os.path.join(self._history.common_dir, SYNC_LOCK),
                                             timeout=self.lock_timeout, mode=store.file_mode,
                                             thread_local=False)
         self._cond = threading.Condition()
