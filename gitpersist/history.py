@@ -437,7 +437,7 @@ class History:
             commit = self._write_commit(tree, parent, message)
             self._sync_objects()
             if self._compare_and_swap(ref, commit, parent, message):
-                self._commit_trees[commit] = tree
+                self._cache_commit_tree(commit, tree)
                 with self._cond:
                     self._index_pending.update(changes)
                     if self._index_due is None:
@@ -708,10 +708,16 @@ class History:
             data = self._read_object(bytes.fromhex(commit), "commit")
             if not data.startswith(b"tree ") or not _HEX40.fullmatch(data[5:45]):
                 raise HistoryError(f"{self.git_dir}: commit {commit} has no tree line")
-            tree = self._commit_trees[commit] = bytes.fromhex(data[5:45].decode())
-            while len(self._commit_trees) > 64:
-                self._commit_trees.popitem(last=False)
+            tree = bytes.fromhex(data[5:45].decode())
+            self._cache_commit_tree(commit, tree)
         return tree
+
+    def _cache_commit_tree(self, commit: str, tree: bytes) -> None:
+        """Remember a commit's tree; the 64 most recent are kept (every
+        commit adds one: unbounded, it grew for the life of the process)."""
+        self._commit_trees[commit] = tree
+        while len(self._commit_trees) > 64:
+            self._commit_trees.popitem(last=False)
 
     def _tree(self, binsha: bytes) -> _Tree:
         tree = self._trees.get(binsha)
