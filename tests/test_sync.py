@@ -328,6 +328,16 @@ def test_files_outside_the_store_follow_git_rules(remote):
         assert (b / "README").read_text() == "v2\n"
 
 
+def test_a_detached_head_is_refused_naming_the_repository(remote):
+    a = clone(remote, "a")
+    with open_host(a) as store:
+        store.put("volumes", "v1", {})
+        git(a, "checkout", "-q", "--detach")
+        with pytest.raises(SyncError, match="detached"):
+            store.sync()
+    assert git(remote, "rev-list", "--all") == ""
+
+
 def test_bad_sync_options_name_the_option(remote, tmp_path):
     a = clone(remote, "a")
     cases = [({"git": False}, "remote='origin': syncing needs git=True"),
@@ -415,11 +425,13 @@ def test_automatic_sync_with_processes_on_three_hosts(remote, tmp_path):
         assert clean(host)
 
 
-def test_after_commit_policy_pushes_in_the_background_and_close_sends_the_rest(remote):
+@pytest.mark.parametrize("commit_mode", ["sync", "async"])
+def test_after_commit_policy_pushes_in_the_background_and_close_sends_the_rest(
+        remote, commit_mode):
     a = clone(remote, "a")
     before = _children()
     threads = set(threading.enumerate())
-    with open_host(a, sync_after_commit=True) as store:
+    with open_host(a, sync_after_commit=True, commit_mode=commit_mode) as store:
         store.put("volumes", "v1", {"n": 1})
         assert eventually(lambda: "v1" in git(remote, "log", "--format=%s", "-1",
                                                check=False), timeout=30)
