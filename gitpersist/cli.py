@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -144,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("--rev", metavar="REV", required=True)
+
+    sub = command("sync", "pull other hosts' changes from a git remote and push the "
+                  "store's own (see gitpersist.sync)", as_json)
+    sub.add_argument("--remote", metavar="NAME", default="origin",
+                     help="a git remote of the store's repository (default: origin)")
 
     sub = command("fsck", "check the store; exit 1 if anything is wrong", as_json)
     sub.add_argument("--repair", action="store_true",
@@ -408,6 +414,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"{subject}: already as at {args.rev}")
     else:
         print(f"{subject}: restored from {args.rev} (revision {revision[:10]})")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    root = _root(args)
+    _require_store(root)
+    if not uses_git(root):
+        raise CommandError(f"the store at {root} keeps no git history to sync "
+                           "(start one with `gitpersist init --git`)")
+    with Store(root, git=True, watch="off", remote=args.remote) as store:
+        report = store.sync()       # conflicts are logged as warnings (stderr)
+    if args.json:
+        _print_json(dataclasses.asdict(report))
+    else:
+        print(report.summary())
     return 0
 
 

@@ -39,6 +39,21 @@ file_mode       0o600         permissions of record files (int, or an octal
 dir_mode        0o700         permissions of the store's folders
 ==============  ============  ================================================
 
+Sharing the store with other hosts through a git remote (needs ``git``;
+see `gitpersist.sync` for what a sync does and how conflicts are decided;
+`FilePersistence.sync` syncs at once):
+
+=================  =======  ==============================================
+key                default  meaning
+=================  =======  ==============================================
+remote             None     a git remote of the store's repository, such
+                            as "origin"
+sync_every         None     seconds between background syncs (None: none)
+sync_on_open       False    sync once at setup (a failure is logged, and
+                            setup goes on)
+sync_after_commit  False    sync in the background after each commit
+=================  =======  ==============================================
+
 Guarantees:
 
 * **The contract of cinderlib 5.2.0's plugins.**  Every test of cinderlib's
@@ -166,6 +181,19 @@ def _author(key: str, value: Any) -> str | None:
     return value
 
 
+def _remote(key: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value
+                                  and not value.startswith("-")
+                                  and not any(c.isspace() or c == "\0" for c in value)):
+        raise ConfigError(f"persistence_config {key!r}: {value!r} is not the name of a "
+                          "git remote (such as 'origin')")
+    return value
+
+
+def _optional_seconds(key: str, value: Any) -> float | None:
+    return None if value is None else _seconds(0, strict=True)(key, value)
+
+
 def _commit_modes() -> tuple[str, ...]:
     try:
         from .history import COMMIT_MODES
@@ -188,6 +216,10 @@ OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "commit_delay": (0.2, _seconds(0, strict=False)),
     "file_mode": (0o600, _mode),
     "dir_mode": (0o700, _mode),
+    "remote": (None, _remote),
+    "sync_every": (None, _optional_seconds),
+    "sync_on_open": (False, _boolean),
+    "sync_after_commit": (False, _boolean),
 }
 
 
@@ -201,8 +233,16 @@ def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if config.get("path") is None:
         raise ConfigError("persistence_config 'path': required for storage 'file' "
                           "(the store folder)")
-    return {key: check(key, config.get(key, default))
-            for key, (default, check) in OPTIONS.items()}
+    options = {key: check(key, config.get(key, default))
+               for key, (default, check) in OPTIONS.items()}
+    if options["remote"] is not None and not options["git"]:
+        raise ConfigError("persistence_config 'remote': needs 'git': True (syncing "
+                          "goes through git)")
+    for key in ("sync_every", "sync_on_open", "sync_after_commit"):
+        if options[key] not in (None, False) and options["remote"] is None:
+            raise ConfigError(f"persistence_config {key!r}: needs 'remote' (the git "
+                              "remote to sync with)")
+    return options
 
 
 # -- records <-> OVOs --------------------------------------------------------------
@@ -345,6 +385,11 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
     def close(self) -> None:
         """Close the store (pending commits land first)."""
         self.store.close()
+
+    def sync(self):  # -> gitpersist.sync.SyncReport
+        """Pull the other hosts' changes from the ``remote`` and push this
+        host's (see `gitpersist.sync`); raises `SyncError` naming the remote."""
+        return self.store.sync()
 
     def __repr__(self) -> str:
         return f"<gitpersist.plugin.FilePersistence {self.store.root}>"

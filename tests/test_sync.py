@@ -5,6 +5,7 @@ processes the tests start)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -499,3 +500,85 @@ with Store(sys.argv[1], watch="off") as store:
 """, str(plain / META))
     assert run.stdout.strip() == "1"
     assert subprocess.run(["git", "fsck", "--no-progress"], cwd=plain).returncode == 0
+
+
+# -- the command line and the cinderlib plugin ------------------------------------------
+
+def test_gitpersist_sync_command(remote, capsys):
+    from gitpersist import cli
+    a, b = clone(remote, "a"), clone(remote, "b")
+    with open_host(a) as store_a, open_host(b) as store_b:
+        share(store_a, store_b, {"v1": {"status": "creating"}})
+        store_a.put("volumes", "v1", {"status": "error"})
+        time.sleep(1.1)
+        store_b.put("volumes", "v1", {"status": "available"})
+        store_a.sync()
+    assert cli.main(["--path", str(b / META), "sync", "--json"]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["pushed"] and report["remote"] == "origin"
+    assert [(c["id"], c["winner"]) for c in report["conflicts"]] == [("v1", "local")]
+    assert "changed on both sides" in err
+    assert cli.main(["--path", str(a / META), "sync"]) == 0
+    out, _ = capsys.readouterr()
+    assert out == "sync with origin (refs/heads/master): 1 file(s) received, nothing to push\n"
+    assert cli.main(["--path", str(a / META), "sync", "--remote", "nope"]) == 1
+    _, err = capsys.readouterr()
+    assert "remote='nope': no such git remote" in err
+    with Store(remote.parent / "plain", watch="off"):
+        pass
+    assert cli.main(["--path", str(remote.parent / "plain"), "sync"]) == 1
+    assert "keeps no git history" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config, key", [
+    ({"remote": "origin"}, "remote"),
+    ({"git": True, "remote": ""}, "remote"),
+    ({"git": True, "remote": "a b"}, "remote"),
+    ({"git": True, "sync_every": 5}, "sync_every"),
+    ({"git": True, "remote": "origin", "sync_every": 0}, "sync_every"),
+    ({"git": True, "remote": "origin", "sync_on_open": "yes"}, "sync_on_open"),
+    ({"git": True, "sync_after_commit": True}, "sync_after_commit"),
+])
+def test_plugin_sync_options_are_checked_naming_the_key(tmp_path, config, key):
+    pytest.importorskip("cinderlib")
+    from gitpersist.plugin import FilePersistence
+    with pytest.raises(ConfigError, match=f"persistence_config '{key}'"):
+        FilePersistence(path=str(tmp_path / "store"), **config)
+    assert not (tmp_path / "store").exists()
+
+
+PLUGIN_HOST = """
+import sys
+from gitpersist.plugin import FilePersistence
+plugin = FilePersistence(path=sys.argv[1], git=True, watch="off", remote="origin",
+                         author="b <b@x>", sync_on_open=True)
+[volume] = plugin.get_volumes(volume_name="data")
+print(volume.id, volume.size, volume.backend, flush=True)
+plugin.set_key_value(__import__("cinderlib").KeyValue("seen-by-b", volume.id))
+report = plugin.sync()
+print("pushed" if report.pushed else "not pushed")
+plugin.close()
+"""
+
+
+@pytest.mark.slow
+def test_a_volume_created_through_cinderlib_on_host_a_is_seen_on_host_b(
+        remote, cinderlib_setup):
+    cinderlib = pytest.importorskip("cinderlib")
+    a, b = clone(remote, "a"), clone(remote, "b")
+    persistence = cinderlib_setup(persistence_config={
+        "storage": "file", "path": str(a / META), "git": True, "fsync": False,
+        "watch": "off", "remote": "origin", "author": "a <a@x>"})
+    backend = cinderlib.Backend(volume_backend_name="fake",
+                                volume_driver="cinder.tests.fake_driver.FakeLoggingVolumeDriver")
+    volume = backend.create_volume(size=3, name="data")
+    assert persistence.sync().pushed
+    run = run_python(PLUGIN_HOST, str(b / META))        # host b, another process
+    volume_id, size, backend_name = run.stdout.splitlines()[0].split()
+    assert (volume_id, size, backend_name) == (volume.id, "3", "fake")
+    assert run.stdout.splitlines()[1] == "pushed"
+    report = persistence.sync()
+    assert report.received == [paths.record_path("key_values", "seen-by-b")]
+    [key_value] = persistence.get_key_values("seen-by-b")
+    assert key_value.value == volume.id
