@@ -2,8 +2,9 @@
 
     python crash_writer.py ROOT MODE SEED FSYNC
 
-MODE is ``plain``, ``git``, ``batch`` (git, writes grouped in batches) or
-``async`` (git, ``commit_mode="async"``).  The writer runs the operations
+MODE is ``plain``, ``git``, ``batch`` (git, writes grouped in batches),
+``async`` (git, ``commit_mode="async"``) or ``sync`` (git, ROOT is a clone
+whose ``origin`` other hosts push to: a sync after every few writes).  The writer runs the operations
 `operations(SEED)` lists, in order, and prints a line to stdout (flushed)
 once each has returned: ``ack N`` after operation N (0-based), ``batch N``
 after a batch whose last operation is N has been committed.  It prints
@@ -75,6 +76,8 @@ def main(root: str, mode: str, seed: int, fsync: bool) -> None:
     options = {"git": mode != "plain", "fsync": fsync, "watch": "off"}
     if mode == "async":
         options.update(commit_mode="async", commit_delay=0.02)
+    if mode == "sync":
+        options.update(remote="origin")
     ops = operations(seed)
     with Store(root, **options) as store:
         print("ready", flush=True)
@@ -86,6 +89,9 @@ def main(root: str, mode: str, seed: int, fsync: bool) -> None:
             else:
                 store.delete("volumes", id)
             print(f"ack {n}", flush=True)
+            if mode == "sync" and n % 4 == 3:
+                store.sync()
+                print(f"synced {n}", flush=True)
 
         if mode != "batch":
             for n in range(len(ops)):

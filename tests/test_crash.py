@@ -1,4 +1,7 @@
-"""Crash harness: a writer process killed with SIGKILL at random moments.
+"""Crash harness: a writer process killed with SIGKILL at random moments,
+in plain, git, batch, async and sync (with a remote another host pushes
+to) mode, plus kills at chosen moments (holding the branch lock, between
+the two metadata files of a first open, inside a sync's merge).
 
 Each round starts tests/crash_writer.py on the store, kills it at a random
 moment (seeded: set GITPERSIST_CRASH_SEED to replay, GITPERSIST_CRASH_ROUNDS
@@ -275,3 +278,127 @@ def test_writer_killed_between_the_two_metadata_files(tmp_path, mode):
             b".gitpersist/.gitignore", b".gitpersist/format.json",
             os.fsencode(paths.record_path("volumes", "v1"))]
     assert fsck.clean(fsck.check(root, git=mode == "git"))
+
+
+@pytest.mark.slow
+def test_writer_killed_during_syncs(tmp_path):
+    """Host a writes and syncs with a remote that host b pushes to, and is
+    killed at random moments, mostly inside syncs (they take longest).
+    Besides the checks of the other modes: b's records on a are versions b
+    pushed, and once a syncs again both hosts hold the same records."""
+    remote, a, b = tmp_path / "remote.git", str(tmp_path / "a"), tmp_path / "b"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    for host in (a, b):
+        subprocess.run(["git", "clone", "-q", str(remote), str(host)], check=True,
+                       capture_output=True)
+    theirs = [f"b-{n}" for n in range(6)]
+    pushed: dict[str, list] = {id: [None] for id in theirs}   # every version b pushed
+    rng = random.Random(SEED)
+    model: dict[str, dict] = {}
+    with Store(b, git=True, remote="origin", watch="off", fsync=False,
+               author="b <b@example.com>") as other:
+        for round in range(ROUNDS):
+            where = f"sync round {round} (GITPERSIST_CRASH_SEED={SEED})"
+            for id in rng.sample(theirs, 2):
+                if rng.random() < 0.2:
+                    other.delete("volumes", id)
+                    pushed[id].append(None)
+                else:
+                    other.put("volumes", id, {"round": round, "by": "b"})
+                    pushed[id].append({"round": round, "by": "b", "id": id})
+            other.sync()
+            round_seed = SEED * 100 + round
+            ops = crash_writer.operations(round_seed)
+            lines = run_and_kill(a, "sync", round_seed, fsync=round % 2 == 0, rng=rng)
+            done = sum(line.startswith("ack ") for line in lines)
+            possible = states(model, ops, min(done + 1, len(ops)))[done:]
+
+            def split(records: dict | None) -> dict | None:
+                if records is None:
+                    return None
+                for id in theirs:
+                    assert records.get(id) in pushed[id], f"{where}: {id} is no version of b's"
+                return {id: doc for id, doc in records.items() if id not in theirs}
+            on_disk, temps = disk_records(a)
+            assert split(on_disk) in possible, f"{where}: acknowledged writes missing"
+            at_head = split(head_records(a))
+            assert at_head is None or at_head in possible, f"{where}: HEAD lost commits"
+            assert eventually(lambda: not os.path.exists(os.path.join(a, ".git", "index.lock")))
+            problems = fsck.check(a, git=True, repair=round % 2 == 1)
+            assert not [p for p in problems if p.kind not in LEFTOVERS], (where, problems)
+            with Store(a, git=True, watch="off") as store:          # recovery
+                assert {d["id"]: d for d in store.all("volumes")} == on_disk, where
+            assert head_records(a) == on_disk, where
+            assert git(a, "status", "--porcelain").stdout == b"", where
+            run = git(a, "fsck", "--strict", "--no-progress")
+            assert run.returncode == 0 and b"error" not in run.stderr, (where, run.stderr)
+            model = split(on_disk)
+            # b's next change must be later than a's recovery commit: until
+            # the bug test_sync_killed_before_the_branch_moves... shows is
+            # fixed, a recovery commit of records a had just received from b
+            # counts as a's own change, and wins a tie of commit seconds
+            time.sleep(1.0)
+
+        with Store(a, git=True, remote="origin", watch="off") as store:
+            store.sync()
+            other.sync()
+            latest = {id: versions[-1] for id, versions in pushed.items() if versions[-1]}
+            for host in (store, other):
+                assert {d["id"]: d for d in host.all("volumes")} == {**model, **latest}
+    for repo in (a, b, remote):
+        run = git(repo, "fsck", "--strict", "--no-progress")
+        assert run.returncode == 0 and b"error" not in run.stderr, (repo, run.stderr)
+
+
+KILLED_BEFORE_THE_BRANCH_MOVES = """
+import os, signal, sys
+from gitpersist import Store
+from gitpersist.sync import Syncer
+def die(*args, **kwargs):       # the received files are written, the branch not moved
+    os.kill(os.getpid(), signal.SIGKILL)
+Syncer._update_ref = die
+Store(sys.argv[1], git=True, watch="off", remote="origin").sync()
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="known bug, see the docstring: recovery commits the "
+                   "received files as a local change of the time of the reopening")
+def test_sync_killed_before_the_branch_moves_loses_no_later_remote_change(tmp_path):
+    """The received files are on disk but the branch did not move: the next
+    open commits them (recovery).  That commit must not count as a later
+    local change of those records: the remote deleting one of them after
+    the crash still wins.
+
+    Today it does not: the recovery commit is dated when the store reopens,
+    later than the remote's deletion, so "the later change wins" keeps the
+    received version and pushes it back.  A fix: the sync notes the merge
+    it is about to apply (paths, new commit, old branch head) in the git
+    folder before writing files, and the next open or sync under the store
+    lock finishes it (writes those paths from the new commit, moves the
+    branch, drops the note) before recovery looks for changed files."""
+    remote, a, b = tmp_path / "remote.git", tmp_path / "a", tmp_path / "b"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    for host in (a, b):
+        subprocess.run(["git", "clone", "-q", str(remote), str(host)], check=True,
+                       capture_output=True)
+    options = {"git": True, "watch": "off", "remote": "origin"}
+    with Store(b, author="b <b@example.com>", **options) as other:
+        other.put("volumes", "v1", {"n": 1})
+        other.sync()
+        with Store(a, **options) as store:
+            store.sync()
+        other.put("volumes", "v1", {"n": 2})
+        other.sync()
+        run = subprocess.run([sys.executable, "-c", KILLED_BEFORE_THE_BRANCH_MOVES, str(a)],
+                             env={**os.environ, **GIT_ENV}, capture_output=True)
+        assert run.returncode == -signal.SIGKILL, run.stderr
+        assert json.loads((a / paths.record_path("volumes", "v1")).read_text())["n"] == 2
+        time.sleep(1.1)                     # commit times have one-second steps
+        other.delete("volumes", "v1")       # the remote's latest change
+        other.sync()
+        time.sleep(1.1)
+        with Store(a, **options) as store:  # recovery commits the received files
+            store.sync()
+            assert store.get("volumes", "v1") is None
+        other.sync()
+        assert other.get("volumes", "v1") is None
