@@ -178,3 +178,36 @@ def plot(results: dict[str, Any], path: str, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def markdown(results: dict[str, Any], found: list[dict[str, Any]], meta: dict[str, Any],
+             png: str) -> str:
+    """The run as a markdown page: command, machine, tables, targets."""
+    def md(text: str) -> str:
+        lines = text.split("\n")
+        title, header, rows = lines[0], lines[1], lines[3:]
+        cells = [header.split("  ")] + [row.split("  ") for row in rows]
+        out = [f"{title}:", ""]
+        for k, row in enumerate(cells):
+            row = [cell.strip() for cell in row if cell.strip()]
+            out.append("| " + " | ".join(row) + " |")
+            if k == 0:
+                out.append("|" + "---|" * len(row))
+        return "\n".join(out)
+
+    targets_rows = ["| measure | target | this run | met |", "|---|---|---|---|"]
+    for t in found:
+        state = {True: "met", False: "**not met**", None: "n/a at this N"}[t["met"]]
+        targets_rows.append(f"| {t['measure']} | {t['target']} | {t['shown']} | {state} |")
+    return "\n".join([
+        f"# Benchmark run: {meta['n']} volumes", "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['date']}; Python {meta['python']} on {meta['machine']}, "
+        f"{meta['cpus']} CPUs; load average at start {meta['load at start']}, "
+        f"at end {meta.get('load at end', '?')}.  ",
+        f"Volumes spread over {meta['backends']} backends; up to {meta['sample']} "
+        f"timed calls per read/update/delete measure ({meta['budget']} s budget), "
+        f"{meta['cold repeats']} new processes per cold open.", "",
+        f"![ratios]({png})", "",
+        md(table(results)), "", md(ratio_table(results)), "",
+        "Targets:", "", *targets_rows, ""])

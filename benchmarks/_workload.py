@@ -3,9 +3,12 @@
 One process per persistence plugin, because ``cinderlib.setup()`` is global
 state.  Every operation goes through cinderlib's persistence API (the
 plugin object's ``set_volume``, ``get_volumes`` ... with cinderlib Volume,
-Snapshot and Connection objects), except the floor, which is plain Python.
-Each function returns ``{op: [seconds, ...]}`` plus extra figures; the
-parent turns the samples into medians and ratios.
+Snapshot and Connection objects), except the floor, which is plain Python
+and runs inside the ``file`` plugin's process, each floor write right
+after the plugin's write of the same record: both see the same machine
+load, so their ratio holds on a busy machine too.  The functions return
+``{op: [seconds, ...]}`` plus extra figures; the parent turns the samples
+into medians and ratios.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ PLUGINS: dict[str, tuple[str, Callable[[str], dict[str, Any]] | None]] = {
     "memory": ("cinderlib memory", lambda w: {"storage": "memory"}),
     "db": ("cinderlib db (SQLite file)",
            lambda w: {"storage": "db", "connection": f"sqlite:///{w}/cinderlib.sqlite"}),
-    "floor": ("floor: serialise + atomic write + fsync", None),
     "file": ("gitpersist plain, fsync",
              lambda w: {"storage": "file", "path": f"{w}/store"}),
     "file-nofsync": ("gitpersist plain, no fsync",
@@ -36,6 +38,7 @@ PLUGINS: dict[str, tuple[str, Callable[[str], dict[str, Any]] | None]] = {
 }
 COLD_PLUGINS = ("db", "file", "file-nofsync", "git", "git-async")
 GIT_PLUGINS = ("git", "git-async")
+FLOOR_LABEL = "floor: serialise + atomic write + fsync (plain Python)"
 
 
 def backend_name(i: int, backends: int) -> str:
@@ -84,8 +87,6 @@ class Samples(dict):
 def run_plugin(plugin: str, workdir: str, n: int, backends: int, sample: int,
                budget: float, seed: int = 7) -> dict[str, Any]:
     """The whole workload on one plugin; leaves `n` volumes stored."""
-    if plugin == "floor":
-        return run_floor(workdir, n, sample, seed)
     import cinderlib
     from cinderlib.tests.unit import utils as cl_utils
 
@@ -96,6 +97,16 @@ def run_plugin(plugin: str, workdir: str, n: int, backends: int, sample: int,
         cl_utils.FakeBackend(volume_backend_name=backend_name(b, backends))
     rng = random.Random(seed)
     extra: dict[str, Any] = {}
+    floor = Floor(workdir) if plugin == "file" else None
+
+    def paired(op: str, fn: Callable[[Any], Any], items: list[Any],
+               floor_fn: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Time fn(item) for each item, each followed (with the floor on)
+        by the floor's write of the same record."""
+        for item in items:
+            samples.time(op, fn, [item])
+            if floor is not None:
+                floor.samples.time(op, floor_fn or floor.write, [floor.record(item)])
 
     def new_volume(i: int) -> Any:
         return cinderlib.Volume(cinderlib.Backend.backends[backend_name(i, backends)],
@@ -103,7 +114,7 @@ def run_plugin(plugin: str, workdir: str, n: int, backends: int, sample: int,
 
     # create: only set_volume is timed, not building the cinderlib object
     volumes = [new_volume(i) for i in range(n)]
-    samples.time("create", persistence.set_volume, volumes)
+    paired("create", persistence.set_volume, volumes)
 
     # one snapshot and one connection on every 10th volume
     with_children = volumes[::10]
@@ -145,7 +156,7 @@ def run_plugin(plugin: str, workdir: str, n: int, backends: int, sample: int,
         persistence.set_volume(volume)
 
     updated = [volumes[i] for i in rng.sample(range(n), min(sample, n))]
-    samples.time("update", update, updated)
+    paired("update", update, updated)
 
     if plugin in GIT_PLUGINS:
         store = persistence.store
@@ -171,7 +182,8 @@ def run_plugin(plugin: str, workdir: str, n: int, backends: int, sample: int,
     # delete a sample, then put volumes back (untimed) so that `n` stay
     # stored for the cold open.
     doomed = [i for i in rng.sample(range(n), min(sample, n)) if i % 10]
-    samples.time("delete", persistence.delete_volume, [volumes[i] for i in doomed])
+    paired("delete", persistence.delete_volume, [volumes[i] for i in doomed],
+           floor and floor.delete)
     for i in doomed:
         persistence.set_volume(new_volume(i))
 
@@ -181,56 +193,51 @@ def run_plugin(plugin: str, workdir: str, n: int, backends: int, sample: int,
     probe = {"id": volumes[kept].id, "name": volume_name(kept)}
     if hasattr(persistence, "close"):
         persistence.close()
-    return {"samples": samples, "extra": extra, "probe": probe}
+    return {"samples": samples, "extra": extra, "probe": probe,
+            "floor": None if floor is None else floor.close()}
 
 
-def run_floor(workdir: str, n: int, sample: int, seed: int) -> dict[str, Any]:
+class Floor:
     """What any durable one-file-per-record store must do: serialise the
-    record's bytes, write a temp file, fsync it, rename it over the target,
-    fsync the folder.  The records are the ones the file plugin writes."""
-    import cinderlib
-    import orjson
-    from cinderlib.tests.unit import utils as cl_utils
-    from gitpersist import encoding
-    from gitpersist.plugin import volume_record
+    record (the bytes the file plugin writes), write a temp file, fsync it,
+    rename it over the target, fsync the folder."""
 
-    setup("memory", workdir)
-    cl_utils.FakeBackend(volume_backend_name="floor")
-    docs = [{**volume_record(cinderlib.Volume(
-        cinderlib.Backend.backends["floor"], name=volume_name(i), size=1 + i % 10)._ovo)}
-        for i in range(n)]
-    folder = os.path.join(workdir, "floor")
-    os.mkdir(folder)
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    options = encoding._DUMP_OPTIONS
+    def __init__(self, workdir: str) -> None:
+        import orjson
+        from gitpersist import encoding
+        self._dumps = orjson.dumps
+        self._options = encoding._DUMP_OPTIONS
+        folder = os.path.join(workdir, "floor")
+        os.mkdir(folder)
+        self._dir = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        self.samples = Samples()
 
-    def write(doc: dict[str, Any]) -> None:
-        data = orjson.dumps(doc, option=options)
+    @staticmethod
+    def record(volume: Any) -> dict[str, Any]:
+        """The volume's record (made untimed: only writing it is the floor)."""
+        from gitpersist.plugin import volume_record
+        return {**volume_record(volume._ovo), "id": volume.id}
+
+    def write(self, doc: dict[str, Any]) -> None:
+        data = self._dumps(doc, option=self._options)
         name = doc["id"] + ".json"
         temp = "." + name + ".tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dir_fd)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self._dir)
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
+        os.rename(temp, name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        os.fsync(self._dir)
 
-    def delete(doc: dict[str, Any]) -> None:
-        os.unlink(doc["id"] + ".json", dir_fd=dir_fd)
-        os.fsync(dir_fd)
+    def delete(self, doc: dict[str, Any]) -> None:
+        os.unlink(doc["id"] + ".json", dir_fd=self._dir)
+        os.fsync(self._dir)
 
-    samples = Samples()
-    samples.time("create", write, docs)
-    rng = random.Random(seed)
-    updated = [docs[i] for i in rng.sample(range(n), min(sample, n))]
-    for doc in updated:
-        doc["status"] = "available"
-    samples.time("update", write, updated)
-    samples.time("delete", delete, [docs[i] for i in rng.sample(range(n), min(sample, n))])
-    os.close(dir_fd)
-    return {"samples": samples, "extra": {}, "probe": None}
+    def close(self) -> dict[str, list[float]]:
+        os.close(self._dir)
+        return self.samples
 
 
 def cold_open(plugin: str, workdir: str, query: str, value: str,

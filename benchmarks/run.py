@@ -7,7 +7,8 @@ Drives the same workload through cinderlib's persistence API for cinderlib
 ``memory``, cinderlib ``db`` (a SQLite file), and gitpersist's ``storage="file"``
 plugin plain with fsync, plain without fsync, git with a commit per write
 and git batched (``commit_mode="async"``), plus the floor: serialising the
-same bytes, then an atomic write with fsync in plain Python.  Each plugin
+same bytes, then an atomic write with fsync in plain Python (measured in the
+``file`` plugin's process, interleaved with its writes).  Each plugin
 runs in its own process (``cinderlib.setup()`` is global), and the cold
 open is timed in new processes.  Prints a table of medians, p90s and ratios
 and the issue's targets; writes ``results/bench-<N>.json`` and
@@ -152,6 +153,10 @@ def parent(args: argparse.Namespace) -> int:
             print(f"- {plugin}: {_workload.PLUGINS[plugin][0]} ...", flush=True)
             t0 = time.perf_counter()
             raw = run_child(plugin, workdir, args)
+            if raw.get("floor"):
+                results["floor"] = {"label": _workload.FLOOR_LABEL, "extra": {},
+                                    "ops": {op: summary(samples)
+                                            for op, samples in raw["floor"].items()}}
             result = {"label": _workload.PLUGINS[plugin][0],
                       "ops": {op: summary(samples) for op, samples in raw["samples"].items()},
                       "extra": raw["extra"]}
@@ -184,7 +189,9 @@ def parent(args: argparse.Namespace) -> int:
         json.dump(report, file, indent=1)
     png = os.path.join(args.out, f"ratios-{args.n}.png")
     _report.plot(results, png, f"N={args.n} volumes; ratio of medians (log scale)")
-    print(f"\nwrote {stem}.json and {png}")
+    with open(stem + ".md", "w") as file:
+        file.write(_report.markdown(results, targets, meta, os.path.basename(png)))
+    print(f"\nwrote {stem}.json, {stem}.md and {png}")
     return 0
 
 
