@@ -76,9 +76,17 @@ Rules:
 * The remote must accept pushes to the branch: a bare repository, or a
   server.  A repository with that branch checked out refuses them.
 
-Cost: a sync with nothing new is one ``git ls-remote``.  A merge runs a
-dozen short git commands, one of which (``git read-tree`` of a scratch
-index) reads the whole tree: O(records), some 100 ms at 100k records.
+With a background policy, call neither `Store.sync` nor `Store.close`
+inside `Store.batch`: the batch holds the write lock that a background sync
+in progress may be waiting for, and that sync holds the sync lock.
+
+Costs measured on the development machine (2 cores, ext4, git 2.39, a
+bare remote on the same disk, fsync off): a sync with nothing new, ~35 ms
+at 1k to 100k records (one ``git ls-remote`` and a few local commands);
+receiving one changed record, 170 ms at 1k records and 390 ms at 100k
+(rewriting git's index grows with it); merging 100 local and 100 remote
+changes with one conflict, 0.47 s at 1k, 0.67 s at 10k, 1.7 s at 100k.  A
+first sync that brings N records writes N files, ~0.35 ms each.
 """
 
 from __future__ import annotations
