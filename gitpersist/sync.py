@@ -172,7 +172,8 @@ def check_options(remote: object, every: object, on_open: object, after_commit: 
                   has_git: bool) -> None:
     """Raise `ConfigError`, naming the option, for a bad sync configuration."""
     if remote is not None and (not isinstance(remote, str) or not remote
-                               or remote.startswith("-") or any(c in remote for c in "\0\n ")):
+                               or remote.startswith("-")
+                               or any(c.isspace() or c == "\0" for c in remote)):
         raise ConfigError(f"remote={remote!r}: the name of a git remote, such as 'origin'")
     if every is not None and (isinstance(every, bool) or not isinstance(every, int | float)
                               or not 0 < every < float("inf")):
@@ -398,6 +399,11 @@ class Syncer:
                 conflicts.append(conflict)
                 decided[path] = mine if conflict.winner == "local" else yours
         changes = {path: entry for path, entry in decided.items() if entry != local_values[path]}
+        for path, entry in changes.items():
+            if entry is not None and entry[0] not in (0o100644, 0o100755):
+                raise SyncError(f"sync with remote {self.remote!r}: {path} in {remote[:12]} "
+                                f"is not a regular file (mode {entry[0]:o}); the store "
+                                "writes only files there")
 
         # The tree outside the store: ours, theirs, or git's merge of both.
         if not theirs_other:
@@ -414,7 +420,7 @@ class Syncer:
             new = remote                        # fast-forward
             subject = f"fast-forward to {self.remote} {report.branch}"
         else:
-            message = self._merge_message(report.branch, changes, local_values, conflicts)
+            message = self._merge_message(report.branch, changes, conflicts)
             new = self._commit_tree(trees[-1], [local, remote], message)
             subject = message.split("\n", 1)[0]
 
@@ -474,7 +480,6 @@ class Syncer:
         return commit, int(stamp)
 
     def _merge_message(self, branch: str, changes: Mapping[str, _Entry | None],
-                       local_values: Mapping[str, _Entry | None],
                        conflicts: list[Conflict]) -> str:
         lines = [f"Sync with {self.remote} {branch}: {len(changes)} store file(s) "
                  f"from the remote, {len(conflicts)} conflict(s)"]
