@@ -9,16 +9,20 @@ Guarantees:
   unchanged) makes no commit.  Commits hold the store's paths only: the
   rest of the tree comes unchanged from HEAD, so the user's own staged,
   unstaged and untracked work in the repository is never committed.
+  Author: the `author` option, else the repository's user.name/user.email,
+  else `DEFAULT_AUTHOR` (no identity needed).
 * **Cost independent of the store's size.**  A commit is built from the
   changed paths alone: the blob, the trees on its path (root -> [folders
   down to the store] -> type -> shard; the 256 shards keep each tree at
-  about N/256 entries), the commit object, then the branch ref.  No index
-  is read, no git process is started.  Parsed trees are cached by id.
+  about N/256 entries) and the commit object go into one small pack, then
+  the branch ref moves.  No index is read, no git process is started.
+  Parsed trees are cached by id, with their entries serialised in git's
+  order, so changing one entry is a bisect and a join.
 * **Safe next to other git users.**  The branch moves by compare-and-swap
   under git's own ``<ref>.lock`` protocol, so a ``git commit`` run by hand
   in between is kept (ours is rebuilt on top of it).  Loose refs, packed
-  refs, a detached HEAD and an unborn branch (fresh repository) are handled;
-  each move appends a reflog entry like git's.
+  refs, a detached HEAD, linked worktrees and an unborn branch (fresh
+  repository) are handled; each move appends a reflog entry like git's.
 * **The index follows.**  Within `index_delay` seconds of a commit (and
   always before `flush` and `close` return) one ``git update-index
   --index-info`` run sets the index entries of the paths we committed to
@@ -35,10 +39,13 @@ Guarantees:
   moment fails as it would next to any other git process (we retry ours).
 * **Crashes lose nothing.**  Record files are durable before `record` is
   called.  A process that dies before its commit leaves files that differ
-  from HEAD; `recover` (run at every open) commits them.  Objects are
-  written to a temp name, (fsynced,) then renamed, and the ref moves only
-  after every object it reaches is on disk, so ``git fsck`` stays clean.
-  With ``fsync=False`` that holds for process crashes, not power loss.
+  from HEAD; `recover` (run at every open) commits them in one commit.
+  A pack and its index are written to temp files (fsynced), renamed into
+  place, their folder fsynced, and only then does the ref move (its lock
+  file fsynced, renamed, its folder fsynced): the ref never reaches an
+  object that is not on disk, and ``git fsck`` stays clean.  Temp files of
+  a dead writer are removed at open.  With ``fsync=False`` all this holds
+  for process crashes, not for power loss.
   A branch lock (``<ref>.lock``) left by a process killed while moving the
   branch is removed once it is `stale_lock_age` seconds old (git holds one
   for milliseconds), so the next open waits that long, then commits.
@@ -50,26 +57,33 @@ Guarantees:
   history by an older queued one.  Bound: a crash drops at most the last
   `commit_delay` seconds of *commits*, never a change: the files are on
   disk and the next open's recovery commits them in one commit.
+* **Housekeeping.**  Every `repack_every` commits ``git repack -d -l
+  --geometric=2`` rolls our small packs up (its cost follows the small
+  packs, not the repository); every `gc_every` commits ``git gc --auto``
+  does what git finds due.  One child at a time, reaped by the background
+  thread; `close` lets it finish for `child_wait` seconds, then stops it
+  (both commands are safe to interrupt).
 * **No leaks.**  One `git.Repo` per history (its ``git cat-file`` processes
-  end in `close`), one background thread, and at most one ``git gc --auto``
-  child, started every `gc_every` commits and reaped; `close` waits for it
-  (`gc_wait` seconds) and then stops it.  GitPython is not thread-safe:
-  every use of the repo is serialised by one lock.
+  end in `close`), one background thread, at most one git child.
+  GitPython is not thread-safe: every use of the repo is serialised by one
+  lock.
 
-Costs measured on the development machine (2 cores, ext4, git 2.39; see
-benchmarks/commit_scaling.py for the figures of a run) decided the design:
+Costs that decided the design (2 cores, ext4, git 2.39, a shared and busy
+machine; ``benchmarks/commit_scaling.py`` prints the figures of a run,
+which it measures interleaved with cinderlib's db plugin):
 
 * GitPython's ``repo.index.add`` + ``index.commit`` re-reads the index
   (36 ms at 1k records, 256 ms at 10k); ``repo.odb.store`` runs one ``git
-  hash-object`` per object (2.6 ms each).  Writing loose objects in Python
-  costs ~0.05 ms each.
+  hash-object`` per object (2.6 ms each).
+* Loose objects cost a file creation each (0.16-0.2 ms on this file system)
+  and, with fsync, a file and a folder fsync each: 5.5 ms for a commit's 5
+  objects, against 1.5 ms for one pack and its index.
 * ``git update-index`` per commit costs a process start plus rewriting the
-  whole index, several ms growing with N: so the index is updated in the
-  background, one run per `index_delay` for every path committed meanwhile.
+  whole index (5 ms at 1k records, 20 ms at 20k, 85 ms at 100k): so it runs
+  in the background, once for every path committed meanwhile.
 * GitPython's tree helpers (``tree_to_stream``, ``tree_entries_from_data``)
   validate every entry name: 6.4 ms for a 400-entry shard tree (100k
-  records).  Here a cached tree keeps its serialised entries in git's
-  order; a change is a bisect and one join (~0.05 ms a commit).
+  records), more than the whole commit.
 """
 
 from __future__ import annotations
@@ -89,7 +103,6 @@ import subprocess
 import threading
 import time
 import weakref
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -97,6 +110,8 @@ from dataclasses import dataclass
 
 import git
 import gitdb.exc
+from gitdb.base import OStream
+from gitdb.pack import PackEntity
 
 from . import files, paths
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError
@@ -115,6 +130,12 @@ _NULL = "0" * 40
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _AUTHOR_RE = re.compile(r"\s*([^<>\n]*?)\s*<([^<>\n]*)>\s*")
 _LOCK_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+# Housekeeping: roll the small packs up into packs of geometrically growing
+# sizes (git >= 2.32; cost ~ the small packs, not the repository), and let
+# git decide about the rest.  gc.autoDetach=false: a detached gc would
+# outlive us, unreaped.
+_REPACK = ["repack", "-d", "-l", "-q", "--geometric=2"]
+_GC = ["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"]
 Entry = tuple[int, bytes]                       # (mode, binary object id)
 
 
@@ -193,8 +214,9 @@ class History:
     """
 
     index_delay = 0.5           # seconds between a commit and its index update
-    gc_every = 500              # commits between two ``git gc --auto`` runs
-    gc_wait = 5.0               # seconds close() lets a running gc finish
+    repack_every = 16           # commits between two rollups of our small packs
+    gc_every = 1024             # commits between two ``git gc --auto`` runs
+    child_wait = 5.0            # seconds close() lets a running repack or gc finish
     git_lock_timeout = 10.0     # seconds to wait for a ref or index lock held by git
     stale_lock_age = 10.0       # a ref lock this old (mtime) was left by a crash
     retry_delay = 1.0           # seconds before retrying a failed background step
@@ -223,8 +245,7 @@ class History:
             raise
         self._trees: OrderedDict[bytes, _Tree] = OrderedDict()
         self._commit_trees: OrderedDict[str, bytes] = OrderedDict()
-        self._dirty_dirs: set[str] = set()
-        self._unsynced: list[tuple[int, str, str]] = []    # (fd, temp, final path)
+        self._unwritten: dict[bytes, tuple[bytes, bytes]] = {}     # id -> (kind, data)
         self._cond = threading.Condition()
         self._queue: list[tuple[list[str], str]] = []   # async: (relpaths, message)
         self._commit_due: float | None = None
@@ -233,8 +254,8 @@ class History:
         self._index_due: float | None = None
         self._index_gap = 0.0       # 4x the last index update's duration
         self._commits = 0
-        self._gc_due = False
-        self._gc: subprocess.Popen[bytes] | None = None
+        self._jobs: list[list[str]] = []                 # housekeeping commands due
+        self._child: subprocess.Popen[bytes] | None = None
         self._closing = self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"gitpersist-history {root}",
                                         daemon=True)
@@ -300,6 +321,7 @@ class History:
         """Commit the store files that differ from HEAD, in one commit; return
         their relpaths.  Called at open with the store lock held."""
         self._check_open()
+        self._remove_stale_temps()
         candidates = self._changed_on_disk()
         with self._git_lock:
             changes = {}
@@ -402,8 +424,8 @@ class History:
             # our caller holds; then it ends when that is released, finding
             # nothing left to do.
             if self._thread is not threading.current_thread():
-                self._thread.join(self.gc_wait)
-            self._stop_gc()
+                self._thread.join(self.child_wait)
+            self._stop_child()
             with self._git_lock:
                 self._closed = True
                 self._repo.close()
@@ -420,7 +442,7 @@ class History:
         try:
             return self._try_commit(changes, _clean_message(message))
         finally:
-            self._discard_unsynced()    # what a failed or empty attempt left
+            self._unwritten.clear()     # what a failed or empty attempt left
 
     def _try_commit(self, changes: dict[str, bytes | None], message: str) -> str | None:
         blobs = {self.prefix + relpath: None if data is None else self._write_object(b"blob", data)
@@ -435,7 +457,7 @@ class History:
             if tree is None:
                 tree = self._write_tree(_Tree({}, [], []))
             commit = self._write_commit(tree, parent, message)
-            self._sync_objects()
+            self._write_pack()
             if self._compare_and_swap(ref, commit, parent, message):
                 self._cache_commit_tree(commit, tree)
                 with self._cond:
@@ -444,8 +466,9 @@ class History:
                         self._index_due = time.monotonic() + max(self.index_delay,
                                                                  self._index_gap)
                     self._commits += 1
-                    if self._commits % self.gc_every == 0:
-                        self._gc_due = True
+                    for every, job in ((self.repack_every, _REPACK), (self.gc_every, _GC)):
+                        if self._commits % every == 0 and job not in self._jobs:
+                            self._jobs.append(job)
                     self._cond.notify_all()
                 return commit
         raise HistoryError(f"{self.git_dir}: HEAD kept moving; gave up committing")
@@ -486,77 +509,56 @@ class History:
         return self._write_object(b"commit", stream.getvalue()).hex()
 
     def _write_object(self, kind: bytes, data: bytes) -> bytes:
-        """Store a loose object; return its binary id.  With fsync, it only
-        gets its name in `_sync_objects`.
-
-        Goes around gitdb's LooseObjectDB.store, which never fsyncs (a power
-        cut could leave an empty object file that ``git fsck`` reports) and
-        rewrites objects that exist.  Like git: a temp file in the object's
-        folder, renamed into place; an existing object is only freshened so
-        that ``git gc`` does not prune it while we reference it."""
-        raw = b"%s %d\0%s" % (kind, len(data), data)
-        binsha = hashlib.sha1(raw).digest()
-        hexsha = binsha.hex()
-        folder = os.path.join(self._objects, hexsha[:2])
-        path = os.path.join(folder, hexsha[2:])
-        try:
-            os.utime(path)
-            return binsha
-        except FileNotFoundError:
-            pass
-        except PermissionError:     # someone else's object: it exists
-            return binsha
-        try:
-            os.mkdir(folder)
-            self._dirty_dirs.add(self._objects)
-        except FileExistsError:
-            pass
-        temp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{secrets.token_hex(4)}")
-        fd = os.open(temp, _LOCK_FLAGS, 0o444)
-        try:
-            _write_all(fd, zlib.compress(raw, 1))    # git's core.looseCompression
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(temp)
-            raise
-        if self.fsync:
-            self._unsynced.append((fd, temp, path))
-            if len(self._unsynced) >= 64:       # bounds the open files of a big batch
-                self._sync_objects()
-        else:
-            os.close(fd)
-            os.replace(temp, path)
+        """Add an object to the pack `_write_pack` writes next; return its
+        binary id."""
+        binsha = _object_id(kind, data)
+        self._unwritten.setdefault(binsha, (kind, data))
+        if len(self._unwritten) >= 20_000:      # bounds the memory of a big batch
+            self._write_pack()
         return binsha
 
-    def _sync_objects(self) -> None:
-        """With fsync: make the objects written so far durable, then name
-        them, then make the names durable.  All the data first, then all the
-        renames, then each folder once: the same guarantees as one object
-        at a time, in far fewer journal commits."""
-        unsynced, self._unsynced = self._unsynced, []
+    def _write_pack(self) -> None:
+        """Write the objects built so far as one pack and its index.
+
+        One pack per commit rather than loose objects: 2 files instead of
+        ~5, so with fsync 2 file and 1 folder fsyncs instead of ~5 + 5
+        (measured: 1.5 ms against 5.5 ms a commit).  gitdb writes the pack
+        and the index; we only put them in place like git does: temp
+        files, fsynced, the .pack renamed before the .idx (git finds packs
+        by their index), then the folder fsynced.  The small packs are
+        rolled up in the background (``git repack --geometric``)."""
+        objects, self._unwritten = self._unwritten, {}
+        if not objects:
+            return
+        pack_data, index_data = io.BytesIO(), io.BytesIO()
+        pack_sha, _ = PackEntity.write_pack(
+            [OStream(binsha, kind, len(data), io.BytesIO(data))
+             for binsha, (kind, data) in objects.items()],
+            pack_data.write, index_data.write, object_count=len(objects),
+            zlib_compression=1)     # git's default core.compression for packs is -1 (6); 1 is faster
+        folder = os.path.join(self._objects, "pack")
+        os.makedirs(folder, exist_ok=True)
+        name = os.path.join(folder, f"pack-{pack_sha.hex()}")
+        temps = []
         try:
-            for fd, _, _ in unsynced:
-                os.fsync(fd)
+            for data, kind in ((pack_data, "pack"), (index_data, "idx")):
+                temp = os.path.join(folder, f"tmp_{kind}_{os.getpid()}_{secrets.token_hex(4)}")
+                fd = os.open(temp, _LOCK_FLAGS, 0o444)
+                temps.append(temp)
+                try:
+                    _write_all(fd, data.getbuffer())
+                    if self.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(temps[0], name + ".pack")
+            os.replace(temps[1], name + ".idx")
         except BaseException:
-            for _, temp, _ in unsynced:
+            for temp in temps:
                 _unlink_quietly(temp)
             raise
-        finally:
-            for fd, _, _ in unsynced:
-                os.close(fd)
-        for _, temp, path in unsynced:
-            os.replace(temp, path)
-            self._dirty_dirs.add(os.path.dirname(path))
-        dirty, self._dirty_dirs = self._dirty_dirs, set()
         if self.fsync:
-            for folder in sorted(dirty, key=len):   # objects/ before objects/xx
-                _fsync_dir(folder)
-
-    def _discard_unsynced(self) -> None:
-        unsynced, self._unsynced = self._unsynced, []
-        for fd, temp, _ in unsynced:
-            os.close(fd)
-            _unlink_quietly(temp)
+            _fsync_dir(folder)
 
     # -- refs ---------------------------------------------------------------
     # Refs are moved here rather than with GitPython: its SymbolicReference
@@ -868,13 +870,13 @@ class History:
                               default=None)
                     if due is not None and due <= now:
                         break
-                    if self._gc_due and self._gc is None:
+                    if self._jobs and self._child is None:
                         break
                     wait = None if due is None else due - now
-                    if self._gc is not None:
-                        wait = 0.5 if wait is None else min(wait, 0.5)
+                    if self._child is not None:
+                        wait = 0.2 if wait is None else min(wait, 0.2)
                     self._cond.wait(wait)
-                    self._reap_gc()
+                    self._reap_child()
             try:
                 if self._commit_due is not None and self._commit_due <= now:
                     with self._lock():
@@ -883,7 +885,7 @@ class History:
                         self._drain()
                 if self._index_due is not None and self._index_due <= now:
                     self._sync_index()
-                self._start_gc()
+                self._start_job()
             except Exception as exc:     # the thread must live on: retry later
                 if isinstance(exc, StoreError) and self._closing:
                     return
@@ -897,35 +899,42 @@ class History:
                     if self._index_due is not None:
                         self._index_due = max(self._index_due, retry)
 
-    def _start_gc(self) -> None:
+    def _start_job(self) -> None:
+        """Start the next housekeeping command, if none is running."""
         with self._cond:
-            if not self._gc_due or self._gc is not None or self._closing:
+            if not self._jobs or self._child is not None or self._closing:
                 return
-            self._gc_due = False
-            # gc.autoDetach=false: a detached gc would outlive us unreaped.
-            self._gc = subprocess.Popen(
-                [self._repo.git.GIT_PYTHON_GIT_EXECUTABLE, "-c", "gc.autoDetach=false",
-                 "gc", "--auto", "--quiet"],
-                cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
+            args = self._jobs.pop(0)
+            self._child = subprocess.Popen(
+                [self._repo.git.GIT_PYTHON_GIT_EXECUTABLE, *args], cwd=self.worktree,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             self._cond.notify_all()
 
-    def _reap_gc(self) -> None:
-        if self._gc is not None and self._gc.poll() is not None:
-            if self._gc.returncode:
-                LOG.warning("%s: git gc --auto exited with %s", self.worktree, self._gc.returncode)
-            self._gc = None
+    def _reap_child(self) -> None:
+        child = self._child
+        if child is not None and child.poll() is not None:
+            error = child.stderr.read().decode(errors="replace").strip()
+            child.stderr.close()
+            if child.returncode == 129 and child.args[1:] == _REPACK:
+                # git < 2.32 has no --geometric: leave the packs to gc --auto
+                # (a full repack past gc.autoPackLimit packs).
+                self.repack_every = 1 << 62
+            if child.returncode:
+                LOG.warning("%s: git %s exited with %s: %s", self.worktree,
+                            " ".join(child.args[1:]), child.returncode, error)
+            self._child = None
 
-    def _stop_gc(self) -> None:
+    def _stop_child(self) -> None:
         with self._cond:
-            proc, self._gc = self._gc, None
-        if proc is None:
+            child, self._child = self._child, None
+        if child is None:
             return
         try:
-            proc.wait(self.gc_wait)
+            child.wait(self.child_wait)
         except subprocess.TimeoutExpired:
-            proc.terminate()    # git gc is safe to interrupt: it renames into place
-            proc.wait()
+            child.terminate()   # git repack and gc are safe to stop: they rename into place
+            child.wait()
+        child.stderr.close()
 
     # -- helpers ------------------------------------------------------------
 
@@ -936,6 +945,19 @@ class History:
         if self._queue:
             with self._lock():
                 self._drain()
+
+    def _remove_stale_temps(self) -> None:
+        """Pack temp files of our processes that died while writing them."""
+        folder = os.path.join(self._objects, "pack")
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            parts = name.split("_")
+            if (len(parts) == 4 and parts[0] == "tmp" and parts[1] in ("pack", "idx")
+                    and parts[2].isdigit() and not _alive(int(parts[2]))):
+                _unlink_quietly(os.path.join(folder, name))
 
     def _check_open(self) -> None:
         if self._closed or self._closing:
@@ -1045,6 +1067,18 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _close_at_exit(ref: weakref.ref[History]) -> None:

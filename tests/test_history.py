@@ -417,7 +417,9 @@ def test_a_commit_during_an_index_update_is_indexed_too(tmp_path, monkeypatch):
 
         def run(*args, **kwargs):
             result = real_run(*args, **kwargs)
-            if "update-index" in args[0] and not done:     # HEAD moves meanwhile
+            # in flush's update (not the history thread's): HEAD moves meanwhile
+            if ("update-index" in args[0] and not done
+                    and threading.current_thread() is threading.main_thread()):
                 done.append(True)
                 store.put("volumes", "v1", {"n": 1})
             return result
@@ -495,7 +497,7 @@ def test_close_leaves_no_git_process_and_no_thread(tmp_path):
             store.put("volumes", "v1", {"mode": mode})
             store.versions("volumes", "v1")
             store.get_at("volumes", "v1", "HEAD")       # starts git cat-file
-            store.history.gc_every = 1                  # and a gc
+            store.history.gc_every = store.history.repack_every = 1    # and git children
             store.put("volumes", "v1", {"mode": mode, "gc": True})
     assert _children() <= before
     assert set(threading.enumerate()) <= threads
@@ -507,25 +509,52 @@ def _loose_count(root) -> int:
                if len(d) == 2 and (objects / d).is_dir())
 
 
+def _packs(root) -> list:
+    return list((root / ".git" / "objects" / "pack").glob("*.pack"))
+
+
+def _idle(history) -> bool:
+    return not history._jobs and history._child is None
+
+
+def test_each_commit_is_one_pack_and_small_packs_are_rolled_up(tmp_path):
+    with open_store(tmp_path) as store:
+        history = store.history
+        history.repack_every = 1000
+        packs, loose = len(_packs(tmp_path)), _loose_count(tmp_path)
+        for n in range(8):
+            store.put("volumes", f"v{n}", {"n": n})
+        assert len(_packs(tmp_path)) == packs + 8
+        assert _loose_count(tmp_path) == loose == 0
+        history.repack_every = 2
+        store.put("volumes", "last", {"n": 8})      # the 10th commit: a rollup is due
+        assert eventually(lambda: _idle(history) and len(_packs(tmp_path)) <= 3)
+        for n in range(9):
+            assert store.get_at("volumes", f"v{n}" if n < 8 else "last", "HEAD")["n"] == n
+    fsck_clean(tmp_path)
+
+
 def test_gc_auto_runs_in_the_background_every_gc_every_commits(tmp_path):
     with open_store(tmp_path) as store:
         git(tmp_path, "config", "gc.auto", "1")
         # git gc --auto estimates loose objects from the objects/17 folder:
-        # put two there so that it decides to pack.
+        # put two there (as a user's git would) so that it decides to pack.
         for n in range(2):
             data = next(d for d in (b"%d-%d\n" % (n, i) for i in range(100_000))
                         if hashlib.sha1(b"blob %d\0%s" % (len(d), d)).hexdigest()
                         .startswith("17"))
-            store.put("volumes", f"v{n}", {"pad": "x"})
             subprocess.run(["git", "hash-object", "-w", "--stdin"], input=data,
                            cwd=tmp_path, check=True, capture_output=True)
-        loose = _loose_count(tmp_path)
-        store.history.gc_every = 3
-        for n in range(3):
-            store.put("volumes", "counter", {"n": n})
-        assert eventually(lambda: list((tmp_path / ".git/objects/pack").glob("*.pack")))
-        assert eventually(lambda: store.history._gc is None)      # reaped
-    assert _loose_count(tmp_path) < loose
+        assert _loose_count(tmp_path) == 2
+        branch = tmp_path / ".git" / git(tmp_path, "symbolic-ref", "HEAD").strip()
+        store.put("volumes", "counter", {"n": 0})
+        store.history.gc_every = 1
+        store.put("volumes", "counter", {"n": 1})
+        # gc ran: among other things it packs the refs
+        assert eventually(lambda: not branch.exists() and _idle(store.history))
+        store.history.gc_every = 1000
+        store.put("volumes", "counter", {"n": 2})
+        assert store.versions("volumes", "counter")[1].message == "volumes counter: n 0 -> 1"
     fsck_clean(tmp_path)
 
 
