@@ -8,8 +8,8 @@ cinderlib's db plugin ``set_volume`` (one volume updated in a sqlite file,
 no history) for comparison.
 
 The machine may be shared, so the measurements are interleaved: each round
-writes one record in every store, then asks a cinderlib child process for
-one ``set_volume``; all of them see the same load.
+writes one record in every store and asks a cinderlib child process for one
+``set_volume``, in a rotating order; all of them see the same load.
 
 In async mode `put` returns before the commit: "write" is what the caller
 waits for; "amortized" is (all the puts + the final flush) / number of puts.
@@ -144,9 +144,17 @@ def measure(stores: dict[int, str], ids: dict[int, list[str]], writes: int, mode
             docs[size] = {id: store.get("volumes", id) for id in targets[size]}
         puts = {size: [] for size in opened}
         elapsed = dict.fromkeys(opened, 0.0)
+        # Each round rotates the order, so that no store always follows
+        # the db plugin's fsyncs.
+        order: list[int | None] = [*opened, None]
         with CommitTimer() as timer:
             for n in range(writes):
-                for size, store in opened.items():
+                for size in order[n % len(order):] + order[:n % len(order)]:
+                    if size is None:
+                        if db is not None:
+                            db.write()
+                        continue
+                    store = opened[size]
                     id = targets[size][n]
                     doc = {**docs[size][id], "status": "in-use" if n % 2 else "available",
                            "attach": f"{mode}-{fsync}-{n}-{time.time()}"}   # never a no-op
@@ -154,8 +162,6 @@ def measure(stores: dict[int, str], ids: dict[int, list[str]], writes: int, mode
                     store.put("volumes", id, doc)
                     puts[size].append(time.perf_counter() - started)
                     elapsed[size] += time.perf_counter() - started
-                if db is not None:
-                    db.write()
             for size, store in opened.items():
                 started = time.perf_counter()
                 store.flush()
