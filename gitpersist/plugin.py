@@ -287,6 +287,11 @@ def volume_record(ovo: cinder_objs.Volume) -> Document:
     return doc
 
 
+# Metadata dicts cinderlib creates empty; a record written by hand may leave
+# them out.
+_EMPTY_BY_DEFAULT = frozenset(("metadata", "admin_metadata", "glance_metadata"))
+
+
 def ovo_from_record(cls: type, doc: Document, where: str) -> Any:
     """An OVO of `cls` from a record, with no changes tracked.  Fields the
     record leaves out are null; keys that are not fields are ignored."""
@@ -295,6 +300,8 @@ def ovo_from_record(cls: type, doc: Document, where: str) -> Any:
         if _is_object(field):
             continue
         value = doc.get(name)
+        if value is None and name in _EMPTY_BY_DEFAULT:
+            value = {}      # cinderlib's default; None would break obj_reset_changes
         if value is None and not field.nullable:
             continue
         try:

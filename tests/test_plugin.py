@@ -231,6 +231,18 @@ def test_corrupt_field_names_the_file_and_field(plugin, backend, folder, fresh):
     assert str(path) in str(info.value) and "'size'" in str(info.value)
 
 
+def test_hand_written_volume_without_metadata_reads(plugin, backend, folder, fresh):
+    vol = cinderlib.Volume(backend, size=1, name="data")
+    vol.save()
+    path = pathlib.Path(folder, *paths.record_path("volumes", vol.id).split("/"))
+    doc = json.loads(path.read_text())
+    for name in ("metadata", "admin_metadata", "glance_metadata"):
+        doc.pop(name, None)
+    path.write_text(json.dumps(doc))
+    [read] = fresh().get_volumes(volume_id=vol.id)
+    assert (read.metadata, read.admin_metadata, read.name) == ({}, {}, "data")
+
+
 # -- soft deletes --------------------------------------------------------------
 
 @pytest.mark.parametrize("soft", [False, True])
