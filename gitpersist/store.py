@@ -176,6 +176,8 @@ class Store:
                 self.root, lock=self._exclusive, author=author,
                 commit_mode=commit_mode, commit_delay=commit_delay, fsync=fsync)
             with self._write_lock():
+                from .sync import finish_interrupted    # sync hook: first, a sync cut short
+                finish_interrupted(self)
                 self._history.recover()
         if syncing:     # sync hook: a background syncer, and a sync on open if asked
             from .sync import Syncer

@@ -60,9 +60,12 @@ Rules:
   raises `SyncError` naming the remote (and its URL) and the next sync
   retries.  Record files changed on disk but not committed yet (another
   process's pending asynchronous commit, a hand edit) are committed before
-  they are merged, never overwritten.  Files are written before the branch
-  moves, so a crash in between leaves them as uncommitted changes that the
-  next open commits.
+  they are merged, never overwritten.  Received files are written before
+  the branch moves, under a note in the git folder naming the commit being
+  applied; if the process dies in between, the store's next open (with or
+  without a remote) finishes that merge before its crash recovery, so the
+  received files do not come back as a local change of the reopening's
+  time.
 * **One sync at a time** per repository, across processes
   (``.git/gitpersist-sync.lock``).  Network commands hold no store lock; the
   integration holds the write lock for a few local git commands.
@@ -93,6 +96,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import logging
 import os
 import random
@@ -107,6 +111,7 @@ from typing import TYPE_CHECKING
 
 import filelock
 import git
+import orjson
 
 from . import encoding, files, paths
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError
@@ -203,15 +208,9 @@ class Syncer:
     def __init__(self, store: Store, remote: str, *, every: float | None = None,
                  on_open: bool = False, after_commit: bool = False) -> None:
         check_options(remote, every, on_open, after_commit, store.history is not None)
-        self._store = store
-        self._history = store.history
-        self.remote = remote
+        self._bind(store, remote)
         self.every = None if every is None else float(every)
         self.after_commit = after_commit
-        self.worktree = self._history.worktree
-        self.git_dir = self._history.git_dir
-        self.prefix = self._history.prefix
-        self._git_exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
         self._url = self._check_remote()
         self._mutex = threading.Lock()
         self._file_lock = filelock.FileLock(os.path.join(self._history.common_dir, SYNC_LOCK),
@@ -235,6 +234,18 @@ class Syncer:
             self._thread.start()
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
+
+    def _bind(self, store: Store, remote: str) -> None:
+        """What the git work needs (all that `finish_interrupted` sets up)."""
+        self._store = store
+        self._history = store.history
+        self.remote = self._url = remote
+        self.worktree = self._history.worktree
+        self.git_dir = self._history.git_dir
+        self.prefix = self._history.prefix
+        self._git_exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        digest = hashlib.sha1(self.prefix.encode("utf-8", "surrogateescape")).hexdigest()
+        self._journal = os.path.join(self.git_dir, f"gitpersist-sync-{digest[:12]}.pending")
 
     # -- public ---------------------------------------------------------------
 
@@ -428,6 +439,12 @@ class Syncer:
         contents = self._blobs(sorted({e[1] for e in changes.values() if e is not None}))
         if others_change:
             self._checkout_other(self._tree_of(local), trees[0])
+        # From the first file written to the branch moved, a note says what
+        # to finish if the process dies (see `finish_interrupted`).
+        files.write_atomic(self.git_dir, os.path.basename(self._journal), orjson.dumps(
+            {"commit": new, "remote": self.remote, "branch": report.branch}),
+            fsync=self._store.fsync, file_mode=self._store.file_mode,
+            dir_mode=self._store.dir_mode)
         received = []
         for path, entry in changes.items():
             relpath = path[len(self.prefix):]
@@ -435,6 +452,7 @@ class Syncer:
             received.append(relpath)
         if not self._update_ref(ref, new, local, f"gitpersist sync: {subject}"):
             raise _Restart()
+        _unlink_quietly(self._journal)
         self._update_index(changes)
         for conflict in conflicts:
             LOG.warning("%s: %s changed on both sides (sync with %s); kept the %s version "
@@ -721,10 +739,7 @@ class Syncer:
             return trees
         finally:
             for name in (index, index + ".lock"):
-                try:
-                    os.unlink(name)
-                except FileNotFoundError:
-                    pass
+                _unlink_quietly(name)
 
     def _commit_tree(self, tree: str, parents: list[str], message: str) -> str:
         author = self._history.author
@@ -813,6 +828,50 @@ class Syncer:
             proc.wait()
             raise
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def finish_interrupted(store: Store) -> None:
+    """Finish a sync that died between writing the files it received and
+    moving the branch (its note is in the git folder).  Called by the store
+    at every git open, with the write lock held, before the history's
+    recovery: otherwise recovery would commit those files as a local change
+    made at the reopening, which would then outrank later remote changes.
+    Finishing is merging the commit the sync was applying into the branch
+    as it is now (the same rules as a sync: local commits made meanwhile
+    keep their times).  A failure is logged; recovery then takes over."""
+    syncer = Syncer.__new__(Syncer)     # the git work only: no remote needed
+    syncer._bind(store, "")
+    try:
+        with open(syncer._journal, "rb") as file:
+            note = orjson.loads(file.read())
+        commit, remote, branch = note["commit"], note["remote"], note["branch"]
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        LOG.warning("%s: unreadable note of an interrupted sync, ignored: %s", store.root, exc)
+        _unlink_quietly(syncer._journal)
+        return
+    syncer.remote = syncer._url = str(remote)
+    try:
+        ref = syncer._branch_ref()
+        if not (isinstance(commit, str) and syncer._has_commit(commit)):
+            raise SyncError(f"{syncer.git_dir}: commit {commit} of the note is missing")
+        report = SyncReport(syncer.remote, str(branch), syncer._rev(ref), None, str(commit))
+        syncer._integrate(ref, commit, report)
+        LOG.warning("%s: finished a sync with %r interrupted before it moved the branch "
+                    "(%d file(s))", store.root, syncer.remote, len(report.received))
+    except GitpersistError as exc:
+        LOG.warning("%s: could not finish a sync interrupted before it moved the branch; "
+                    "the files it wrote are committed as found at open: %s", store.root, exc)
+    finally:
+        _unlink_quietly(syncer._journal)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _last_lines(text: bytes | str, count: int = 3) -> str:

@@ -289,6 +289,45 @@ def test_an_unreachable_remote_fails_clearly_and_keeps_local_commits(remote, tmp
         assert [v["id"] for v in store_b.all("volumes")] == ["v1", "v2"]
 
 
+KILLED_BEFORE_THE_BRANCH_MOVES = """
+import os, signal, sys
+from gitpersist import Store
+from gitpersist.sync import Syncer
+Syncer._update_ref = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+Store(sys.argv[1], git=True, watch="off", fsync=False, remote="origin", author="a <a@x>").sync()
+"""
+
+
+def test_a_sync_killed_before_the_branch_moved_is_finished_at_the_next_open(remote):
+    """Its received files are on disk, uncommitted, while another process
+    of the host commits meanwhile.  The next open merges what the sync was
+    applying (it does not commit those files as a change of its own time),
+    so a later remote change to them still wins."""
+    a, b = clone(remote, "a"), clone(remote, "b")
+    with open_host(a) as store_a, open_host(b) as store_b:
+        share(store_a, store_b, {"v1": {"n": 1}})
+        store_b.put("volumes", "v1", {"n": 2})
+        store_b.sync()
+        store_a.put("volumes", "v3", {"n": 3})           # a merge, not a fast-forward
+        run = run_python(KILLED_BEFORE_THE_BRANCH_MOVES, str(a / META), check=False)
+        assert run.returncode == -9, run.stderr
+        assert b'"n": 2' in (a / record_file("volumes", "v1")).read_bytes()
+        assert list(a.joinpath(".git").glob("gitpersist-sync-*.pending"))
+        store_a.put("volumes", "v4", {"n": 4})           # another process goes on
+        time.sleep(1.1)
+        store_b.delete("volumes", "v1")                  # the remote's later change
+        store_b.sync()
+    with open_host(a) as store_a:
+        assert not list(a.joinpath(".git").glob("gitpersist-sync-*.pending"))
+        assert "found changed at open" not in git(a, "log", "-1", "--format=%s")
+        assert clean(a)
+        assert not store_a.sync().conflicts
+        assert store_a.get("volumes", "v1") is None
+    with open_host(b) as store_b:
+        store_b.sync()
+        assert [v["id"] for v in store_b.all("volumes")] == ["v3", "v4"]
+
+
 def test_sync_on_open_failure_is_logged_and_the_store_opens(remote, tmp_path, caplog):
     a = clone(remote, "a")
     git(a, "remote", "set-url", "origin", str(tmp_path / "nowhere"))
