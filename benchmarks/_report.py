@@ -83,6 +83,13 @@ def ratio_table(results: dict[str, Any]) -> str:
             + _grid(header, rows))
 
 
+def _vs_db(speedup: float | None) -> str:
+    if speedup is None:
+        return "-"
+    return (f"{ratio(speedup)} faster than db" if speedup >= 1
+            else f"{ratio(1 / speedup)} slower than db")
+
+
 def _target(measure: str, target: str, value: float | None, met: bool | None,
             shown: str, note: str = "") -> dict[str, Any]:
     return {"measure": measure, "target": target, "value": value,
@@ -101,7 +108,7 @@ def targets(results: dict[str, Any], n: int) -> list[dict[str, Any]]:
     speedup = div(m("db", "create"), m("file", "create"))
     found.append(_target("durable set (create, plain+fsync)", ">= 6x faster than db",
                          speedup, None if speedup is None else speedup >= 6,
-                         f"{ratio(speedup)} faster than db"))
+                         _vs_db(speedup)))
     over = div(m("file", "create"), m("floor", "create"))
     found.append(_target("durable set (create, plain+fsync)", "<= 1.3x the floor",
                          over, None if over is None else over <= 1.3,
@@ -110,7 +117,7 @@ def targets(results: dict[str, Any], n: int) -> list[dict[str, Any]]:
     found.append(_target("versioned set (git, commit per write)",
                          "faster than db's unversioned set", speedup,
                          None if speedup is None else speedup > 1,
-                         f"{ratio(speedup)} faster than db"))
+                         _vs_db(speedup)))
     for plugin in ("git-async", "git"):
         rate = results.get(plugin, {}).get("extra", {}).get("versioned writes/s")
         how = results.get(plugin, {}).get("extra", {}).get("versioned writes/s how", "")
@@ -173,9 +180,10 @@ def plot(results: dict[str, Any], path: str, title: str) -> None:
         ax.set_yticks(range(len(ops)))
         ax.set_yticklabels(ops)
         ax.invert_yaxis()
-    axes[0].legend(loc="lower right", fontsize="small")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(plugins), fontsize="small")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the JSON and PNG files")
     parser.add_argument("--tmp", default=None, help="folder for the stores (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the stores")
+    parser.add_argument("--report", metavar="JSON",
+                        help="print and re-render (markdown, PNG) a saved run's JSON")
     # internal: the child processes
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cold", help=argparse.SUPPRESS)
@@ -82,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         return cold_child(args)
     if args.child:
         return child(args)
+    if args.report:
+        with open(args.report) as file:
+            saved = json.load(file)
+        os.makedirs(args.out, exist_ok=True)
+        return report(saved["plugins"], saved["meta"], args.out)
     if args.scaling:
         import _scaling
         return _scaling.main(args)
@@ -176,19 +183,24 @@ def parent(args: argparse.Namespace) -> int:
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
     meta["load at end"] = load()
-    targets = _report.targets(results, args.n)
-    report = {"meta": meta, "plugins": results, "targets": targets}
+    return report(results, meta, args.out)
+
+
+def report(results: dict, meta: dict, out: str) -> int:
+    """Print the tables and targets; write the JSON, markdown and PNG."""
+    n = meta["n"]
+    targets = _report.targets(results, n)
     print()
     print(_report.table(results))
     print()
     print(_report.ratio_table(results))
     print()
     print(_report.targets_text(targets))
-    stem = os.path.join(args.out, f"bench-{args.n}")
+    stem = os.path.join(out, f"bench-{n}")
     with open(stem + ".json", "w") as file:
-        json.dump(report, file, indent=1)
-    png = os.path.join(args.out, f"ratios-{args.n}.png")
-    _report.plot(results, png, f"N={args.n} volumes; ratio of medians (log scale)")
+        json.dump({"meta": meta, "plugins": results, "targets": targets}, file, indent=1)
+    png = os.path.join(out, f"ratios-{n}.png")
+    _report.plot(results, png, f"N={n} volumes; ratio of medians (log scale)")
     with open(stem + ".md", "w") as file:
         file.write(_report.markdown(results, targets, meta, os.path.basename(png)))
     print(f"\nwrote {stem}.json, {stem}.md and {png}")
