@@ -162,6 +162,7 @@ class Store:
 
         self._open_folder()
         self._root_id = _identity(os.stat(self.root))
+        self._meta_id = _identity(os.lstat(os.path.join(self.root, META_DIR)))
         self._file_lock = filelock.FileLock(
             os.path.join(self.root, LOCK_FILE), timeout=lock_timeout,
             mode=file_mode, thread_local=False)
@@ -380,10 +381,18 @@ class Store:
     def _open_folder(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise StoreError(f"store path {self.root} exists and is not a folder")
-        try:
-            os.makedirs(os.path.join(self.root, META_DIR), mode=self.dir_mode, exist_ok=True)
+        meta = os.path.join(self.root, META_DIR)
+        try:    # a store folder made here is private: git's objects in it are 0444
+            os.makedirs(self.root, mode=self.dir_mode, exist_ok=True)
+            if not os.path.lexists(meta):
+                os.mkdir(meta, self.dir_mode)
+        except FileExistsError:
+            pass
         except OSError as exc:
             raise StoreError(f"cannot create store folder {self.root}: {exc.strerror}") from None
+        if os.path.islink(meta) or not os.path.isdir(meta):
+            raise StoreError(f"{meta} is a symlink or not a folder: the store never "
+                             "follows a symlink")
 
     def _check_format(self) -> None:
         format_path = os.path.join(self.root, FORMAT_FILE)
@@ -445,6 +454,14 @@ class Store:
         if not same:
             raise StoreError(f"store folder {self.root} is missing: removed, moved or "
                              "replaced since the store was opened")
+        meta = os.path.join(self.root, META_DIR)
+        try:    # the lock file lives there, and filelock follows symlinked folders
+            same = _identity(os.lstat(meta)) == self._meta_id
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise StoreError(f"{meta} was removed or replaced (by a symlink?) since the "
+                             "store was opened")
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
