@@ -354,11 +354,6 @@ def test_writer_killed_during_syncs(tmp_path):
             run = git(a, "fsck", "--strict", "--no-progress")
             assert run.returncode == 0 and b"error" not in run.stderr, (where, run.stderr)
             model = split(on_disk)
-            # b's next change must be later than a's recovery commit: until
-            # the bug test_sync_killed_before_the_branch_moves... shows is
-            # fixed, a recovery commit of records a had just received from b
-            # counts as a's own change, and wins a tie of commit seconds
-            time.sleep(1.0)
 
         with Store(a, git=True, remote="origin", watch="off") as store:
             store.sync()
@@ -382,21 +377,15 @@ Store(sys.argv[1], git=True, watch="off", remote="origin").sync()
 """
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, see the docstring: recovery commits the "
-                   "received files as a local change of the time of the reopening")
 def test_sync_killed_before_the_branch_moves_loses_no_later_remote_change(tmp_path):
     """The received files are on disk but the branch did not move: the next
     open commits them (recovery).  That commit must not count as a later
     local change of those records: the remote deleting one of them after
     the crash still wins.
 
-    Today it does not: the recovery commit is dated when the store reopens,
-    later than the remote's deletion, so "the later change wins" keeps the
-    received version and pushes it back.  A fix: the sync notes the merge
-    it is about to apply (paths, new commit, old branch head) in the git
-    folder before writing files, and the next open or sync under the store
-    lock finishes it (writes those paths from the new commit, moves the
-    branch, drops the note) before recovery looks for changed files."""
+    The sync leaves a note in the git folder for that window, and every
+    git open finishes the merge before recovery looks for changed files.
+    """
     remote, a, b = tmp_path / "remote.git", tmp_path / "a", tmp_path / "b"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     for host in (a, b):
