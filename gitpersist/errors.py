@@ -51,5 +51,9 @@ class HistoryError(GitpersistError):
     """A git operation of the store's history failed."""
 
 
+class SyncError(HistoryError):
+    """A sync with a git remote failed; local commits are untouched."""
+
+
 class ConfigError(GitpersistError, ValueError):
     """An unknown option or a bad option value."""

@@ -114,7 +114,7 @@ import git
 import orjson
 
 from . import encoding, files, paths
-from .errors import ConfigError, GitpersistError, HistoryError, StoreError
+from .errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
 from .history import META_FILES
 from .store import Change
 
@@ -127,10 +127,6 @@ SYNC_LOCK = "gitpersist-sync.lock"     # in the repository's git folder
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _NULL = "0" * 40
 _Entry = tuple[int, str]            # (mode, blob id)
-
-
-class SyncError(HistoryError):
-    """A sync with a git remote failed; local commits are untouched."""
 
 
 @dataclass(frozen=True)
