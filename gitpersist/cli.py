@@ -1,4 +1,4 @@
-"""The `gitpersist` command: inspect, check, export, import and migrate a store.
+"""The `gitpersist` command: inspect, check, export, import, migrate and sync a store.
 
 ``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
 else the current folder.  Commands that only read never create anything and
