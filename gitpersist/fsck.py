@@ -64,7 +64,7 @@ class Problem:
 
     `kind` is a stable short code (``corrupt``, ``id-mismatch``,
     ``dangling-reference``, ``unknown-file``, ``symlink``, ``stale-temp``,
-    ``permissions``, ``format``, ``uncommitted``, ``git-lock``,
+    ``permissions``, ``format``, ``orphan-secret``, ``uncommitted``, ``git-lock``,
     ``git-fsck``, and for notes ``empty-folder``, ``write-in-progress``,
     ``locked``); `path` is relative to the store root (``.`` for the root).
     """
@@ -180,12 +180,39 @@ class _Checker:
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
             elif entry.name in META_FILES and entry.is_file():
                 self.check_mode(relpath, entry.stat(follow_symlinks=False))
+            elif entry.name == "secrets" and entry.is_dir():
+                self.check_secrets(relpath)
             elif files.is_stale_temp(entry.name):
                 self.report_stale_temp(relpath)
             else:
                 self.report("unknown-file", relpath,
                             "not a file gitpersist keeps in its metadata folder")
         self.check_format()
+
+    def check_secrets(self, relfolder: str) -> None:
+        """The side files of secret fields (gitpersist.secret): modes,
+        symlinks, temp files, and side files whose record is gone."""
+        self.check_mode(relfolder, os.lstat(self.path(relfolder)))
+        for folder, dirs, names in os.walk(self.path(relfolder)):
+            for name in sorted(dirs + names):
+                path = os.path.join(folder, name)
+                relpath = os.path.relpath(path, self.root).replace(os.sep, "/")
+                record = relpath[len(relfolder) + 1:]
+                if os.path.islink(path):
+                    self.report("symlink", relpath, "is a symlink; the store never writes one")
+                elif files.is_stale_temp(name):
+                    self.report_stale_temp(relpath)
+                elif name in dirs or record == "key" or name.startswith("."):
+                    self.check_mode(relpath, os.lstat(path))
+                elif paths.split_record_path(record) is None:
+                    self.report("unknown-file", relpath, "not a side file of secret fields")
+                elif not os.path.lexists(self.path(record)):
+                    self.report("orphan-secret", relpath, f"secret fields of {record}, which "
+                                "is gone (a deletion stopped between its two files)",
+                                fix=lambda path=path: os.unlink(path))
+                else:
+                    self.check_mode(relpath, os.lstat(path))
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
 
     def check_format(self) -> None:
         try:

@@ -37,6 +37,15 @@ commit_delay    0.2           seconds an "async" commit may wait to gather
 file_mode       0o600         permissions of record files (int, or an octal
                               string such as "0640")
 dir_mode        0o700         permissions of the store's folders
+local_secrets   True          keep each connection's ``connection_info``
+                              (its credentials: CHAP ``auth_password`` and
+                              the like) out of the record file, in
+                              ``.gitpersist/secrets/`` on this host only:
+                              never committed, pushed or synced.  Recorded
+                              in the store's format file on first use, and
+                              from then on kept whatever this key says
+                              (gitpersist.secret); False stores it in the
+                              record, for a store that never had it True
 ==============  ============  ================================================
 
 Sharing the store with other hosts through a git remote (needs ``git``;
@@ -71,6 +80,11 @@ Guarantees:
   as ``"volume_type": {"extra_specs": {...}, "qos_specs": {...}}``.
 * **No secrets from the backend configuration.**  Records name a volume's
   backend only through its ``host`` (``host@backend#pool``).
+* **No connection credentials in git** (``local_secrets``, the default): a
+  connection's ``connection_info`` lives in a side file on this host; the
+  record file, which git commits and syncs, holds the connection's other
+  fields.  Another host reading a synced connection sees it without
+  ``connection_info``.
 * **What a new process reads equals what the last one saved**, compared
   field by field (``dict(obj._ovo)``).  Reading needs no initialised
   Backend: objects of a backend this process has not loaded carry the
@@ -100,7 +114,7 @@ from oslo_utils import timeutils
 from oslo_versionedobjects import fields as ovo_fields
 from oslo_versionedobjects.base import _get_attrname
 
-from . import encoding, paths
+from . import paths
 from .errors import ConfigError, ConflictError, CorruptRecord
 from .store import ABSENT, Document, Store, describe_change
 from .watcher import MODES as WATCH_MODES
@@ -121,6 +135,9 @@ INDEXES: dict[str, dict[str, Any]] = {
     SNAPSHOTS: {"volume_id": None, "display_name": None},
     CONNECTIONS: {"volume_id": None},
 }
+
+# Fields that carry credentials, kept on this host (``local_secrets``).
+SECRET_FIELDS: dict[str, list[str]] = {CONNECTIONS: ["connection_info"]}
 
 # The attribute of a cinderlib object holding the record revision its state
 # was read or saved at (see `FilePersistence._save`).
@@ -216,6 +233,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "commit_delay": (0.2, _seconds(0, strict=False)),
     "file_mode": (0o600, _mode),
     "dir_mode": (0o700, _mode),
+    "local_secrets": (True, _boolean),
     "remote": (None, _remote),
     "sync_every": (None, _optional_seconds),
     "sync_on_open": (False, _boolean),
@@ -377,6 +395,8 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
     def __init__(self, **config: Any) -> None:
         options = parse_config(config)
         self.soft_deletes: bool = options.pop("soft_deletes")
+        if options.pop("local_secrets"):
+            options["secret_fields"] = SECRET_FIELDS
         if not options["git"]:
             for key in ("author", "commit_mode", "commit_delay"):
                 options.pop(key)
@@ -444,9 +464,8 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         ovo.snapshots = cinder_objs.SnapshotList(
             context=cl_objects.CONTEXT, objects=[self._snapshot_ovo(snap) for snap in snapshots])
         ovo.volume_attachment = cinder_objs.VolumeAttachmentList(
-            context=cl_objects.CONTEXT, objects=[ovo_from_record(
-                cinder_objs.VolumeAttachment, conn, self._where(CONNECTIONS, conn["id"]))
-                for conn in connections])
+            context=cl_objects.CONTEXT, objects=[self._attachment_ovo(conn)
+                                                 for conn in connections])
         for name in ("cluster", "consistencygroup", "group"):
             setattr(ovo, name, None)     # as cinderlib creates volumes
         ovo.obj_reset_changes()
@@ -455,9 +474,11 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         unloaded = backend is None and name is not None
         volume = cl_objects.Volume(_Unloaded(name) if unloaded else backend, __ovo=ovo)
         # cinderlib built the snapshots' and connections' objects (in order).
-        for resource, record in [(volume, doc), *zip(volume._snapshots, snapshots),
-                                 *zip(volume._connections, connections)]:
-            self._remember(resource, record)
+        for type, resource, record in [
+                (VOLUMES, volume, doc),
+                *((SNAPSHOTS, *pair) for pair in zip(volume._snapshots, snapshots)),
+                *((CONNECTIONS, *pair) for pair in zip(volume._connections, connections))]:
+            self._remember(type, resource, record)
             if unloaded:
                 resource.backend = name
         return volume
@@ -477,17 +498,25 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         else:
             snapshot = cl_objects.Snapshot(None, backend=_Unloaded(name), __ovo=ovo)
             snapshot.backend = name
-        return self._remember(snapshot, doc)
+        return self._remember(SNAPSHOTS, snapshot, doc)
+
+    def _attachment_ovo(self, doc: Document) -> cinder_objs.VolumeAttachment:
+        if doc.get("connection_info") is None:
+            # A connection made on another host: its connection_info (the
+            # credentials) stayed there (local_secrets).  cinderlib cannot
+            # build a Connection without a "conn" in it.
+            doc = {**doc, "connection_info": {"conn": {}}}
+        return ovo_from_record(cinder_objs.VolumeAttachment, doc,
+                               self._where(CONNECTIONS, doc["id"]))
 
     def _connection(self, doc: Document) -> cl_objects.Connection:
-        ovo = ovo_from_record(cinder_objs.VolumeAttachment, doc,
-                              self._where(CONNECTIONS, doc["id"]))
+        ovo = self._attachment_ovo(doc)
         # The backend and the volume load lazily, from the volume's record.
-        return self._remember(cl_objects.Connection(None, volume=None, __ovo=ovo), doc)
+        return self._remember(CONNECTIONS, cl_objects.Connection(None, volume=None, __ovo=ovo),
+                              doc)
 
-    @staticmethod
-    def _remember(resource: Any, doc: Document) -> Any:
-        setattr(resource, _REVISION, _revision(doc))
+    def _remember(self, type: str, resource: Any, doc: Document) -> Any:
+        setattr(resource, _REVISION, self.store.revision_of(type, doc))
         return resource
 
     # -- writing ---------------------------------------------------------------
@@ -571,19 +600,13 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
                 return None, None
             try:
                 return self.store.put(type, id, new, expect=ABSENT if current is None
-                                      else _revision(current)), new
+                                      else self.store.revision_of(type, current)), new
             except ConflictError:
                 attempt += 1
                 if attempt == _UPDATE_ATTEMPTS:
                     raise
                 # The cache may not have seen the other process's write yet.
                 time.sleep(min(0.05, 0.001 * 2 ** attempt))
-
-
-def _revision(doc: Document) -> str:
-    """The revision of a record as read: the store writes records as
-    canonical JSON, so the document's encoding is the file's bytes."""
-    return encoding.revision_of(encoding.dumps(doc, doc["id"]))
 
 
 def _value(type: str, doc: Document, name: str) -> Any:

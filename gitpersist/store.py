@@ -19,6 +19,11 @@ Guarantees (each one has a test; see the README's Guarantees section):
   ``watch="polling"``, within `poll_interval` seconds; with ``watch="off"``
   the cache only follows this process (use it for single-process stores).
   A record not in the cache is read from disk.
+* **Secret fields stay on this host.**  The top-level fields named by
+  ``secret_fields`` (type -> field names; recorded in the format file for
+  good) are kept in side files under ``.gitpersist/secrets/``, never in
+  the record files that git commits and syncs; reads return the whole
+  record (see `gitpersist.secret`).
 * **Bad records stay contained.**  A record file that does not parse raises
   `CorruptRecord` naming the file from `get`; `find` and `all` skip it with a
   warning, and the rest of the store keeps working.
@@ -29,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,7 +42,7 @@ from typing import Any, Final
 import filelock
 import orjson
 
-from . import encoding, files, paths
+from . import encoding, files, paths, secret
 from .errors import (ConfigError, ConflictError, CorruptRecord, FormatError,
                      InvalidDocument, LockTimeout, StoreError)
 from .watcher import MODES, Watcher
@@ -127,6 +132,7 @@ class Store:
                  watch: str = "native", poll_interval: float = 1.0,
                  lock_timeout: float = 30.0,
                  file_mode: int = 0o600, dir_mode: int = 0o700,
+                 secret_fields: Mapping[str, Iterable[str]] | None = None,
                  describe: Describe | None = None,
                  author: str | None = None,
                  commit_mode: str = "sync", commit_delay: float = 0.2,
@@ -144,6 +150,9 @@ class Store:
             check_options(remote, sync_every, sync_on_open, sync_after_commit, git)
         self._syncer = None
         # -- end of sync hook
+        self._secret_fields = secret.check_fields(secret_fields, "secret_fields")
+        self._secret_key = b""
+        self._secrets_to_split: list[str] = []
         self.root = os.path.abspath(os.fspath(path))
         self.fsync = fsync
         self.file_mode, self.dir_mode = file_mode, dir_mode
@@ -171,6 +180,8 @@ class Store:
             self.root, self._on_change, self._on_lost, mode=watch,
             poll_interval=poll_interval))
         self._history = None
+        for type in self._secrets_to_split:     # before recovery could commit them
+            self._split_secrets(type)
         if git:
             from .history import History   # GitPython loads only when needed
             self._history = History(
@@ -256,16 +267,39 @@ class Store:
         new = {**document, "id": id}
         data = encoding.dumps(new, f"{type} {id!r}")
         revision = encoding.revision_of(data)
+        names = self._secret_fields.get(type)
+        public_data, public_revision, hidden = data, revision, {}
+        if names:       # the secret fields go to the side file (gitpersist.secret)
+            public, hidden = secret.split(new, names)
+            if hidden:
+                public_data = encoding.dumps(public, f"{type} {id!r}")
+                public_revision = encoding.revision_of(public_data)
+                revision = secret.revision(self._secret_key, public_revision, hidden)
         with self._write_lock():
             old = self._check_expected(type, id, expect)
-            stat = self._write_file(relpath, data)
+            if names:
+                kept = self._write_secrets(relpath, id, public_revision, hidden)
+            stat = self._write_file(relpath, public_data)
+            if names:
+                self._drop_old_secrets(relpath, id, public_revision, hidden, kept)
             if self._watcher is not None:
                 self._watcher.watch_type(type, resync=False)
             self._cache(type).add(_Entry(relpath, new, data, revision, files.signature(stat)))
             if self._history is not None:
-                self._record(Change(relpath, data, revision),
+                self._record(Change(relpath, public_data, public_revision),
                              message or self._describe(type, id, old and old.document, new))
         return revision
+
+    def revision_of(self, type: str, document: Mapping[str, Any]) -> str:
+        """The revision `document` (a whole record, with its ``"id"``) has
+        once stored: what `put` returns for it and `revision` reports."""
+        data = encoding.dumps(dict(document), f"{type} {document.get('id')!r}")
+        names = self._secret_fields.get(type)
+        public, hidden = secret.split(document, names) if names else (document, {})
+        if not hidden:
+            return encoding.revision_of(data)
+        public_data = encoding.dumps(public, f"{type} {document.get('id')!r}")
+        return secret.revision(self._secret_key, encoding.revision_of(public_data), hidden)
 
     def delete(self, type: str, id: str, *, expect: str | _Absent | None = None,
                message: str | None = None) -> bool:
@@ -275,6 +309,8 @@ class Store:
             old = self._check_expected(type, id, expect)
             try:
                 removed = files.remove(self.root, relpath, fsync=self.fsync)
+                if self._secret_fields.get(type):       # after the record: never torn
+                    files.remove(self.root, secret.side_path(relpath), fsync=self.fsync)
             except OSError as exc:
                 raise StoreError(f"cannot delete {self._abspath(relpath)}: {exc.strerror}") from None
             self._cache(type).discard(id)
@@ -329,6 +365,9 @@ class Store:
         """Make the record what it was at `rev` (a new write and commit)."""
         document = self.get_at(type, id, rev)
         message = f"{type} {id}: restore from {rev}"
+        names = self._secret_fields.get(type)
+        if names and document is not None:      # history never had them: keep today's
+            document.update(secret.split(self.get(type, id) or {}, names)[1])
         if document is None:
             self.delete(type, id, message=message)
             return None
@@ -403,21 +442,63 @@ class Store:
         if found is None or not os.path.lexists(gitignore):
             with self._write_lock():
                 if files.read(format_path) is None:
-                    self._write_file(FORMAT_FILE, encoding.dumps(
-                        {"format": FORMAT_VERSION, "layout": "type/shard/id.json",
-                         "id": "gitpersist"}, FORMAT_FILE))
+                    self._write_file(FORMAT_FILE, self._format_data({}))
                 if not os.path.lexists(gitignore):
                     self._write_file(f"{META_DIR}/.gitignore", META_GITIGNORE)
-            if found is None:
-                return
+            found = found or files.read(format_path)
         try:
-            version = orjson.loads(found[0])["format"]
+            document = orjson.loads(found[0])
+            version = document["format"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise FormatError(f"{format_path}: not a gitpersist format file") from None
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise FormatError(
                 f"{format_path}: store format {version!r} is newer than this "
                 f"gitpersist understands ({FORMAT_VERSION}); upgrade gitpersist")
+        self._open_secrets(document)
+
+    def _format_data(self, document: dict[str, Any]) -> bytes:
+        """The format file: `document` (the current one) with this store's
+        format and secret fields."""
+        document = {**document, "format": document.get("format", FORMAT_VERSION),
+                    "layout": "type/shard/id.json", "id": "gitpersist"}
+        if self._secret_fields:
+            document[secret.FORMAT_KEY] = secret.as_format(self._secret_fields)
+        return encoding.dumps(document, FORMAT_FILE)
+
+    def _open_secrets(self, format_document: dict[str, Any]) -> None:
+        """Secret fields: those of the format file plus those of the option.
+        New ones are written to the format file and their types' records
+        split (`_secrets_to_split`); the key is read, or made."""
+        try:
+            declared = secret.check_fields(format_document.get(secret.FORMAT_KEY),
+                                           f"{FORMAT_FILE}: {secret.FORMAT_KEY}")
+        except ConfigError as exc:
+            raise FormatError(str(exc)) from None
+        fields = {type: declared.get(type, frozenset()) | self._secret_fields.get(type, frozenset())
+                  for type in declared.keys() | self._secret_fields.keys()}
+        self._secret_fields = fields
+        self._secrets_to_split = sorted(t for t in fields if fields[t] != declared.get(t))
+        if not fields:
+            return
+        key = files.read(os.path.join(self.root, secret.KEY_FILE))
+        if key is None or self._secrets_to_split:
+            with self._write_lock():
+                if self._secrets_to_split:
+                    self._write_file(FORMAT_FILE, self._format_data(format_document))
+                key = files.read(os.path.join(self.root, secret.KEY_FILE))
+                if key is None:
+                    self._write_file(secret.KEY_FILE, secret.new_key())
+                    key = files.read(os.path.join(self.root, secret.KEY_FILE))
+        self._secret_key = key[0]
+
+    def _split_secrets(self, type: str) -> None:
+        """Move newly declared secret fields of `type`'s records to side files."""
+        names = self._secret_fields[type]
+        for document in self.all(type):
+            if names & document.keys():
+                self.put(type, document["id"], document,
+                         message=f"{type} {document['id']}: secret fields kept local")
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -545,8 +626,63 @@ class Store:
         if found is None:
             return None
         data, stat = found
-        return _Entry(relpath, encoding.loads(data, path), data,
-                      encoding.revision_of(data), files.signature(stat))
+        document, revision = encoding.loads(data, path), encoding.revision_of(data)
+        names = self._secret_fields.get(relpath.split("/", 1)[0])
+        if names:
+            entry = secret.entry_for(self._read_side(relpath), revision)
+            hidden = {k: v for k, v in (entry or {}).get("fields", {}).items() if k in names}
+            if hidden:
+                document = {**document, **hidden}
+                data = encoding.dumps(document, path)
+                revision = secret.revision(self._secret_key, revision, hidden)
+        return _Entry(relpath, document, data, revision, files.signature(stat))
+
+    def _read_side(self, relpath: str, quiet: bool = False) -> dict[str, Any] | None:
+        """The side file of the record at `relpath`, or None; a broken one
+        raises `CorruptRecord` naming it (is None, with `quiet`)."""
+        path = self._abspath(secret.side_path(relpath))
+        try:
+            found = files.read(path)
+            return None if found is None else secret.read_side(found[0], path)
+        except (OSError, CorruptRecord) as exc:
+            if quiet:
+                return None
+            if isinstance(exc, CorruptRecord):
+                raise
+            raise CorruptRecord(path, exc.strerror or str(exc)) from None
+
+    def _write_secrets(self, relpath: str, id: str, public_revision: str,
+                       hidden: Document) -> bool:
+        """Before the record file: write its secret fields to the side file,
+        keeping the entry of the record version on disk until it is
+        replaced.  True if that previous entry was kept."""
+        if not hidden:
+            return False
+        side = self._read_side(relpath, quiet=True)
+        previous = None
+        if side is not None:
+            try:
+                found = files.read(self._abspath(relpath))
+            except OSError:
+                found = None
+            if found is not None:
+                previous = secret.entry_for(side, encoding.revision_of(found[0]))
+        self._write_file(secret.side_path(relpath), secret.side_data(
+            id, public_revision, hidden, previous, relpath))
+        return previous is not None
+
+    def _drop_old_secrets(self, relpath: str, id: str, public_revision: str,
+                          hidden: Document, kept: bool) -> None:
+        """After the record file: the previous secrets go (the whole side
+        file if the record has no secret fields now)."""
+        side = secret.side_path(relpath)
+        if not hidden:
+            try:
+                files.remove(self.root, side, fsync=self.fsync)
+            except OSError as exc:
+                raise StoreError(f"cannot delete {self._abspath(side)}: {exc.strerror}") from None
+        elif kept:
+            self._write_file(side, secret.side_data(id, public_revision, hidden, None, relpath))
 
     def _complete_type(self, type: str) -> _TypeCache:
         """The type's cache, after loading every record file of the type."""
