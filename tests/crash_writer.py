@@ -3,7 +3,8 @@
     python crash_writer.py ROOT MODE SEED FSYNC
 
 MODE is ``plain``, ``git``, ``batch`` (git, writes grouped in batches),
-``async`` (git, ``commit_mode="async"``) or ``sync`` (git, ROOT is a clone
+``async`` (git, ``commit_mode="async"``), ``secrets`` (git, with a secret
+field, see `SECRET_FIELDS`) or ``sync`` (git, ROOT is a clone
 whose ``origin`` other hosts push to: a sync after every few writes).  The writer runs the operations
 `operations(SEED)` lists, in order, and prints a line to stdout (flushed)
 once each has returned: ``ack N`` after operation N (0-based), ``batch N``
@@ -17,6 +18,7 @@ from __future__ import annotations
 import random
 import sys
 
+SECRET_FIELDS = {"nested"}          # secrets mode: a secret field of every put
 IDS = [f"vol-{n}" for n in range(12)] + ["Vol-0", "ü/..\\x", "a" * 300, ".git"]
 
 # An operation: ("put", id, document), ("delete", id, None), or
@@ -78,6 +80,8 @@ def main(root: str, mode: str, seed: int, fsync: bool) -> None:
         options.update(commit_mode="async", commit_delay=0.02)
     if mode == "sync":
         options.update(remote="origin")
+    if mode == "secrets":
+        options.update(secret_fields={"volumes": SECRET_FIELDS})
     ops = operations(seed)
     with Store(root, **options) as store:
         print("ready", flush=True)
