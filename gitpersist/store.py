@@ -287,7 +287,7 @@ class Store:
             self._cache(type).add(_Entry(relpath, new, data, revision, files.signature(stat)))
             if self._history is not None:
                 self._record(Change(relpath, public_data, public_revision),
-                             message or self._describe(type, id, old and old.document, new))
+                             message or self._message(type, id, old, new))
         return revision
 
     def revision_of(self, type: str, document: Mapping[str, Any]) -> str:
@@ -316,7 +316,7 @@ class Store:
             self._cache(type).discard(id)
             if removed and self._history is not None:
                 self._record(Change(relpath, None, None),
-                             message or self._describe(type, id, old and old.document, None))
+                             message or self._message(type, id, old, None))
         return removed
 
     @contextmanager
@@ -585,6 +585,16 @@ class Store:
             if actual != wanted:
                 raise ConflictError(type, id, wanted, actual)
         return current
+
+    def _message(self, type: str, id: str, old: _Entry | None, new: Document | None) -> str:
+        """The commit message of a change: `describe` sees the records
+        without their secret fields (it may quote values)."""
+        names = self._secret_fields.get(type)
+        before = old and old.document
+        if names:
+            before = before and secret.split(before, names)[0]
+            new = new and secret.split(new, names)[0]
+        return self._describe(type, id, before, new)
 
     def _require_history(self):
         if self._history is None:

@@ -418,3 +418,17 @@ def test_local_secrets_off_keeps_connection_info_in_the_record(fresh_plugin, tmp
 @pytest.fixture
 def fresh_plugin(cinderlib_setup):
     return cinderlib_setup
+
+
+def test_commit_messages_never_quote_a_secret_value(tmp_path):
+    """Default messages quote short scalar values that changed: never those
+    of secret fields."""
+    with Store(tmp_path, git=True, watch="off", secret_fields={"users": ["password"]}) as store:
+        store.put("users", "u1", {"name": "ann", "password": "hunter2"})
+        store.put("users", "u1", {"name": "anne", "password": "hunter3"})
+        store.put("users", "u1", {"name": "anne", "password": "hunter4"})
+        store.delete("users", "u1")
+        messages = git(tmp_path, "log", "--format=%B").decode()
+    assert "name ann -> anne" in messages
+    everything = everything_git_has(tmp_path)
+    assert b"hunter" not in everything
