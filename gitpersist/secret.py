@@ -27,7 +27,9 @@ Guarantees:
   the record version its secrets belong to (the record file's blob id) and
   keeps the previous secrets until the record file is replaced, so a crash
   in between reads back the old record with its old secrets, or the new
-  with the new.
+  with the new.  A deletion stopped between its two files leaves a side
+  file without a record: the next open of the store removes it (a record
+  made again under that id, by a sync say, must not inherit it).
 * **Changed elsewhere, secrets kept.**  A record file replaced by other
   means (a sync from another host, a hand edit, ``git checkout``) keeps
   this host's current secret fields; a record created on another host has

@@ -491,6 +491,38 @@ class Store:
                     self._write_file(secret.KEY_FILE, secret.new_key())
                     key = files.read(os.path.join(self.root, secret.KEY_FILE))
         self._secret_key = key[0]
+        self._sweep_secrets()
+
+    def _sweep_secrets(self) -> None:
+        """Remove the side files whose record is gone (a deletion stopped
+        between its two files): a record made later under the same id, by
+        a sync say, must not inherit their secrets."""
+        orphans = [relpath for relpath in self._side_files()
+                   if not os.path.lexists(self._abspath(relpath))]
+        if not orphans:
+            return
+        try:
+            with self._write_lock():
+                for relpath in orphans:
+                    if not os.path.lexists(self._abspath(relpath)):
+                        files.remove(self.root, secret.side_path(relpath), fsync=self.fsync)
+        except (StoreError, OSError) as exc:     # a read-only store still opens
+            LOG.warning("%s: secret fields of deleted records left in place: %s",
+                        self.root, exc)
+
+    def _side_files(self) -> Iterator[str]:
+        """The record relpaths that have a side file."""
+        for type in self._secret_fields:
+            try:
+                shards = list(os.scandir(os.path.join(self.root, secret.SECRETS_DIR, type)))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for shard in shards:
+                if shard.is_dir(follow_symlinks=False):
+                    for file in os.scandir(shard.path):
+                        relpath = f"{type}/{shard.name}/{file.name}"
+                        if paths.split_record_path(relpath) is not None:
+                            yield relpath
 
     def _split_secrets(self, type: str) -> None:
         """Move newly declared secret fields of `type`'s records to side files."""

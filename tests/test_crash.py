@@ -47,8 +47,9 @@ ROUNDS = int(os.environ.get("GITPERSIST_CRASH_ROUNDS", "6"))
 SEED = int(os.environ.get("GITPERSIST_CRASH_SEED", "20261124"))
 GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 # What a crash may leave behind: the dead writer's temp files, changes it
-# had not committed yet, a folder it had just emptied.
-LEFTOVERS = {"stale-temp", "uncommitted", "empty-folder"}
+# had not committed yet, a folder it had just emptied, the side file of a
+# record it had just deleted.
+LEFTOVERS = {"stale-temp", "uncommitted", "empty-folder", "orphan-secret"}
 
 
 @pytest.fixture(autouse=True)

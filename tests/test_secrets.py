@@ -432,3 +432,18 @@ def test_commit_messages_never_quote_a_secret_value(tmp_path):
     assert "name ann -> anne" in messages
     everything = everything_git_has(tmp_path)
     assert b"hunter" not in everything
+
+
+def test_secrets_of_a_deletion_cut_short_go_at_the_next_open(tmp_path):
+    """A record made again under the same id by other means (a sync) must
+    not inherit the secrets of the deleted one."""
+    root = str(tmp_path)
+    with Store(root, watch="off", secret_fields=SECRETS) as store:
+        store.put("connections", "c1", CONNECTION)
+    os.unlink(record_file(root, "connections", "c1"))     # killed before the side file went
+    with Store(root, watch="off") as store:
+        assert not os.path.exists(side_file(root, "connections", "c1"))
+    with open(record_file(root, "connections", "c1"), "wb") as file:     # a sync brings it back
+        file.write(encoding.dumps({"id": "c1", "volume_id": "v2"}, "c1"))
+    with Store(root, watch="off") as store:
+        assert store.get("connections", "c1") == {"id": "c1", "volume_id": "v2"}
