@@ -496,7 +496,8 @@ class Store:
     def _sweep_secrets(self) -> None:
         """Remove the side files whose record is gone (a deletion stopped
         between its two files): a record made later under the same id, by
-        a sync say, must not inherit their secrets."""
+        a sync say, must not inherit their secrets.  And the temp files of
+        writers that are gone."""
         orphans = [relpath for relpath in self._side_files()
                    if not os.path.lexists(self._abspath(relpath))]
         if not orphans:
@@ -511,7 +512,8 @@ class Store:
                         self.root, exc)
 
     def _side_files(self) -> Iterator[str]:
-        """The record relpaths that have a side file."""
+        """The record relpaths that have a side file (and the relpaths of
+        temp files beside them)."""
         for type in self._secret_fields:
             try:
                 shards = list(os.scandir(os.path.join(self.root, secret.SECRETS_DIR, type)))
@@ -521,7 +523,8 @@ class Store:
                 if shard.is_dir(follow_symlinks=False):
                     for file in os.scandir(shard.path):
                         relpath = f"{type}/{shard.name}/{file.name}"
-                        if paths.split_record_path(relpath) is not None:
+                        if (paths.split_record_path(relpath) is not None
+                                or files.is_stale_temp(file.name)):
                             yield relpath
 
     def _split_secrets(self, type: str) -> None:

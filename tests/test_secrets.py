@@ -441,8 +441,12 @@ def test_secrets_of_a_deletion_cut_short_go_at_the_next_open(tmp_path):
     with Store(root, watch="off", secret_fields=SECRETS) as store:
         store.put("connections", "c1", CONNECTION)
     os.unlink(record_file(root, "connections", "c1"))     # killed before the side file went
+    stale = os.path.join(os.path.dirname(side_file(root, "connections", "c1")),
+                         f".c1.json.{2 ** 22 + 7}.abcd.tmp")      # and a writer killed meanwhile
+    open(stale, "w").close()
     with Store(root, watch="off") as store:
         assert not os.path.exists(side_file(root, "connections", "c1"))
+        assert not os.path.exists(stale)
     with open(record_file(root, "connections", "c1"), "wb") as file:     # a sync brings it back
         file.write(encoding.dumps({"id": "c1", "volume_id": "v2"}, "c1"))
     with Store(root, watch="off") as store:
