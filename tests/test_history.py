@@ -412,6 +412,8 @@ def test_a_detached_head_moves_and_the_branch_stays(tmp_path):
 
 def test_a_commit_during_an_index_update_is_indexed_too(tmp_path, monkeypatch):
     with open_store(tmp_path) as store:
+        store.flush()
+        store.history.index_delay = 3600    # flush makes the update, not the thread
         store.put("volumes", "v1", {"n": 0})
         real_run, done = subprocess.run, []
 
