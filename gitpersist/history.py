@@ -338,7 +338,11 @@ class History:
                 if data is not False and (None if data is None else _object_id(b"blob", data)) \
                         != (entry and entry[1]):
                     changes[relpath] = data
-            if changes:
+            if changes and set(changes) <= set(META_FILES) and not any(
+                    self._head_entries(sorted(changes)).values()):
+                self._commit(changes, "gitpersist: new store\n\n"
+                             + "".join(f"- {relpath}\n" for relpath in changes))
+            elif changes:
                 self._commit(changes, (
                     f"Commit {len(changes)} store files found changed at open\n\n"
                     "They differed from HEAD: a process stopped between writing and\n"

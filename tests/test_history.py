@@ -66,6 +66,7 @@ def test_a_new_store_gets_a_repository_and_commits_its_format_files(tmp_path):
     assert (root / ".git").is_dir()
     tracked = git(root, "ls-files").split()
     assert tracked == [".gitpersist/.gitignore", ".gitpersist/format.json"]
+    assert subjects(root) == ["gitpersist: new store"]
     assert git(root, "status", "--porcelain") == ""
     fsck_clean(root)
 
