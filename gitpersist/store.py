@@ -187,10 +187,14 @@ class Store:
             self._history = History(
                 self.root, lock=self._exclusive, author=author,
                 commit_mode=commit_mode, commit_delay=commit_delay, fsync=fsync)
-            with self._write_lock():
-                from .sync import finish_interrupted    # sync hook: first, a sync cut short
-                finish_interrupted(self)
-                self._history.recover()
+            try:
+                with self._write_lock():
+                    from .sync import finish_interrupted    # sync hook: a sync cut short
+                    finish_interrupted(self)
+                    self._history.recover()
+            except BaseException:   # release the history's thread and the watcher
+                self.close()
+                raise
         if syncing:     # sync hook: a background syncer, and a sync on open if asked
             from .sync import Syncer
             try:

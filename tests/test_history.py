@@ -568,3 +568,18 @@ def test_fsync_mode_commits_are_consistent(tmp_path):
             store.put("volumes", f"v{n % 5}", {"n": n})
     assert git(tmp_path, "status", "--porcelain") == ""
     fsck_clean(tmp_path)
+
+
+def test_a_failed_recovery_at_open_leaves_no_thread_or_process(tmp_path, monkeypatch):
+    import threading
+
+    from gitpersist import HistoryError
+    from gitpersist.history import History
+
+    def broken(self):
+        raise HistoryError("recovery failed")
+    before = threading.active_count()
+    monkeypatch.setattr(History, "recover", broken)
+    with pytest.raises(HistoryError, match="recovery failed"):
+        Store(tmp_path, git=True)
+    assert threading.active_count() == before
