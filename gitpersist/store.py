@@ -212,7 +212,9 @@ class Store:
         return None if entry is None else orjson.loads(entry.data)
 
     def revision(self, type: str, id: str) -> str | None:
-        """The record's current revision (for ``expect=``), or None."""
+        """The record's current revision (for ``expect=``), or None.  For
+        the revision of a record read with `get`, use ``revision_of(type,
+        record)``: another process's write may land between two reads."""
         entry = self._entry(type, id)
         return None if entry is None else entry.revision
 

@@ -62,9 +62,9 @@ with Store(root, git=use_git, fsync=False, indexes={"items": {"owner": None}}) a
                 try:
                     if current is None:
                         store.put("counters", name, {"value": 1}, expect=ABSENT)
-                    else:
+                    else:       # the revision of what was read (revision() reads again)
                         store.put("counters", name, {"value": current["value"] + 1},
-                                  expect=store.revision("counters", name))
+                                  expect=store.revision_of("counters", current))
                     increments += 1
                     break
                 except ConflictError:
