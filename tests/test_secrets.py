@@ -451,3 +451,34 @@ def test_secrets_of_a_deletion_cut_short_go_at_the_next_open(tmp_path):
         file.write(encoding.dumps({"id": "c1", "volume_id": "v2"}, "c1"))
     with Store(root, watch="off") as store:
         assert store.get("connections", "c1") == {"id": "c1", "volume_id": "v2"}
+
+
+def test_a_real_connect_keeps_chap_credentials_out_of_git(cinderlib_setup, tmp_path, monkeypatch):
+    """cinderlib's own connect path, with a driver answering as an iSCSI
+    driver with CHAP does; then a disconnect removes both files."""
+    cinderlib = pytest.importorskip("cinderlib")
+    folder = tmp_path / "store"
+    cinderlib_setup(persistence_config={"storage": "file", "path": str(folder), "git": True})
+    backend = cinderlib.Backend(volume_backend_name="lvm",
+                                volume_driver="cinder.tests.fake_driver.FakeLoggingVolumeDriver")
+    data = {"target_discovered": False, "target_iqn": "iqn.2010-10.org.openstack:vol",
+            "target_portal": "192.0.2.10:3260", "target_lun": 1, "auth_method": "CHAP",
+            "auth_username": "chap-user", "auth_password": PASSWORD,
+            "discovery_auth_method": "CHAP", "discovery_auth_username": "disc-user",
+            "discovery_auth_password": PASSWORD + "-discovery"}
+    monkeypatch.setattr(backend.driver, "initialize_connection",
+                        lambda volume, connector: {"driver_volume_type": "iscsi", "data": data})
+    vol = backend.create_volume(1, name="data")
+    conn = vol.connect({"host": "h1", "initiator": "iqn.1993-08.org.debian:01:h1",
+                        "multipath": False})
+    store = cinderlib.Backend.persistence.store
+    store.flush()
+    assert PASSWORD.encode() not in everything_git_has(folder)
+    assert store.get("connections", conn.id)["connection_info"]["conn"]["data"][
+        "auth_password"] == PASSWORD
+    assert [c.id for c in cinderlib.Backend.persistence.get_connections(volume_id=vol.id)] \
+        == [conn.id]
+    conn.disconnect()
+    assert not os.path.exists(record_file(str(folder), "connections", conn.id))
+    assert not os.path.exists(side_file(str(folder), "connections", conn.id))
+    assert PASSWORD.encode() not in everything_git_has(folder)
