@@ -476,11 +476,7 @@ class Store:
         """Secret fields: those of the format file plus those of the option.
         New ones are written to the format file and their types' records
         split (`_secrets_to_split`); the key is read, or made."""
-        try:
-            declared = secret.check_fields(format_document.get(secret.FORMAT_KEY),
-                                           f"{FORMAT_FILE}: {secret.FORMAT_KEY}")
-        except ConfigError as exc:
-            raise FormatError(str(exc)) from None
+        declared = self._declared_secrets(format_document)
         fields = {type: declared.get(type, frozenset()) | self._secret_fields.get(type, frozenset())
                   for type in declared.keys() | self._secret_fields.keys()}
         self._secret_fields = fields
@@ -490,7 +486,11 @@ class Store:
         key = files.read(os.path.join(self.root, secret.KEY_FILE))
         if key is None or self._secrets_to_split:
             with self._write_lock():
-                if self._secrets_to_split:
+                if self._secrets_to_split:      # read again: others may have declared some
+                    format_document = orjson.loads(files.read(
+                        os.path.join(self.root, FORMAT_FILE))[0])
+                    for type, names in self._declared_secrets(format_document).items():
+                        self._secret_fields[type] = self._secret_fields.get(type, names) | names
                     self._write_file(FORMAT_FILE, self._format_data(format_document))
                 key = files.read(os.path.join(self.root, secret.KEY_FILE))
                 if key is None:
@@ -498,6 +498,14 @@ class Store:
                     key = files.read(os.path.join(self.root, secret.KEY_FILE))
         self._secret_key = key[0]
         self._sweep_secrets()
+
+    @staticmethod
+    def _declared_secrets(format_document: dict[str, Any]) -> secret.Fields:
+        try:
+            return secret.check_fields(format_document.get(secret.FORMAT_KEY),
+                                       f"{FORMAT_FILE}: {secret.FORMAT_KEY}")
+        except ConfigError as exc:
+            raise FormatError(str(exc)) from None
 
     def _sweep_secrets(self) -> None:
         """Remove the side files whose record is gone (a deletion stopped

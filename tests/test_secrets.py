@@ -5,6 +5,7 @@ push or a sync, yet read back whole on this host."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -482,3 +483,18 @@ def test_a_real_connect_keeps_chap_credentials_out_of_git(cinderlib_setup, tmp_p
     assert not os.path.exists(record_file(str(folder), "connections", conn.id))
     assert not os.path.exists(side_file(str(folder), "connections", conn.id))
     assert PASSWORD.encode() not in everything_git_has(folder)
+
+
+def test_declarations_of_two_processes_add_up(tmp_path):
+    root = str(tmp_path)
+    first = Store(root, watch="off", secret_fields={"connections": ["connection_info"]})
+    try:        # a second process declares another field while the first is open
+        with Store(root, watch="off", secret_fields={"users": ["password"]}):
+            pass
+        with Store(root, watch="off", secret_fields={"tokens": ["value"]}):
+            pass
+    finally:
+        first.close()
+    declared = json.loads(open(os.path.join(root, ".gitpersist", "format.json")).read())
+    assert declared["secret_fields"] == {"connections": ["connection_info"],
+                                         "tokens": ["value"], "users": ["password"]}
