@@ -126,15 +126,20 @@ def is_stale_temp(name: str) -> bool:
         pid = int(name.rsplit(".", 3)[-3])
     except (ValueError, IndexError):
         return False
+    return not process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """True unless process `pid` certainly no longer exists (on this host)."""
     if pid == os.getpid():
-        return False
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _unlink_quietly(name: str, dir_fd: int) -> None:

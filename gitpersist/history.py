@@ -968,7 +968,7 @@ class History:
         for name in names:
             parts = name.split("_")
             if (len(parts) == 4 and parts[0] == "tmp" and parts[1] in ("pack", "idx")
-                    and parts[2].isdigit() and not _alive(int(parts[2]))):
+                    and parts[2].isdigit() and not files.process_alive(int(parts[2]))):
                 _unlink_quietly(os.path.join(folder, name))
 
     def _check_open(self) -> None:
@@ -1079,18 +1079,6 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _close_at_exit(ref: weakref.ref[History]) -> None:
