@@ -23,8 +23,9 @@ with Store(root) as store:
                 if current is None:
                     store.put("counters", "shared", {"value": 1}, expect=ABSENT)
                 else:
+                    # the revision of what was read (a second read could be newer)
                     store.put("counters", "shared", {"value": current["value"] + 1},
-                              expect=store.revision("counters", "shared"))
+                              expect=store.revision_of("counters", current))
                 break
             except ConflictError:
                 continue
