@@ -33,3 +33,15 @@ def run_python(code: str, *args: str, check: bool = True, env: dict | None = Non
 def start_python(code: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# Tests of git behaviour run with no global or system git configuration
+# (hence no identity), as on a fresh CI machine.
+GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(root, *args: str) -> str:
+    """Run git in `root`; its stdout.  GIT_OPTIONAL_LOCKS=0: `git status`
+    must not try to rewrite the index (it cannot on a full disk)."""
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          check=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout

@@ -21,22 +21,14 @@ from gitpersist import (CorruptRecord, HistoryError, LockTimeout, Store,
                         StoreError, fsck, paths)
 from gitpersist import files as gp_files
 from gitpersist import history as gp_history
-from helpers import eventually, start_python
+from helpers import GIT_ENV, eventually, git, start_python
 
-GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 @pytest.fixture(autouse=True)
 def no_git_config(monkeypatch):
     for name, value in GIT_ENV.items():
         monkeypatch.setenv(name, value)
-
-
-def git(root, *args: str) -> str:
-    # GIT_OPTIONAL_LOCKS=0: git status must not try to rewrite the index
-    # (it cannot on a full disk)
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                          check=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout
 
 
 def git_fsck_clean(root) -> None:

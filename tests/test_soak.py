@@ -17,21 +17,15 @@ import tracemalloc
 import pytest
 
 from gitpersist import Store, fsck
-from helpers import start_python
+from helpers import GIT_ENV, git, start_python
 
 SOAK_SECONDS = float(os.environ.get("GITPERSIST_SOAK_SECONDS", "15"))
-GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 @pytest.fixture(autouse=True)
 def no_git_config(monkeypatch):
     for name, value in GIT_ENV.items():
         monkeypatch.setenv(name, value)
-
-
-def git(root, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                          check=True).stdout
 
 
 # -- soak ------------------------------------------------------------------------------
