@@ -803,11 +803,18 @@ class History:
             del self._queue[:len(items)]
             self._commit_due = (time.monotonic() + self.commit_delay) if self._queue else None
 
-    def _sync_index(self) -> None:
+    def _sync_index(self, *, only_if_due: bool = False) -> None:
         """`_update_index`, one run at a time in this process: an update
         computed before a newer commit, if it landed after that commit's own
-        update (by flush or close), would put the older version back."""
+        update (by flush or close), would put the older version back.
+
+        `only_if_due` (the background thread): skip it if, while this thread
+        waited for its turn, another update did the work and rescheduled."""
         with self._index_lock:
+            if only_if_due:
+                with self._cond:
+                    if self._index_due is None or self._index_due > time.monotonic():
+                        return
             self._update_index()
 
     def _update_index(self) -> None:
@@ -896,7 +903,7 @@ class History:
                             return
                         self._drain()
                 if self._index_due is not None and self._index_due <= now:
-                    self._sync_index()
+                    self._sync_index(only_if_due=True)
                 self._start_job()
             except Exception as exc:     # the thread must live on: retry later
                 if isinstance(exc, StoreError) and self._closing:
