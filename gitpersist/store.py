@@ -163,6 +163,7 @@ class Store:
         self._types: dict[str, _TypeCache] = {}
         self._lock = threading.RLock()          # the cache
         self._write_mutex = threading.RLock()    # writers of this process
+        self._write_depth = 0       # how deep the mutex's owner is in _exclusive
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._dirty_lock = threading.Lock()
@@ -552,8 +553,16 @@ class Store:
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """Exclude every other writer: threads of this process, then other
-        processes.  Readers of this process are not blocked while waiting."""
+        processes.  Readers of this process are not blocked while waiting.
+        Re-entrant: a write inside a batch reuses the batch's locks."""
         with self._write_mutex:
+            if self._write_depth:       # held by this thread already
+                self._write_depth += 1
+                try:
+                    yield
+                finally:
+                    self._write_depth -= 1
+                return
             if self._closed:
                 raise StoreError(f"store {self.root} is closed")
             self._check_root()          # first: taking the lock recreates its folder
@@ -570,8 +579,10 @@ class Store:
                                  f"{exc.strerror or exc}") from None
             try:
                 self._check_root()      # again: it may have gone while we waited
+                self._write_depth = 1
                 yield
             finally:
+                self._write_depth = 0
                 self._file_lock.release()
 
     def _check_root(self) -> None:
