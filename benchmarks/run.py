@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             saved = json.load(file)
         os.makedirs(args.out, exist_ok=True)
         return report(saved["plugins"], saved["meta"], args.out)
+    if args.tmp:
+        os.makedirs(args.tmp, exist_ok=True)
     if args.scaling:
         import _scaling
         return _scaling.main(args)

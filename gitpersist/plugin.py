@@ -100,6 +100,7 @@ Guarantees:
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import re
 import time
@@ -310,24 +311,30 @@ def volume_record(ovo: cinder_objs.Volume) -> Document:
 _EMPTY_BY_DEFAULT = frozenset(("metadata", "admin_metadata", "glance_metadata"))
 
 
+@functools.cache
+def _record_fields(cls: type) -> tuple[tuple[str, str, ovo_fields.Field], ...]:
+    """(name, attribute, field) of each field of `cls` a record holds."""
+    return tuple((name, _get_attrname(name), field)
+                 for name, field in cls.fields.items() if not _is_object(field))
+
+
 def ovo_from_record(cls: type, doc: Document, where: str) -> Any:
     """An OVO of `cls` from a record, with no changes tracked.  Fields the
     record leaves out are null; keys that are not fields are ignored."""
     ovo = cls(context=cl_objects.CONTEXT)
-    for name, field in cls.fields.items():
-        if _is_object(field):
-            continue
+    for name, attr, field in _record_fields(cls):
         value = doc.get(name)
         if value is None and name in _EMPTY_BY_DEFAULT:
             value = {}      # cinderlib's default; None would break obj_reset_changes
-        if value is None and not field.nullable:
+        if value is None:
+            if field.nullable:      # what the field's coerce makes of None
+                setattr(ovo, attr, None)
             continue
         try:
             # What the field's setter does (coerce, store in the attribute
             # _get_attrname names) without its change tracking, which
             # obj_reset_changes clears below anyway.
-            setattr(ovo, _get_attrname(name), field.coerce(
-                ovo, name, None if value is None else field.from_primitive(ovo, name, value)))
+            setattr(ovo, attr, field.coerce(ovo, name, field.from_primitive(ovo, name, value)))
         except (ValueError, TypeError, AttributeError) as exc:
             raise CorruptRecord(where, f"field {name!r}: {exc}") from None
     ovo.obj_reset_changes()

@@ -40,8 +40,16 @@ def start_python(code: str, *args: str) -> subprocess.Popen:
 GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
-def git(root, *args: str) -> str:
-    """Run git in `root`; its stdout.  GIT_OPTIONAL_LOCKS=0: `git status`
-    must not try to rewrite the index (it cannot on a full disk)."""
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                          check=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout
+def git(root, *args: str, check: bool = True, binary: bool = False,
+        input: bytes | None = None):
+    """Run git in `root`; its stdout (text, or bytes with `binary`).
+    GIT_OPTIONAL_LOCKS=0: `git status` must not try to rewrite the index (it
+    cannot on a full disk)."""
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=not binary,
+                          input=input, check=check,
+                          env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout
+
+
+def git_bytes(root, *args: str, input: bytes | None = None) -> bytes:
+    """`git`, stdout as bytes."""
+    return git(root, *args, binary=True, input=input)

@@ -14,6 +14,7 @@ import pytest
 
 from gitpersist import Store, cli, paths
 from gitpersist.progress import Progress
+from helpers import git
 
 BIN = Path(sys.executable).parent
 
@@ -411,11 +412,6 @@ def test_console_script_and_python_m_run_the_command(store_path):
 # -- git history -------------------------------------------------------------
 
 USER = ["-c", "user.name=Ops User", "-c", "user.email=ops@example.com"]
-
-
-def git(cwd, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ only when that is safe."""
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from gitpersist import Store, fsck, paths
 from gitpersist.fsck import Problem
+from helpers import git
 
 
 @pytest.fixture
@@ -31,11 +31,6 @@ def record_file(root: Path, type: str, id: str) -> Path:
 
 def found(problems: list[Problem]) -> set[tuple[str, str]]:
     return {(problem.kind, problem.path) for problem in problems}
-
-
-def git(cwd, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout
 
 
 def test_a_clean_store_has_no_problems(root):

@@ -18,7 +18,7 @@ import pytest
 
 from gitpersist import ConfigError, HistoryError, Store, files, paths
 from gitpersist.history import DEFAULT_AUTHOR, History
-from helpers import eventually, run_python
+from helpers import eventually, git, run_python
 
 USER = ["-c", "user.name=Ops User", "-c", "user.email=ops@example.com"]
 
@@ -34,11 +34,6 @@ def no_git_identity(tmp_path_factory, monkeypatch):
     for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
                  "GIT_COMMITTER_EMAIL", "EMAIL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         monkeypatch.delenv(name, raising=False)
-
-
-def git(cwd, *args: str, check: bool = True) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=check).stdout
 
 
 def subjects(cwd) -> list[str]:

@@ -9,15 +9,13 @@ folder; nothing a caller chose reaches a commit message raw.
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitpersist import InvalidDocument, InvalidId, Store, fsck, paths
-
-GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+from helpers import GIT_ENV, git_bytes
 
 HOSTILE = [
     "../../etc/passwd", "/abs", "a/b", "a\\b", "..", ".", ".git", ".gitpersist",
@@ -38,10 +36,6 @@ JSON = st.recursive(
 def no_git_config(monkeypatch):
     for name, value in GIT_ENV.items():
         monkeypatch.setenv(name, value)
-
-
-def git(root, *args: str) -> bytes:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, check=True).stdout
 
 
 def files_outside(root, types: set[str]) -> list[str]:
@@ -67,19 +61,19 @@ def test_hostile_ids_and_names_in_git(tmp_path):
             assert store.get("volumes", id) == document
             assert store.get_at("volumes", id, "HEAD") == document
     # every path git holds is a store file in its folder
-    tracked = git(root, "ls-files", "-z").split(b"\0")
+    tracked = git_bytes(root, "ls-files", "-z").split(b"\0")
     assert all(path.startswith(b"volumes/") or path.startswith(b".gitpersist/")
                for path in tracked if path)
     assert files_outside(root, {"volumes"}) == []
     # one printable subject per commit: nothing forged, nothing for the terminal
-    count = int(git(root, "rev-list", "--count", "HEAD"))
-    messages = git(root, "log", "-z", "--format=%B").decode().split("\0")
+    count = int(git_bytes(root, "rev-list", "--count", "HEAD"))
+    messages = git_bytes(root, "log", "-z", "--format=%B").decode().split("\0")
     assert len(messages) == count + 1
     for message in messages[:-1]:
         subject, _, body = message.partition("\n")
         assert subject.isprintable(), subject
         assert "Signed-off-by" not in body and "\x1b" not in message and "\r" not in message
-    assert git(root, "status", "--porcelain") == b""
+    assert git_bytes(root, "status", "--porcelain") == b""
     assert fsck.clean(fsck.check(root, git=True))
 
 
@@ -150,7 +144,7 @@ def test_huge_strings(tmp_path, use_git):
         assert store.get("t", "big") == {"id": "big", "value": big, key: "long key", "n": 2}
         if use_git:
             assert store.get_at("t", "big", "HEAD~1")["n"] == 1
-            [subject] = git(root, "log", "-1", "--format=%s").decode().splitlines()
+            [subject] = git_bytes(root, "log", "-1", "--format=%s").decode().splitlines()
             assert subject == "t big: n 1 -> 2"
 
 
@@ -246,6 +240,6 @@ def test_hostile_names_ids_and_keys_through_the_plugin(cinderlib_setup, tmp_path
     assert files_outside(folder, {"volumes", "snapshots", "connections", "key_values"}) == []
     if use_git:
         cinderlib.Backend.persistence.store.flush()        # the index follows
-        assert git(folder, "status", "--porcelain") == b""
-        log = git(folder, "log", "--format=%B").decode()
+        assert git_bytes(folder, "status", "--porcelain") == b""
+        log = git_bytes(folder, "log", "--format=%B").decode()
         assert "\x1b" not in log and "\nSigned-off-by" not in log

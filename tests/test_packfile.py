@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 
 from gitdb.pack import PackEntity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitpersist import packfile
-from helpers import GIT_ENV
+from helpers import git_bytes
 
 
 def object_id(kind: bytes, data: bytes) -> bytes:
@@ -29,14 +28,9 @@ def write_pack(repo, objects) -> str:
     return base + ".idx"
 
 
-def git(repo, *args: str, input: bytes | None = None) -> bytes:
-    return subprocess.run(["git", *args], cwd=repo, input=input, capture_output=True,
-                          check=True, env={**os.environ, **GIT_ENV}).stdout
-
-
 def new_repo(tmp_path_factory) -> str:
     repo = str(tmp_path_factory.mktemp("repo"))
-    git(repo, "init", "-q")
+    git_bytes(repo, "init", "-q")
     return repo
 
 
@@ -50,9 +44,9 @@ def test_git_reads_back_every_object(tmp_path_factory, datas):
     repo = new_repo(tmp_path_factory)
     objects = {object_id(b"blob", data): (b"blob", data) for data in datas}
     index = write_pack(repo, objects)
-    git(repo, "verify-pack", index)
+    git_bytes(repo, "verify-pack", index)
     for binsha, (_, data) in objects.items():
-        assert git(repo, "cat-file", "blob", binsha.hex()) == data
+        assert git_bytes(repo, "cat-file", "blob", binsha.hex()) == data
 
 
 def test_trees_and_commits_make_a_history_git_fsck_accepts(tmp_path_factory):
@@ -66,9 +60,9 @@ def test_trees_and_commits_make_a_history_git_fsck_accepts(tmp_path_factory):
     commit_id = object_id(b"commit", commit)
     write_pack(repo, {blob_id: (b"blob", blob), tree_id: (b"tree", tree),
                       commit_id: (b"commit", commit)})
-    git(repo, "update-ref", "refs/heads/main", commit_id.hex())
-    git(repo, "fsck", "--strict", "--no-dangling")
-    assert git(repo, "show", "main:a.json") == blob
+    git_bytes(repo, "update-ref", "refs/heads/main", commit_id.hex())
+    git_bytes(repo, "fsck", "--strict", "--no-dangling")
+    assert git_bytes(repo, "show", "main:a.json") == blob
 
 
 def test_object_headers_match_gitdbs_for_any_size():
@@ -87,8 +81,8 @@ def test_offsets_past_the_small_table_go_to_the_large_one(tmp_path_factory, monk
     datas = [os.urandom(100) for _ in range(5)]    # incompressible: past 64 at once
     objects = {object_id(b"blob", data): (b"blob", data) for data in datas}
     index = write_pack(repo, objects)
-    git(repo, "verify-pack", index)
+    git_bytes(repo, "verify-pack", index)
     entity = PackEntity(index[:-len(".idx")] + ".pack")
     for binsha, (_, data) in objects.items():
-        assert git(repo, "cat-file", "blob", binsha.hex()) == data
+        assert git_bytes(repo, "cat-file", "blob", binsha.hex()) == data
         assert entity.stream(binsha).read() == data

@@ -14,6 +14,7 @@ import pytest
 
 from gitpersist import CorruptRecord, Store, StoreError, encoding, fsck, paths
 from gitpersist import files as gp_files
+from helpers import git_bytes
 
 GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -22,11 +23,6 @@ GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 def no_git_config(monkeypatch):
     for name, value in GIT_ENV.items():
         monkeypatch.setenv(name, value)
-
-
-def git(root, *args: str, input: bytes | None = None) -> bytes:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, check=True,
-                          input=input).stdout
 
 
 def mode(path) -> int:
@@ -152,8 +148,8 @@ SECRETS = {"connections": ["connection_info"]}
 def everything_git_has(root) -> bytes:
     """Every object of the repository (history, all refs, loose and packed,
     dangling too) and every patch."""
-    objects = git(root, "cat-file", "--batch-all-objects", "--batch")
-    return objects + git(root, "log", "-p", "--all", "--reflog")
+    objects = git_bytes(root, "cat-file", "--batch-all-objects", "--batch")
+    return objects + git_bytes(root, "log", "-p", "--all", "--reflog")
 
 
 def side_file(root, type: str, id: str) -> str:
@@ -184,7 +180,7 @@ def test_secret_fields_stay_local_and_read_back_whole(tmp_path, use_git):
         assert store.revision("connections", "c1") == revision
     if use_git:
         assert PASSWORD.encode() not in everything_git_has(root)
-        assert git(root, "status", "--porcelain", "--ignored").splitlines() == [
+        assert git_bytes(root, "status", "--porcelain", "--ignored").splitlines() == [
             b"!! .gitpersist/secrets/", b"!! .gitpersist/write.lock"]
         assert fsck.clean(fsck.check(root, git=True))
 
@@ -234,7 +230,7 @@ def test_declared_fields_are_kept_by_every_later_open_and_old_records_are_split(
         store.put("connections", "c1", CONNECTION)
         assert store.get("connections", "c1") == {**CONNECTION, "id": "c1"}
     assert PASSWORD.encode() not in everything_git_has(root)
-    assert git(root, "status", "--porcelain") == b""
+    assert git_bytes(root, "status", "--porcelain") == b""
 
 
 def test_restore_keeps_the_secret_fields(tmp_path):
@@ -429,7 +425,7 @@ def test_commit_messages_never_quote_a_secret_value(tmp_path):
         store.put("users", "u1", {"name": "anne", "password": "hunter3"})
         store.put("users", "u1", {"name": "anne", "password": "hunter4"})
         store.delete("users", "u1")
-        messages = git(tmp_path, "log", "--format=%B").decode()
+        messages = git_bytes(tmp_path, "log", "--format=%B").decode()
     assert "name ann -> anne" in messages
     everything = everything_git_has(tmp_path)
     assert b"hunter" not in everything
