@@ -6,9 +6,10 @@ no deltas (each object stored whole, zlib-compressed), 64-bit offsets for
 objects past 2 GiB.  ``git verify-pack`` and ``git fsck`` accept them.
 
 We go around gitdb's ``PackEntity.write_pack`` here for speed only: it
-streams every object through several small writes and a per-byte CRC
-wrapper (0.5 ms for a commit's five small objects, half of a commit's CPU
-time); this takes about a tenth of that.  Reading stays with gitdb.
+streams every object through a compressing, checksumming writer in many
+small writes (about 290 calls and 0.57 ms for a commit's five small
+objects, a third of a commit's CPU time); this takes 0.09 ms.  Reading
+stays with gitdb.
 """
 
 from __future__ import annotations

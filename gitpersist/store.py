@@ -557,6 +557,7 @@ class Store:
         Re-entrant: a write inside a batch reuses the batch's locks."""
         with self._write_mutex:
             if self._write_depth:       # held by this thread already
+                self._check_root()
                 self._write_depth += 1
                 try:
                     yield
