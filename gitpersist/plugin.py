@@ -37,9 +37,10 @@ commit_delay    0.2           seconds an "async" commit may wait to gather
 file_mode       0o600         permissions of record files (int, or an octal
                               string such as "0640")
 dir_mode        0o700         permissions of the store's folders
-local_secrets   True          keep each connection's ``connection_info``
-                              (its credentials: CHAP ``auth_password`` and
-                              the like) out of the record file, in
+local_secrets   True          keep each volume's ``provider_auth`` and each
+                              connection's ``connection_info`` (their
+                              credentials: CHAP passwords and the like) out
+                              of the record file, in
                               ``.gitpersist/secrets/`` on this host only:
                               never committed, pushed or synced.  Recorded
                               in the store's format file on first use, and
@@ -80,11 +81,11 @@ Guarantees:
   as ``"volume_type": {"extra_specs": {...}, "qos_specs": {...}}``.
 * **No secrets from the backend configuration.**  Records name a volume's
   backend only through its ``host`` (``host@backend#pool``).
-* **No connection credentials in git** (``local_secrets``, the default): a
-  connection's ``connection_info`` lives in a side file on this host; the
-  record file, which git commits and syncs, holds the connection's other
-  fields.  Another host reading a synced connection sees it without
-  ``connection_info``.
+* **No credentials in git** (``local_secrets``, the default): a volume's
+  ``provider_auth`` and a connection's ``connection_info`` live in side
+  files on this host; the record files, which git commits and syncs, hold
+  the other fields.  Another host reading a synced volume or connection sees
+  it without them.
 * **What a new process reads equals what the last one saved**, compared
   field by field (``dict(obj._ovo)``).  Reading needs no initialised
   Backend: objects of a backend this process has not loaded carry the
@@ -137,8 +138,11 @@ INDEXES: dict[str, dict[str, Any]] = {
     CONNECTIONS: {"volume_id": None},
 }
 
-# Fields that carry credentials, kept on this host (``local_secrets``).
-SECRET_FIELDS: dict[str, list[str]] = {CONNECTIONS: ["connection_info"]}
+# Fields that carry credentials, kept on this host (``local_secrets``): a
+# volume's ``provider_auth`` is cinder's "CHAP <user> <password>" for iSCSI
+# targets; a connection's ``connection_info`` repeats them for the initiator.
+SECRET_FIELDS: dict[str, list[str]] = {VOLUMES: ["provider_auth"],
+                                       CONNECTIONS: ["connection_info"]}
 
 # The attribute of a cinderlib object holding the record revision its state
 # was read or saved at (see `FilePersistence._save`).

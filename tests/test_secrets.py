@@ -136,6 +136,7 @@ def test_opening_a_store_whose_metadata_folder_is_a_symlink(tmp_path, outside):
 # -- secret fields ---------------------------------------------------------------------
 
 PASSWORD = "Sup3r-S3cret-CHAP-pw"
+TARGET_AUTH = f"CHAP chapuser {PASSWORD}"       # a volume's provider_auth
 CONNECTION = {"volume_id": "v1", "attach_status": "attached", "connection_info": {
     "conn": {"driver_volume_type": "iscsi", "data": {
         "target_iqn": "iqn.2010-10.org.openstack:volume-v1", "target_lun": 1,
@@ -353,6 +354,7 @@ def test_fsck_checks_the_side_files(tmp_path):
 
 def plugin_connection(cinderlib, backend):
     vol = cinderlib.Volume(backend, size=1, name="data")
+    vol._ovo.provider_auth = TARGET_AUTH      # what an iSCSI create_export returns
     vol.save()
     conn = cinderlib.Connection(backend, volume=vol, connector={"host": "h1"},
                                 connection_info=CONNECTION["connection_info"])
@@ -383,6 +385,8 @@ def test_connection_credentials_stay_on_the_host(cinderlib_setup, tmp_path):
     try:
         [got] = reader.get_connections(connection_id=conn.id)
         assert got.connection_info == CONNECTION["connection_info"]
+        [volume] = reader.get_volumes(volume_id=vol.id)
+        assert volume.provider_auth == TARGET_AUTH
     finally:
         reader.close()
     other = FilePersistence(path=str(b), git=True, remote="origin", watch="off")
@@ -392,6 +396,7 @@ def test_connection_credentials_stay_on_the_host(cinderlib_setup, tmp_path):
         assert seen.volume_id == vol.id and seen.connection_info == {"conn": {}}
         [volume] = other.get_volumes(volume_id=vol.id)
         assert [c.id for c in volume.connections] == [conn.id]
+        assert volume.provider_auth is None
     finally:
         other.close()
     for repo in (a, b, remote):
@@ -406,9 +411,10 @@ def test_local_secrets_off_keeps_connection_info_in_the_record(fresh_plugin, tmp
     folder = tmp_path / "store"
     fresh_plugin(persistence_config={"storage": "file", "path": str(folder),
                                      "local_secrets": False})
-    _, conn = plugin_connection(cinderlib, cl_utils.FakeBackend(volume_backend_name="fake"))
-    with open(record_file(str(folder), "connections", conn.id), "rb") as file:
-        assert PASSWORD.encode() in file.read()
+    vol, conn = plugin_connection(cinderlib, cl_utils.FakeBackend(volume_backend_name="fake"))
+    for type, id in (("connections", conn.id), ("volumes", vol.id)):
+        with open(record_file(str(folder), type, id), "rb") as file:
+            assert PASSWORD.encode() in file.read()
     assert not (folder / ".gitpersist" / "secrets").exists()
 
 
