@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -270,7 +271,9 @@ def check_database(url: str) -> None:
     try:
         parsed = make_url(url)
     except Exception as exc:        # SQLAlchemy raises ArgumentError and others
-        raise TransferError(f"{url!r} is not a database URL ({exc})") from None
+        shown = safe_url(url)   # SQLAlchemy's message may quote the whole URL
+        raise TransferError(f"{shown!r} is not a database URL "
+                            f"({str(exc).replace(url, shown)})") from None
     shown = safe_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -349,5 +352,5 @@ def safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:       # not a URL SQLAlchemy parses: show none of it
-        return "the database"
+    except Exception:       # not a URL SQLAlchemy parses: mask what looks like one
+        return re.sub(r"([^/:@\s]*):[^/@\s]*@", r"\1:***@", url)

@@ -841,10 +841,14 @@ def test_cinderlib_commands_without_cinderlib_say_what_is_missing(run, tmp_path,
                        "gitpersist[cinderlib] (with its constraints file)\n")
 
 
-def test_migrate_hides_passwords_in_messages(run, tmp_path):
+@pytest.mark.parametrize("url", [
+    "postgresql+nosuchdriver://admin:s3cret@db.example/cinder",
+    "mysql+pymysql://admin:s3cret@db.example:33o6/cinder",    # a typo in the port
+    "admin:s3cret@db.example",                                  # no scheme at all
+])
+def test_migrate_hides_passwords_in_messages(run, tmp_path, url):
     assert run("--path", tmp_path / "s", "init")[0] == 0
-    code, _, err = run("--path", tmp_path / "s", "migrate", "--from-db",
-                       "postgresql+nosuchdriver://admin:s3cret@db.example/cinder")
+    code, _, err = run("--path", tmp_path / "s", "migrate", "--from-db", url)
     assert code == 1 and "s3cret" not in err and "***" in err, err
 
 
