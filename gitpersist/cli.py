@@ -218,13 +218,15 @@ def _require_store(root: str) -> None:
 
 
 @contextlib.contextmanager
-def _open(args: argparse.Namespace, *, write: bool = False) -> Iterator[Store]:
+def _open(args: argparse.Namespace, *, write: bool = False,
+          secret_fields: dict[str, Any] | None = None) -> Iterator[Store]:
     """The store at --path, which must exist.  Writers get git history when
     the store keeps it (see the module doc); readers never write, so they
     open it without."""
     root = _root(args)
     _require_store(root)
-    with Store(root, git=write and uses_git(root), watch="off") as store:
+    with Store(root, git=write and uses_git(root), watch="off",
+               secret_fields=secret_fields) as store:
         yield store
 
 
@@ -487,8 +489,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     document = transfer.read_file(args.file)
     name = os.path.basename(args.file) if args.file != "-" else "stdin"
     if transfer.kind_of(document, args.file) == "export":
-        with _open(args, write=True) as store, Progress("import") as bar:
-            counts = transfer.import_export(store, document, source=args.file, progress=bar)
+        writes = transfer.read_export(document, args.file)
+        # What the exported store kept local stays local here too.
+        secret_fields = transfer.secret_fields_of(document, args.file)
+        with _open(args, write=True, secret_fields=secret_fields) as store, \
+                Progress("import") as bar:
+            counts = transfer.import_export(store, writes, source=args.file, progress=bar)
     else:
         _need_cinderlib("importing cinderlib dumps")
         with _open_plugin(root) as plugin, \

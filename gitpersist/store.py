@@ -254,6 +254,12 @@ class Store:
         return sorted(entry.name for entry in entries
                       if entry.is_dir(follow_symlinks=False) and paths.is_type(entry.name))
 
+    @property
+    def secret_fields(self) -> dict[str, list[str]]:
+        """The fields kept out of record files and git, by type: those of
+        the option plus those the store's format file declares."""
+        return secret.as_format(self._secret_fields)
+
     # -- writing -------------------------------------------------------------
 
     def put(self, type: str, id: str, document: Mapping[str, Any], *,

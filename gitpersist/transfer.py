@@ -3,10 +3,13 @@
 Guarantees:
 
 * `export` returns one JSON document holding every record of every type,
-  sorted by type and id, with the store's format version.
-* `import_export` reads that document back.  It checks the whole document
-  before writing anything: a bad type, id or value is an error naming it,
-  and nothing is stored.  Records are added or replaced, never deleted.
+  sorted by type and id, with the store's format version and its secret
+  fields (`write_file` creates the file 0600: it holds them).
+* `read_export` checks the whole document before anything is written: a
+  bad type, id or value is an error naming it, and nothing is stored.
+  `import_export` then stores the records, added or replaced, never
+  deleted; the CLI opens the store with the export's secret fields first,
+  so what the exported store kept out of git stays out of git.
 * cinderlib's own ``cinderlib.dumps()`` output (a list of backends whose
   volumes embed their snapshots and connections) and dumps of single
   objects are loaded by cinderlib (`load_cinderlib`) and saved through the
@@ -35,8 +38,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from . import encoding, paths
-from .errors import GitpersistError, InvalidId
+from . import encoding, paths, secret
+from .errors import ConfigError, GitpersistError, InvalidId
 from .store import FORMAT_VERSION, Store
 
 EXPORT_KEY = "gitpersist_export"
@@ -84,10 +87,11 @@ def read_file(path: str) -> Any:
 
 def write_file(path: str, data: bytes) -> None:
     """Write `data` to `path` through a temp file, so a failed write leaves
-    any previous file whole."""
+    any previous file whole.  Created 0600: an export holds whole records,
+    secret fields included."""
     temp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(temp, "wb") as file:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
             file.write(data)
         os.replace(temp, path)
     except OSError as exc:
@@ -119,9 +123,21 @@ def export(store: Store) -> tuple[dict[str, Any], int]:
         types = {type: store.all(type) for type in store.types()}
     finally:
         logger.removeHandler(counter)
-    return {EXPORT_KEY: EXPORT_VERSION, "format": FORMAT_VERSION,
-            "types": {type: records for type, records in types.items() if records}
-            }, Count.skipped
+    document = {EXPORT_KEY: EXPORT_VERSION, "format": FORMAT_VERSION,
+                "types": {type: records for type, records in types.items() if records}}
+    if store.secret_fields:     # so that an import keeps them out of git too
+        document["secret_fields"] = store.secret_fields
+    return document, Count.skipped
+
+
+def secret_fields_of(document: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """The secret fields an export document declares (the store it was
+    made from kept them local), checked; None if it declares none."""
+    fields = document.get("secret_fields")
+    try:
+        return secret.as_format(secret.check_fields(fields, f"{source}: secret_fields")) or None
+    except ConfigError as exc:
+        raise TransferError(str(exc)) from None
 
 
 # -- import ------------------------------------------------------------------
@@ -145,11 +161,12 @@ def _is_cinderlib_item(item: Any) -> bool:
             and (item["class"] in CINDERLIB_OBJECTS or isinstance(item.get("volumes"), list)))
 
 
-def import_export(store: Store, document: dict[str, Any], *, source: str = "import",
-                  progress: Progress | None = None) -> Counter:
-    """Store the records of an export document; return how many records of
-    each type were written."""
-    progress = progress or _NoProgress()
+Record = tuple[str, str, dict[str, Any]]      # type, id, record
+
+
+def read_export(document: dict[str, Any], source: str = "import") -> list[Record]:
+    """The records of an export document, all checked before any is
+    written; `TransferError` names the first one at fault."""
     version, format = document.get(EXPORT_KEY), document.get("format")
     if version != EXPORT_VERSION:
         raise TransferError(f"{source}: export version {version!r}; this gitpersist "
@@ -181,6 +198,14 @@ def import_export(store: Store, document: dict[str, Any], *, source: str = "impo
                 raise TransferError(f"{where}: {type} {id!r} appears twice")
             seen.add((type, id))
             writes.append((type, id, record))
+    return writes
+
+
+def import_export(store: Store, writes: list[Record], *, source: str = "import",
+                  progress: Progress | None = None) -> Counter:
+    """Store the records `read_export` returned, in one batch; return how
+    many records of each type were written."""
+    progress = progress or _NoProgress()
     counts: Counter = Counter()
     progress.total = len(writes)
     with store.batch(f"Import {len(writes)} records from {os.path.basename(source)}"):

@@ -574,6 +574,34 @@ def test_import_into_a_git_store_is_one_commit(run, git_store, store_path, tmp_p
     assert git(git_store, "status", "--porcelain") == ""
 
 
+def test_an_export_keeps_its_secrets_out_of_the_importing_stores_git(run, tmp_path):
+    """A store that keeps connection_info local exports it (the file is
+    0600) with its declaration; importing into a fresh git store declares
+    it there too, so the password reaches no record file and no commit."""
+    password = "Imp0rt-S3cret"
+    source = tmp_path / "source"
+    with Store(source, watch="off", secret_fields={"connections": ["connection_info"]}) as store:
+        store.put("connections", "c1", {"volume_id": "v1", "connection_info": {
+            "data": {"auth_password": password}}})
+    export_file = tmp_path / "export.json"
+    assert run("--path", source, "export", "-o", export_file)[0] == 0
+    assert os.stat(export_file).st_mode & 0o777 == 0o600
+    assert json.loads(export_file.read_text())["secret_fields"] == {
+        "connections": ["connection_info"]}
+
+    copy = tmp_path / "copy"
+    assert run("--path", copy, "init", "--git")[0] == 0
+    code, out, err = run("--path", copy, "import", export_file)
+    assert (code, err) == (0, ""), err
+    with Store(copy, watch="off") as store:     # the declaration came along
+        assert store.get("connections", "c1")["connection_info"]["data"] == {
+            "auth_password": password}
+    record = record_file(copy, "connections", "c1").read_bytes()
+    assert password.encode() not in record
+    history = git(copy, "log", "-p", "--all")
+    assert "auth_password" not in history and password not in history
+
+
 # -- stores and databases written by real cinderlib --------------------------
 
 # cinderlib's own code paths (create_volume, create_snapshot, connect,
