@@ -96,6 +96,10 @@ Guarantees:
   or process saved the record meanwhile) only the fields cinderlib tracked as
   changed are applied to the current record, as the db plugin's UPDATE does.
   Thread-safe, as the store is.
+* **A deleted record stays deleted.**  Saving an object whose record was
+  deleted meanwhile (by another process, or soft-deleted) raises cinder's
+  ``VolumeNotFound``/``SnapshotNotFound``/``VolumeAttachmentNotFound``, as
+  the db plugin's UPDATE does; it never writes the record back.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import cinderlib
+from cinder import exception as cinder_exception
 from cinder import objects as cinder_objs
 from cinderlib import objects as cl_objects
 from cinderlib.persistence import base as persistence_base
@@ -147,6 +152,9 @@ SECRET_FIELDS: dict[str, list[str]] = {VOLUMES: ["provider_auth"],
 # The attribute of a cinderlib object holding the record revision its state
 # was read or saved at (see `FilePersistence._save`).
 _REVISION = "_gitpersist_revision"
+# Its value for an object stored (or deleted) at a revision not known: it
+# never matches, so the next save merges, and fails if the record is gone.
+_STORED = "stored"
 _UPDATE_ATTEMPTS = 20
 
 
@@ -568,7 +576,9 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         """Store `doc`, the whole state of `resource`, if the record is still
         at the revision `resource` was read or saved at (or absent, for a
         new object).  Otherwise apply only the fields cinderlib tracked as
-        changed to the current record, like the db plugin's UPDATE."""
+        changed to the current record, like the db plugin's UPDATE, which
+        raises cinder's NotFound if the record was deleted meanwhile (also
+        soft-deleted): a stale object never brings a deleted one back."""
         base = getattr(resource, _REVISION, None)
         try:
             setattr(resource, _REVISION, self.store.put(
@@ -577,11 +587,14 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         except ConflictError:
             pass
         changed = _changed_fields(resource)
-        revision, merged = self._update(
-            type, resource.id, lambda current: doc if current is None
-            else _merge(current, doc, changed))
+
+        def merge(current: Document | None) -> Document:
+            if current is None or current.get("deleted"):
+                raise _not_found(type, resource.id)
+            return _merge(current, doc, changed)
+        revision, merged = self._update(type, resource.id, merge)
         # Once the record differs from the object, later saves merge too.
-        setattr(resource, _REVISION, revision if merged == doc else None)
+        setattr(resource, _REVISION, revision if merged == doc else _STORED)
 
     def _delete(self, type: str, resource: Any, status: Document) -> None:
         """Remove the record, or with soft_deletes mark it deleted (the
@@ -595,7 +608,7 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
                          else {**current, **marks})
         else:
             self.store.delete(type, resource.id)
-        setattr(resource, _REVISION, None)
+        setattr(resource, _REVISION, _STORED)
 
     def _update(self, type: str, id: str,
                 change: Callable[[Document | None], Document | None]
@@ -618,6 +631,15 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
                     raise
                 # The cache may not have seen the other process's write yet.
                 time.sleep(min(0.05, 0.001 * 2 ** attempt))
+
+
+def _not_found(type: str, id: str) -> Exception:
+    """What cinder's DB API raises when a row to update is not there."""
+    if type == VOLUMES:
+        return cinder_exception.VolumeNotFound(volume_id=id)
+    if type == SNAPSHOTS:
+        return cinder_exception.SnapshotNotFound(snapshot_id=id)
+    return cinder_exception.VolumeAttachmentNotFound(filter=f"attachment_id = {id}")
 
 
 def _value(type: str, doc: Document, name: str) -> Any:

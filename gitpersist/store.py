@@ -650,6 +650,12 @@ class Store:
             actual = current.revision if current else None
             wanted = None if expect is ABSENT else expect
             if actual != wanted:
+                # The caller will read again to retry: let it see the file,
+                # even if no watcher event brought it (watch="off").
+                if current is None:
+                    self._cache(type).discard(id)
+                elif current.document["id"] == id:
+                    self._cache(type).add(current)
                 raise ConflictError(type, id, wanted, actual)
         return current
 

@@ -394,9 +394,10 @@ def test_key_values(plugin, fresh):
 def test_stale_objects_merge_their_tracked_changes(plugin, backend, fresh):
     vol = cinderlib.Volume(backend, size=1, name="data")
     vol.save()
-    [other] = fresh().get_volumes(volume_id=vol.id)
+    another = fresh()
+    [other] = another.get_volumes(volume_id=vol.id)
     other._ovo.display_description = "from another process"
-    other.persistence.set_volume(other)          # through the fresh instance
+    another.set_volume(other)       # not other.save(): that is cinderlib's global plugin
     vol._ovo.status = "available"
     vol.save()                                  # stale: only status is applied
     [now] = plugin.get_volumes(volume_id=vol.id)
@@ -405,6 +406,60 @@ def test_stale_objects_merge_their_tracked_changes(plugin, backend, fresh):
     vol.save()                                  # still behind: merges again
     [now] = plugin.get_volumes(volume_id=vol.id)
     assert (now.size, now.display_description) == (3, "from another process")
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_a_stale_save_never_brings_back_a_deleted_record(cinderlib_setup, folder, fresh, soft):
+    """As the db plugin's UPDATE: saving an object whose record another
+    process deleted raises cinder's NotFound, and the record stays gone."""
+    from cinder import exception
+    plugin = cinderlib_setup(persistence_config={"storage": "file", "path": str(folder),
+                                                 "soft_deletes": soft})
+    backend = cl_utils.FakeBackend(volume_backend_name="fake")
+    vol = cinderlib.Volume(backend, size=1, name="data")
+    vol.save()
+    snap = cinderlib.Snapshot(vol, name="snap")
+    snap.save()
+    other = fresh(soft_deletes=soft)
+    [other_snap] = other.get_snapshots(snapshot_id=snap.id)
+    other.delete_snapshot(other_snap)
+    [other_vol] = other.get_volumes(volume_id=vol.id)
+    other.delete_volume(other_vol)
+    vol._ovo.status = "error"
+    with pytest.raises(exception.VolumeNotFound):
+        vol.save()
+    snap._ovo.status = "error"
+    with pytest.raises(exception.SnapshotNotFound):
+        snap.save()
+    assert plugin.get_volumes() == [] and plugin.get_snapshots() == []
+    assert fresh().get_volumes() == []
+    # and once this process deleted it too, saving it again fails the same way
+    new = cinderlib.Volume(backend, size=1, name="new")
+    new.save()
+    plugin.delete_volume(new)
+    with pytest.raises(exception.VolumeNotFound):
+        new.save()
+
+
+def test_a_save_after_another_process_wrote_merges_even_with_no_watcher(
+        cinderlib_setup, folder, fresh):
+    """watch="off" (eventlet processes): the cache never hears of the other
+    write, but the failed first attempt refreshes it and the save merges."""
+    plugin = cinderlib_setup(persistence_config={"storage": "file", "path": str(folder),
+                                                 "watch": "off"})
+    backend = cl_utils.FakeBackend(volume_backend_name="fake")
+    vol = cinderlib.Volume(backend, size=1, name="data")
+    vol.save()
+    another = fresh()
+    [other] = another.get_volumes(volume_id=vol.id)
+    other._ovo.display_description = "from another process"
+    another.set_volume(other)       # not other.save(): that is cinderlib's global plugin
+    vol._ovo.status = "available"
+    vol.save()
+    [now] = fresh().get_volumes(volume_id=vol.id)
+    assert (now.status, now.display_description) == ("available", "from another process")
+    assert plugin.get_volumes(volume_id=vol.id)[0].display_description == \
+        "from another process"
 
 
 def test_concurrent_threads_lose_no_change(plugin, backend):

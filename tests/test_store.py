@@ -311,6 +311,26 @@ def test_expect_revision(store):
     assert store.delete("volumes", "v1", expect=rev2)
 
 
+def test_a_conflict_refreshes_the_cache_even_with_no_watcher(tmp_path):
+    """With watch="off" nothing tells the cache of another process's write;
+    a failed expect= has read the file, and the retry's read sees it."""
+    with Store(tmp_path, watch="off", indexes={"t": {"k": None}}) as a, \
+            Store(tmp_path, watch="off") as b:
+        rev = a.put("t", "x", {"k": 1})
+        b.put("t", "x", {"k": 2})
+        b.put("t", "y", {"k": 3})
+        assert a.get("t", "x")["k"] == 1          # stale, as documented
+        with pytest.raises(ConflictError):
+            a.put("t", "x", {"k": 9}, expect=rev)
+        assert a.get("t", "x")["k"] == 2
+        assert [d["id"] for d in a.find("t", k=2)] == ["x"] and a.find("t", k=1) == []
+        a.put("t", "x", {"k": 10}, expect=a.revision("t", "x"))
+        b.delete("t", "x")
+        with pytest.raises(ConflictError):
+            a.put("t", "x", {"k": 11}, expect=a.revision("t", "x"))
+        assert a.get("t", "x") is None
+
+
 def test_cache_answers_without_disk(tmp_path):
     with Store(tmp_path, watch="off", indexes={"t": {"k": None}}) as s:
         s.put("t", "a", {"k": 1})
