@@ -245,8 +245,8 @@ def test_hand_written_volume_without_metadata_reads(plugin, backend, folder, fre
 
 # -- soft deletes --------------------------------------------------------------
 
-@pytest.mark.parametrize("soft", [False, True])
-def test_soft_deletes(cinderlib_setup, folder, fresh, soft):
+def volume_with_snapshot(cinderlib_setup, folder, soft: bool):
+    """(plugin, backend, volume, its snapshot), saved, with soft_deletes=`soft`."""
     plugin = cinderlib_setup(persistence_config={"storage": "file", "path": str(folder),
                                                  "soft_deletes": soft})
     backend = cl_utils.FakeBackend(volume_backend_name="fake")
@@ -254,6 +254,12 @@ def test_soft_deletes(cinderlib_setup, folder, fresh, soft):
     vol.save()
     snap = cinderlib.Snapshot(vol, name="snap")
     snap.save()
+    return plugin, backend, vol, snap
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_soft_deletes(cinderlib_setup, folder, fresh, soft):
+    plugin, backend, vol, snap = volume_with_snapshot(cinderlib_setup, folder, soft)
     conn = cinderlib.Connection(backend, volume=vol, connection_info={"conn": {"data": {}}})
     conn.save()
     plugin.delete_connection(conn)
@@ -413,13 +419,7 @@ def test_a_stale_save_never_brings_back_a_deleted_record(cinderlib_setup, folder
     """As the db plugin's UPDATE: saving an object whose record another
     process deleted raises cinder's NotFound, and the record stays gone."""
     from cinder import exception
-    plugin = cinderlib_setup(persistence_config={"storage": "file", "path": str(folder),
-                                                 "soft_deletes": soft})
-    backend = cl_utils.FakeBackend(volume_backend_name="fake")
-    vol = cinderlib.Volume(backend, size=1, name="data")
-    vol.save()
-    snap = cinderlib.Snapshot(vol, name="snap")
-    snap.save()
+    plugin, backend, vol, snap = volume_with_snapshot(cinderlib_setup, folder, soft)
     other = fresh(soft_deletes=soft)
     [other_snap] = other.get_snapshots(snapshot_id=snap.id)
     other.delete_snapshot(other_snap)
