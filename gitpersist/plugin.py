@@ -106,6 +106,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import logging
 import os
 import re
 import time
@@ -125,6 +126,8 @@ from . import paths
 from .errors import ConfigError, ConflictError, CorruptRecord
 from .store import ABSENT, Document, Store, describe_change
 from .watcher import MODES as WATCH_MODES
+
+LOG = logging.getLogger(__name__)
 
 VOLUMES, SNAPSHOTS, CONNECTIONS, KEY_VALUES = (
     "volumes", "snapshots", "connections", "key_values")
@@ -443,20 +446,38 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
     # -- reading ---------------------------------------------------------------
 
     def get_volumes(self, volume_id=None, volume_name=None, backend_name=None):
-        return [self._volume(doc) for doc in self._find(
-            VOLUMES, volume_id, display_name=volume_name, backend=backend_name)]
+        return self._build(self._volume, volume_id, self._find(
+            VOLUMES, volume_id, display_name=volume_name, backend=backend_name))
 
     def get_snapshots(self, snapshot_id=None, snapshot_name=None, volume_id=None):
-        return [self._snapshot(doc) for doc in self._find(
-            SNAPSHOTS, snapshot_id, display_name=snapshot_name, volume_id=volume_id)]
+        return self._build(self._snapshot, snapshot_id, self._find(
+            SNAPSHOTS, snapshot_id, display_name=snapshot_name, volume_id=volume_id))
 
     def get_connections(self, connection_id=None, volume_id=None):
-        return [self._connection(doc) for doc in self._find(
-            CONNECTIONS, connection_id, volume_id=volume_id)]
+        return self._build(self._connection, connection_id, self._find(
+            CONNECTIONS, connection_id, volume_id=volume_id))
 
     def get_key_values(self, key=None):
         docs = self._find(KEY_VALUES, key)
         return [cl_objects.KeyValue(doc["id"], doc.get("value")) for doc in docs]
+
+    @staticmethod
+    def _build(build: Callable[[Document], Any], id: str | None,
+               docs: list[Document]) -> list[Any]:
+        """cinderlib objects of `docs`.  A record cinderlib cannot read (a
+        field of the wrong type, written by hand) raises `CorruptRecord`,
+        naming its file and field, when asked for by id; a listing skips it
+        with that warning, as the store skips a file that is not JSON, so
+        one bad file does not hide every other resource."""
+        if id:
+            return [build(doc) for doc in docs]
+        built = []
+        for doc in docs:
+            try:
+                built.append(build(doc))
+            except CorruptRecord as exc:
+                LOG.warning("skipping %s", exc)
+        return built
 
     def _find(self, type: str, id: str | None, **filters: Any) -> list[Document]:
         """Live records with this id (if given) whose fields or indexes equal

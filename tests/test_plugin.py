@@ -5,6 +5,7 @@ what a new plugin instance, as in a new process, reads back)."""
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 import threading
 
@@ -229,6 +230,24 @@ def test_corrupt_field_names_the_file_and_field(plugin, backend, folder, fresh):
     with pytest.raises(CorruptRecord) as info:
         fresh().get_volumes(volume_id=vol.id)
     assert str(path) in str(info.value) and "'size'" in str(info.value)
+
+
+def test_a_listing_skips_a_record_cinderlib_cannot_read_naming_it(
+        plugin, backend, folder, fresh, caplog):
+    """One hand-broken file does not hide every other volume."""
+    good, bad = (cinderlib.Volume(backend, size=1, name=name) for name in ("good", "bad"))
+    good.save()
+    bad.save()
+    path = pathlib.Path(folder, *paths.record_path("volumes", bad.id).split("/"))
+    path.write_text(path.read_text().replace('"size": 1', '"size": "one"'))
+    reader = fresh()
+    logging.Logger.disabled = False     # cinderlib.setup(disable_logs=True) turned it off
+    with caplog.at_level("WARNING", logger="gitpersist.plugin"):
+        assert [v.id for v in reader.get_volumes()] == [good.id]
+        assert [v.id for v in reader.get_volumes(backend_name="fake")] == [good.id]
+    assert str(path) in caplog.text and "'size'" in caplog.text
+    with pytest.raises(CorruptRecord):
+        reader.get_volumes(volume_id=bad.id)
 
 
 def test_hand_written_volume_without_metadata_reads(plugin, backend, folder, fresh):
