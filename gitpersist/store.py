@@ -153,6 +153,7 @@ class Store:
         self._secret_fields = secret.check_fields(secret_fields, "secret_fields")
         self._secret_key = b""
         self._secrets_to_split: list[str] = []
+        self._side_types: set[str] = set()
         self.root = os.path.abspath(os.fspath(path))
         self.fsync = fsync
         self.file_mode, self.dir_mode = file_mode, dir_mode
@@ -700,7 +701,10 @@ class Store:
                     cache.add(entry)
             return entry
 
-    def _read_entry(self, relpath: str, path: str | None = None) -> _Entry | None:
+    def _read_entry(self, relpath: str, path: str | None = None,
+                    sides: bool | None = None) -> _Entry | None:
+        """The record at `relpath` with its secret fields, or None.  `sides`:
+        whether its type may have side files, if the caller knows."""
         path = path or self._abspath(relpath)
         try:
             found = files.read(path)
@@ -710,8 +714,9 @@ class Store:
             return None
         data, stat = found
         document, revision = encoding.loads(data, path), encoding.revision_of(data)
-        names = self._secret_fields.get(relpath.split("/", 1)[0])
-        if names:
+        type = relpath.split("/", 1)[0]
+        names = self._secret_fields.get(type)
+        if names and (self._may_have_side_files(type) if sides is None else sides):
             entry = secret.entry_for(self._read_side(relpath), revision)
             hidden = {k: v for k, v in (entry or {}).get("fields", {}).items() if k in names}
             if hidden:
@@ -719,6 +724,18 @@ class Store:
                 data = encoding.dumps(document, path)
                 revision = secret.revision(self._secret_key, revision, hidden)
         return _Entry(relpath, document, data, revision, files.signature(stat))
+
+    def _may_have_side_files(self, type: str) -> bool:
+        """False if no record of `type` has a side file: its secrets folder
+        does not exist (one stat instead of a failed open per record).
+        Asked after the record was read, and a side file is written before
+        its record: a record with secrets is never read as one without."""
+        if type in self._side_types:
+            return True
+        if os.path.isdir(os.path.join(self.root, secret.SECRETS_DIR, type)):
+            self._side_types.add(type)      # folders stay: remembered for good
+            return True
+        return False
 
     def _read_side(self, relpath: str, quiet: bool = False) -> dict[str, Any] | None:
         """The side file of the record at `relpath`, or None; a broken one
@@ -774,25 +791,36 @@ class Store:
         if cache.complete:
             return cache
         folder = os.path.join(self.root, type)
-        try:
-            shards = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
-        except FileNotFoundError:
-            shards = []
-        for shard in shards:
-            self._load_folder(cache, f"{type}/{shard.name}", shard.path)
+        # Whether to look for side files is asked once, not per record, and
+        # again at the end: a side file that appeared meanwhile (written
+        # before its record) means reading every record again, with them.
+        sides = self._may_have_side_files(type)
+        while True:
+            try:
+                shards = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                shards = []
+            for shard in shards:
+                self._load_folder(cache, f"{type}/{shard.name}", shard.path, sides)
+            if sides or not self._may_have_side_files(type):
+                break
+            sides = True
+            self._types[type] = cache = _TypeCache(self._index_keys.get(type, {}))
         cache.complete = True
         return cache
 
-    def _load_folder(self, cache: _TypeCache, relfolder: str, folder: str) -> None:
+    def _load_folder(self, cache: _TypeCache, relfolder: str, folder: str,
+                     sides: bool | None = None) -> None:
         for file in os.scandir(folder):
             if files.is_stale_temp(file.name):
                 _unlink_quietly(file.path)
             elif paths.split_record_path(f"{relfolder}/{file.name}") is not None:
-                self._sync_file(cache, f"{relfolder}/{file.name}", file.path)
+                self._sync_file(cache, f"{relfolder}/{file.name}", file.path, sides)
 
-    def _sync_file(self, cache: _TypeCache, relpath: str, path: str | None = None) -> None:
+    def _sync_file(self, cache: _TypeCache, relpath: str, path: str | None = None,
+                   sides: bool | None = None) -> None:
         """Bring the cache in line with the file at `relpath` (`path`: its
-        absolute path, if the caller has it)."""
+        absolute path, if the caller has it; `sides`: see `_read_entry`)."""
         path = path or self._abspath(relpath)
         old_id = cache.id_of_path.get(relpath)
         old = cache.entries.get(old_id) if old_id is not None else None
@@ -805,7 +833,7 @@ class Store:
                 pass
             cache.discard(old_id)
         try:
-            entry = self._read_entry(relpath, path)
+            entry = self._read_entry(relpath, path, sides)
         except CorruptRecord as exc:
             LOG.warning("skipping %s", exc)
             cache.corrupt[relpath] = exc

@@ -350,6 +350,35 @@ def test_fsck_checks_the_side_files(tmp_path):
         assert store.get("connections", "c1") == {**CONNECTION, "id": "c1"}
 
 
+def test_a_record_given_secrets_during_a_full_load_is_read_with_them(tmp_path, monkeypatch):
+    """A full load asks once whether the type has side files (none yet
+    here); a record with secret fields written into a folder just before
+    the load reads it must still come back with them."""
+    root = str(tmp_path)
+    with Store(root, watch="off", secret_fields=SECRETS) as first:
+        first.put("connections", "c0", {"volume_id": "v0"})     # no secrets anywhere
+    reader = Store(root, watch="off")
+    writer = Store(root, watch="off")
+    real_load, written = Store._load_folder, []
+
+    def load(self, cache, relfolder, folder, sides):
+        if self is reader and not written:      # one id in this very folder
+            id = next(f"c{n}" for n in range(1, 10_000)
+                      if paths.record_path("connections", f"c{n}").startswith(relfolder + "/"))
+            writer.put("connections", id, CONNECTION)
+            written.append(id)
+        return real_load(self, cache, relfolder, folder, sides)
+
+    monkeypatch.setattr(Store, "_load_folder", load)
+    try:
+        records = {doc["id"]: doc for doc in reader.all("connections")}
+        assert records[written[0]]["connection_info"] == CONNECTION["connection_info"]
+        assert records["c0"] == {"id": "c0", "volume_id": "v0"}
+    finally:
+        reader.close()
+        writer.close()
+
+
 # -- through the cinderlib plugin ------------------------------------------------------
 
 def plugin_connection(cinderlib, backend):
