@@ -777,6 +777,8 @@ class Store:
         file if the record has no secret fields now)."""
         side = secret.side_path(relpath)
         if not hidden:
+            if not self._may_have_side_files(relpath.split("/", 1)[0]):
+                return      # the common case: none to remove (we hold the lock)
             try:
                 files.remove(self.root, side, fsync=self.fsync)
             except OSError as exc:
