@@ -6,8 +6,8 @@ thing wrong, each naming its file (relative to the store root).  It checks:
 * the format file (present, parses, a format this version understands);
 * every record file: it parses as a JSON object with a string ``"id"``, and
   that id belongs at the file's path (`paths.record_path`);
-* references between cinderlib records: a snapshot's and a connection's
-  ``volume_id`` name an existing volume;
+* references between cinderlib records: a live (not soft-deleted)
+  snapshot's and connection's ``volume_id`` name a live volume;
 * files and folders the store cannot account for (anything that is not a
   type folder, shard folder, record file or the store's own metadata),
   symlinks (never followed), temp files left by crashed writers, write
@@ -322,6 +322,8 @@ class _Checker:
         if expected != relpath:
             self.report("id-mismatch", relpath,
                         f"holds id {id!r}, which belongs at {expected}")
+            return
+        if document.get("deleted") is True:     # soft-deleted: names nothing, is named by none
             return
         self.ids[type].add(id)
         for (source, field), target in REFERENCES.items():

@@ -75,6 +75,17 @@ def test_dangling_references_of_snapshots_and_connections(root):
         "volume_id 'gone' names no record in volumes")]
 
 
+def test_soft_deleted_records_name_nothing_and_are_named_by_none(root):
+    """soft_deletes: a live snapshot of a soft-deleted volume dangles; a
+    soft-deleted connection of a soft-deleted volume does not."""
+    with Store(root, watch="off") as store:
+        store.put("volumes", "v1", {"size": 1, "deleted": True})
+        store.put("connections", "c1", {"volume_id": "v1", "deleted": True})
+    assert fsck.check(root) == [Problem(
+        "dangling-reference", paths.record_path("snapshots", "s1"),
+        "volume_id 'v1' names no record in volumes")]
+
+
 def test_unknown_files_and_folders_at_every_level(root):
     shard = record_file(root, "volumes", "v1").parent
     (root / "README.md").write_text("?")
