@@ -86,6 +86,7 @@ class _Entry:
     data: bytes
     revision: str
     signature: tuple[int, int, int]
+    keys: tuple[tuple[str, Any], ...] = ()      # (index name, key) it is filed under
 
 
 class _TypeCache:
@@ -99,22 +100,42 @@ class _TypeCache:
         self.index_keys = index_keys
         self.indexes: dict[str, dict[Any, set[str]]] = {name: {} for name in index_keys}
 
+    def keys_of(self, document: Document, where: str) -> tuple[tuple[str, Any], ...]:
+        """(index name, the document's key) for each index; `InvalidDocument`
+        names the index whose key function fails on it."""
+        keys = []
+        for name, key in self.index_keys.items():
+            try:
+                keys.append((name, _hashable(key(document))))
+            except Exception as exc:
+                raise InvalidDocument(f"{where}: index {name!r} cannot key it "
+                                      f"({type(exc).__name__}: {exc})") from None
+        return tuple(keys)
+
     def add(self, entry: _Entry) -> None:
+        """Cache `entry`.  A record whose index key fails (written by a
+        process with other indexes, or by hand) is cached, found by id and
+        by scans, and left out of the indexes, with a warning."""
         id = entry.document["id"]
         self.discard(id)
+        try:
+            entry.keys = self.keys_of(entry.document, entry.relpath)
+        except InvalidDocument as exc:
+            LOG.warning("%s", exc)
+            entry.keys = ()
         self.entries[id] = entry
         self.id_of_path[entry.relpath] = id
         self.corrupt.pop(entry.relpath, None)
-        for name, key in self.index_keys.items():
-            self.indexes[name].setdefault(_hashable(key(entry.document)), set()).add(id)
+        for name, key in entry.keys:
+            self.indexes[name].setdefault(key, set()).add(id)
 
     def discard(self, id: str) -> None:
         entry = self.entries.pop(id, None)
         if entry is None:
             return
         del self.id_of_path[entry.relpath]
-        for name, key in self.index_keys.items():
-            ids = self.indexes[name].get(_hashable(key(entry.document)))
+        for name, key in entry.keys:
+            ids = self.indexes[name].get(key)
             if ids is not None:
                 ids.discard(id)
 
@@ -278,8 +299,8 @@ class Store:
                                   f"not {document.__class__.__name__}")
         if document.get("id", id) != id:
             raise InvalidDocument(f"{type} {id!r}: document has id {document['id']!r}")
-        new = {**document, "id": id}
-        data = encoding.dumps(new, f"{type} {id!r}")
+        data = encoding.dumps({**document, "id": id}, f"{type} {id!r}")
+        new = orjson.loads(data)    # the cache's own copy: the caller may change theirs
         revision = encoding.revision_of(data)
         names = self._secret_fields.get(type)
         public_data, public_revision, hidden = data, revision, {}
@@ -290,6 +311,7 @@ class Store:
                 public_revision = encoding.revision_of(public_data)
                 revision = secret.revision(self._secret_key, public_revision, hidden)
         with self._write_lock():
+            self._cache(type).keys_of(new, f"{type} {id!r}")    # before anything is written
             old = self._check_expected(type, id, expect)
             if names:
                 kept = self._write_secrets(relpath, id, public_revision, hidden)
@@ -872,13 +894,20 @@ class Store:
             cache = self._types.get(type)
             if cache is None:
                 continue
-            if relpath.endswith("/"):
-                self._folder_changed(cache, relpath.rstrip("/"))
-            elif paths.split_record_path(relpath) is None:
-                continue
-            elif cache.complete or relpath in cache.id_of_path:
-                self._sync_file(cache, relpath)
-            # else: not cached, so the next read goes to disk anyway
+            try:
+                if relpath.endswith("/"):
+                    self._folder_changed(cache, relpath.rstrip("/"))
+                elif paths.split_record_path(relpath) is None:
+                    continue
+                elif cache.complete or relpath in cache.id_of_path:
+                    self._sync_file(cache, relpath)
+                # else: not cached, so the next read goes to disk anyway
+            except Exception as exc:    # e.g. a folder gone between two calls
+                # The other paths must still be applied: forget this type
+                # instead, the next read loads it again.
+                LOG.warning("%s: reloading %s after %s: %s", self.root, type,
+                            relpath, exc)
+                self._types.pop(type, None)
 
     def _folder_changed(self, cache: _TypeCache, relfolder: str) -> None:
         """A folder appeared, vanished or moved: resync what lies below it."""
