@@ -22,10 +22,13 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from stat import S_ISREG
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted at a record path must not hang the reader
+# (it does nothing for regular files).
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 TEMP_SUFFIX = ".tmp"
 
 
@@ -105,6 +108,8 @@ def read(path: str) -> tuple[bytes, os.stat_result] | None:
         raise
     try:
         stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         chunks = []
         while chunk := os.read(fd, max(stat.st_size, 4096) + 1):
             chunks.append(chunk)

@@ -261,6 +261,21 @@ def test_symlinked_record_is_replaced_not_followed(store, tmp_path):
     assert not os.path.islink(path)
 
 
+def test_a_fifo_planted_at_a_record_path_does_not_hang_readers(tmp_path):
+    with Store(tmp_path, watch="off") as s:
+        s.put("volumes", "good", {"x": 1})
+        s.put("volumes", "fifo", {"x": 2})
+    path = os.path.join(str(tmp_path), *paths.record_path("volumes", "fifo").split("/"))
+    os.unlink(path)
+    os.mkfifo(path, 0o600)
+    with Store(tmp_path, watch="off") as s:
+        assert [d["id"] for d in s.all("volumes")] == ["good"]     # skipped, with a warning
+        with pytest.raises(CorruptRecord, match="not a regular file"):
+            s.get("volumes", "fifo")
+        s.put("volumes", "fifo", {"x": 3})          # replaced by a record again
+        assert s.get("volumes", "fifo")["x"] == 3
+
+
 # -- corrupt records ---------------------------------------------------------
 
 def test_corrupt_record_is_named_and_contained(tmp_path):
