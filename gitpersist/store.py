@@ -529,6 +529,26 @@ class Store:
         self._secret_key = key[0]
         self._sweep_secrets()
 
+    def _adopt_format(self) -> None:
+        """After a sync wrote another host's format file: keep the secret
+        fields it declares from now on, and move those fields of the records
+        already here to side files (as at open).  A declaration is never
+        dropped: fields declared here and missing there are written back."""
+        found = files.read(os.path.join(self.root, FORMAT_FILE))
+        if found is None:
+            return
+        before = dict(self._secret_fields)
+        with self._write_lock():
+            self._open_secrets(orjson.loads(found[0]))      # the union, written back if needed
+            self._secrets_to_split = []
+            data = files.read(os.path.join(self.root, FORMAT_FILE))[0]
+            if data != found[0] and self._history is not None:
+                self._history.record([Change(FORMAT_FILE, data, encoding.revision_of(data))],
+                                     "gitpersist: keep the secret fields declared here")
+            for type, names in sorted(self._secret_fields.items()):
+                if names != before.get(type):
+                    self._split_secrets(type)
+
     @staticmethod
     def _declared_secrets(format_document: dict[str, Any]) -> secret.Fields:
         try:
@@ -920,6 +940,21 @@ class Store:
         folder = self._abspath(relfolder)
         if cache.complete and os.path.isdir(folder):
             self._load_folder(cache, relfolder, folder)
+
+
+def merge_format_files(mine: bytes, theirs: bytes) -> bytes:
+    """The format file two hosts both changed (sync): `mine`, declaring the
+    secret fields either declares.  A declaration is never dropped, so a
+    sync never lets a secret field of one host into the other's git."""
+    document, other = orjson.loads(mine), orjson.loads(theirs)
+    fields = {type: set(names) for type, names in
+              Store._declared_secrets(document).items()}
+    for type, names in Store._declared_secrets(other).items():
+        fields.setdefault(type, set()).update(names)
+    if fields:
+        document[secret.FORMAT_KEY] = secret.as_format(
+            {type: frozenset(names) for type, names in fields.items()})
+    return encoding.dumps(document, FORMAT_FILE)
 
 
 def describe_change(type: str, id: str, old: Document | None, new: Document | None) -> str:

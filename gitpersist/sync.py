@@ -66,6 +66,14 @@ Rules:
   without a remote) finishes that merge before its crash recovery, so the
   received files do not come back as a local change of the reopening's
   time.
+* **Secret fields stay secret across hosts.**  The format file, where a
+  store declares its secret fields, is never "won" by one side: when both
+  hosts changed it, the merge declares every field either declared.  A
+  host that receives a declaration adopts it at once (`Store._adopt_format`):
+  later writes keep those fields in side files, and the records already
+  there that carry them are rewritten without them.  (A value a host wrote
+  before it ever declared or received the declaration is in its history;
+  open every host with the same `secret_fields`, as the plugin does.)
 * **One sync at a time** per repository, across processes
   (``.git/gitpersist-sync.lock``).  Network commands hold no store lock; the
   integration holds the write lock for a few local git commands.
@@ -116,7 +124,7 @@ import orjson
 from . import encoding, files, paths
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
 from .history import META_FILES
-from .store import Change
+from .store import FORMAT_FILE, Change, merge_format_files
 
 if TYPE_CHECKING:
     from .store import Store
@@ -401,6 +409,8 @@ class Syncer:
                 decided[path] = mine
             elif path not in ours:
                 decided[path] = yours
+            elif path == self.prefix + FORMAT_FILE and mine and yours:
+                decided[path] = self._merged_format(mine, yours)    # not a conflict
             else:
                 conflict = self._decide(path, base, local, mine, remote, yours)
                 conflicts.append(conflict)
@@ -450,6 +460,9 @@ class Syncer:
             raise _Restart()
         _unlink_quietly(self._journal)
         self._update_index(changes)
+        if self.prefix + FORMAT_FILE in changes:
+            # The other host's secret fields apply here from now on.
+            self._store._adopt_format()
         for conflict in conflicts:
             LOG.warning("%s: %s changed on both sides (sync with %s); kept the %s version "
                         "(commit %s), the %s one (commit %s) stays in history",
@@ -462,6 +475,13 @@ class Syncer:
         return new
 
     # -- deciding conflicts --------------------------------------------------------
+
+    def _merged_format(self, mine: _Entry, yours: _Entry) -> _Entry:
+        """Both hosts changed the format file (each declared secret fields,
+        or the first sync of two new stores): keep every declaration."""
+        contents = self._blobs([mine[1], yours[1]])
+        merged = merge_format_files(contents[mine[1]], contents[yours[1]])
+        return (0o100644, self._git("hash-object", "-w", "--stdin", input=merged).strip())
 
     def _decide(self, path: str, base: str | None, local: str, mine: _Entry | None,
                 remote: str, yours: _Entry | None) -> Conflict:

@@ -621,3 +621,38 @@ def test_a_volume_created_through_cinderlib_on_host_a_is_seen_on_host_b(
     assert report.received == [paths.record_path("key_values", "seen-by-b")]
     [key_value] = persistence.get_key_values("seen-by-b")
     assert key_value.value == volume.id
+
+
+# -- secret fields across hosts ---------------------------------------------------
+
+@pytest.mark.parametrize("b_first", [False, True], ids=["a-then-b", "b-opened-first"])
+def test_a_secret_declared_on_one_host_holds_on_the_other_after_a_sync(remote, b_first):
+    """Host a declares a secret field; host b, opened without the option
+    (a CLI, an old script), learns it at its first sync, whichever format
+    file git would call the later one: no record file, commit or push
+    ever carries the value.  b_first: both format files are new, and b's
+    is the later (the union must win, not the later)."""
+    a, b = clone(remote, "a"), clone(remote, "b")
+    store_b = open_host(b) if b_first else None
+    if b_first:
+        time.sleep(1.1)         # git keeps seconds: b's format commit is older
+    with open_host(a, secret_fields={"conns": ["password"]}) as store_a:
+        store_a.put("conns", "c1", {"host": "h1", "password": "HUNTER2-A"})
+        store_a.sync()
+        store_b = store_b or open_host(b)
+        with store_b:
+            store_b.sync()
+            assert store_b.secret_fields == {"conns": ["password"]}
+            assert store_b.get("conns", "c1") == {"id": "c1", "host": "h1"}
+            store_b.put("conns", "c1", {"host": "h1", "password": "HUNTER2-B"})
+            assert store_b.get("conns", "c1")["password"] == "HUNTER2-B"
+            store_b.sync()
+        store_a.sync()
+        assert store_a.get("conns", "c1")["password"] == "HUNTER2-A"    # stays on a
+    for repo in (a, b):
+        history = git(repo, "log", "-p", "--all")
+        assert "HUNTER2" not in history and "HUNTER2" not in (repo / record_file("conns", "c1")).read_text()
+        declared = json.loads((repo / META / ".gitpersist" / "format.json").read_text())
+        assert declared["secret_fields"] == {"conns": ["password"]}
+    assert "HUNTER2" not in git(remote, "log", "-p", "--all")
+    assert clean(a) and clean(b)
