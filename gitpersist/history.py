@@ -56,7 +56,13 @@ Guarantees:
   lock, so a later write by another process is never overwritten in
   history by an older queued one.  Bound: a crash drops at most the last
   `commit_delay` seconds of *commits*, never a change: the files are on
-  disk and the next open's recovery commits them in one commit.
+  disk and the next open's recovery commits them in one commit.  The same
+  folding happens without a crash when another process writes a record
+  whose async change is still queued here: its commit then holds both
+  changes (the queued version is not in history of its own, and the other
+  commit's message describes only its own change).  Where several
+  processes write the same records and every version must be in history,
+  use sync mode.
 * **Housekeeping.**  Every `repack_every` commits ``git repack -d -l
   --geometric=2`` rolls our small packs up (its cost follows the small
   packs, not the repository); every `gc_every` commits ``git gc --auto``
