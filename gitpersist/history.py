@@ -62,7 +62,9 @@ Guarantees:
   changes (the queued version is not in history of its own, and the other
   commit's message describes only its own change).  Where several
   processes write the same records and every version must be in history,
-  use sync mode.
+  use sync mode: a sync-mode write first commits a record it finds changed
+  and not committed (`commit_pending`), so the other process's version
+  keeps a commit of its own (with a generic message).
 * **Housekeeping.**  Every `repack_every` commits ``git repack -d -l
   --geometric=2`` rolls our small packs up (its cost follows the small
   packs, not the repository); every `gc_every` commits ``git gc --auto``
@@ -330,6 +332,31 @@ class History:
             raise HistoryError(f"commit of {', '.join(relpaths)} in {self.git_dir} failed "
                                f"({exc}); the files are written, the commit will be "
                                "retried") from None
+
+    def commit_pending(self, relpath: str) -> None:
+        """Before a sync-mode change of `relpath` (store lock held): if its
+        file is not what HEAD holds and no commit of ours is queued for it,
+        commit it as it is first.  That is another process's asynchronous
+        change still queued there, a hand edit, or a crashed writer's
+        leftover: it keeps a commit of its own, and the next commit's diff
+        is the change its message describes."""
+        if self.commit_mode != "sync":
+            return              # our own queued changes look just the same
+        with self._cond:
+            if any(relpath in relpaths for relpaths, _ in self._queue):
+                return
+        with self._git_lock:
+            data = self._read_file(relpath)
+            if data is False:
+                return
+            [entry] = self._head_entries([relpath]).values()
+            if (None if data is None else _object_id(b"blob", data)) == (entry and entry[1]):
+                return
+            self._commit({relpath: data}, (
+                f"Commit {relpath}, changed before this process's next change\n\n"
+                "It differed from HEAD: another process's asynchronous commit was\n"
+                "still pending, the file was edited by hand, or a writer stopped\n"
+                "before committing.\n"))
 
     def recover(self) -> list[str]:
         """Commit the store files that differ from HEAD, in one commit; return

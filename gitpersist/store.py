@@ -313,6 +313,7 @@ class Store:
         with self._write_lock():
             self._cache(type).keys_of(new, f"{type} {id!r}")    # before anything is written
             old = self._check_expected(type, id, expect)
+            self._commit_pending(relpath)
             if names:
                 kept = self._write_secrets(relpath, id, public_revision, hidden)
             stat = self._write_file(relpath, public_data)
@@ -343,6 +344,7 @@ class Store:
         relpath = paths.record_path(type, id)
         with self._write_lock():
             old = self._check_expected(type, id, expect)
+            self._commit_pending(relpath)
             try:
                 removed = files.remove(self.root, relpath, fsync=self.fsync)
                 if self._secret_fields.get(type):       # after the record: never torn
@@ -676,6 +678,13 @@ class Store:
             self._history.record([change], message)
             if self._syncer is not None:
                 self._syncer.committed()
+
+    def _commit_pending(self, relpath: str) -> None:
+        """With git: a change of `relpath` not committed yet (and not part of
+        this batch) gets its own commit before ours (`History.commit_pending`)."""
+        if self._history is not None and not (
+                self._batch is not None and any(c.relpath == relpath for c, _ in self._batch)):
+            self._history.commit_pending(relpath)
 
     def _check_expected(self, type: str, id: str, expect: str | _Absent | None) -> _Entry | None:
         """The record as it is on disk now (needed for `expect` and for

@@ -578,3 +578,25 @@ def test_a_failed_recovery_at_open_leaves_no_thread_or_process(tmp_path, monkeyp
     with pytest.raises(HistoryError, match="recovery failed"):
         Store(tmp_path, git=True)
     assert threading.active_count() == before
+
+
+def test_another_processs_queued_async_change_keeps_a_commit_of_its_own(tmp_path):
+    """a (async) changes v1 and queues its commit; b (sync) changes v1
+    before a commits: a's version gets a commit before b's, and b's commit
+    shows exactly b's change."""
+    with open_store(tmp_path, commit_mode="async", commit_delay=3600,
+                    author="A <a@example.com>") as a, \
+            open_store(tmp_path, author="B <b@example.com>") as b:
+        a.put("volumes", "v1", {"status": "creating"})
+        a.flush()
+        a.put("volumes", "v1", {"status": "available"})       # queued
+        b.put("volumes", "v1", {"status": "in-use"})
+        a.flush()
+        relpath = paths.record_path("volumes", "v1")
+        log = git(tmp_path, "log", "--format=%an|%s", "--", relpath).splitlines()
+        assert log == ["B|volumes v1: status available -> in-use",
+                       f"B|Commit {relpath}, changed before this process's next change",
+                       "A|volumes v1: created"]
+        assert [v.message.split("\n")[0] for v in b.versions("volumes", "v1")][0] == \
+            "volumes v1: status available -> in-use"
+        assert git(tmp_path, "show", "HEAD~1:" + relpath).count('"available"') == 1
