@@ -95,9 +95,9 @@ which it measures interleaved with cinderlib's db plugin):
 * gitdb's ``PackEntity.write_pack`` takes 0.57 ms for a commit's five small
   objects, `packfile.build` 0.09 ms.
 
-A run of the benchmark (median ms per put, 1k / 20k records): sync 2.6 /
-2.7 without fsync, 5.2 / 5.3 with; async (what the writer waits for) 1.3 /
-1.2 and 2.0 / 1.8; cinderlib's db plugin set_volume, interleaved: 5.9.
+A run of the benchmark (median ms per put, 1k / 20k records): sync 2.7 /
+2.7 without fsync, 5.0 / 5.1 with; async (what the writer waits for) 1.2 /
+1.1 and 1.8 / 1.7; cinderlib's db plugin set_volume, interleaved: 5.5.
 With fsync a versioned write costs 7 fsyncs (record file and folder, pack,
 index, pack folder, ref, ref folder) against sqlite's ~3, so on a machine
 whose disk is busy it can cost more than the db plugin; async mode shares
