@@ -956,13 +956,11 @@ def merge_format_files(mine: bytes, theirs: bytes) -> bytes:
     secret fields either declares.  A declaration is never dropped, so a
     sync never lets a secret field of one host into the other's git."""
     document, other = orjson.loads(mine), orjson.loads(theirs)
-    fields = {type: set(names) for type, names in
-              Store._declared_secrets(document).items()}
+    fields = Store._declared_secrets(document)
     for type, names in Store._declared_secrets(other).items():
-        fields.setdefault(type, set()).update(names)
+        fields[type] = fields.get(type, frozenset()) | names
     if fields:
-        document[secret.FORMAT_KEY] = secret.as_format(
-            {type: frozenset(names) for type, names in fields.items()})
+        document[secret.FORMAT_KEY] = secret.as_format(fields)
     return encoding.dumps(document, FORMAT_FILE)
 
 
