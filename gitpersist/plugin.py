@@ -122,7 +122,7 @@ from oslo_utils import timeutils
 from oslo_versionedobjects import fields as ovo_fields
 from oslo_versionedobjects.base import _get_attrname
 
-from . import paths
+from . import options, paths
 from .errors import ConfigError, ConflictError, CorruptRecord
 from .store import ABSENT, Document, Store, describe_change
 from .watcher import MODES as WATCH_MODES
@@ -163,68 +163,30 @@ _UPDATE_ATTEMPTS = 20
 
 # -- configuration -------------------------------------------------------------
 
-def _boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"persistence_config {key!r}: {value!r} is not true or false")
-    return value
-
-
-def _seconds(minimum: float, strict: bool) -> Callable[[str, Any], float]:
-    def check(key: str, value: Any) -> float:
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not (value > minimum if strict else value >= minimum)
-                or value != value or value == float("inf")):
-            bound = "more than" if strict else "at least"
-            raise ConfigError(
-                f"persistence_config {key!r}: {value!r} is not a number of "
-                f"seconds {bound} {minimum:g}")
-        return float(value)
-    return check
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
-    def check(key: str, value: Any) -> str:
-        if value not in choices:
-            raise ConfigError(f"persistence_config {key!r}: {value!r} is not one of "
-                              f"{', '.join(map(repr, choices))}")
-        return value
-    return check
-
-
-def _mode(key: str, value: Any) -> int:
-    if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{1,4}", value):
-        value = int(value.replace("o", ""), 8)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777:
-        raise ConfigError(f"persistence_config {key!r}: {value!r} is not a permission "
-                          "mode (an int such as 0o600, or an octal string such as '0600')")
-    return value
-
-
-def _path(key: str, value: Any) -> str:
+def _path(label: str, value: Any) -> str:
     if not isinstance(value, str | os.PathLike) or not os.fspath(value):
-        raise ConfigError(f"persistence_config {key!r}: {value!r} is not a folder path")
+        raise ConfigError(f"{label}: {value!r} is not a folder path")
     return os.fspath(value)
 
 
-def _author(key: str, value: Any) -> str | None:
+def _author(label: str, value: Any) -> str | None:
     if value is not None and not (isinstance(value, str)
                                   and re.fullmatch(r"[^<>\n]+ <[^<>\n]*>", value)):
-        raise ConfigError(f"persistence_config {key!r}: {value!r} is not of the form "
-                          "'Name <email>'")
+        raise ConfigError(f"{label}: {value!r} is not of the form 'Name <email>'")
     return value
 
 
-def _remote(key: str, value: Any) -> str | None:
+def _remote(label: str, value: Any) -> str | None:
     if value is not None and not (isinstance(value, str) and value
                                   and not value.startswith("-")
                                   and not any(c.isspace() or c == "\0" for c in value)):
-        raise ConfigError(f"persistence_config {key!r}: {value!r} is not the name of a "
-                          "git remote (such as 'origin')")
+        raise ConfigError(f"{label}: {value!r} is not the name of a git remote "
+                          "(such as 'origin')")
     return value
 
 
-def _optional_seconds(key: str, value: Any) -> float | None:
-    return None if value is None else _seconds(0, strict=True)(key, value)
+def _optional_seconds(label: str, value: Any) -> float | None:
+    return None if value is None else options.seconds(0, strict=True)(label, value)
 
 
 def _commit_modes() -> tuple[str, ...]:
@@ -238,22 +200,22 @@ def _commit_modes() -> tuple[str, ...]:
 # key -> (default, check); the module docstring documents each.
 OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "path": (None, _path),
-    "git": (False, _boolean),
-    "fsync": (True, _boolean),
-    "soft_deletes": (False, _boolean),
-    "watch": ("native", _choice(tuple(WATCH_MODES))),
-    "poll_interval": (1.0, _seconds(0, strict=True)),
-    "lock_timeout": (30.0, _seconds(0, strict=False)),
+    "git": (False, options.boolean),
+    "fsync": (True, options.boolean),
+    "soft_deletes": (False, options.boolean),
+    "watch": ("native", options.choice(tuple(WATCH_MODES))),
+    "poll_interval": (1.0, options.seconds(0, strict=True)),
+    "lock_timeout": (30.0, options.seconds(0, strict=False)),
     "author": (None, _author),
-    "commit_mode": ("sync", lambda key, value: _choice(_commit_modes())(key, value)),
-    "commit_delay": (0.2, _seconds(0, strict=False)),
-    "file_mode": (0o600, _mode),
-    "dir_mode": (0o700, _mode),
-    "local_secrets": (True, _boolean),
+    "commit_mode": ("sync", lambda label, value: options.choice(_commit_modes())(label, value)),
+    "commit_delay": (0.2, options.seconds(0, strict=False)),
+    "file_mode": (0o600, options.mode),
+    "dir_mode": (0o700, options.mode),
+    "local_secrets": (True, options.boolean),
     "remote": (None, _remote),
     "sync_every": (None, _optional_seconds),
-    "sync_on_open": (False, _boolean),
-    "sync_after_commit": (False, _boolean),
+    "sync_on_open": (False, options.boolean),
+    "sync_after_commit": (False, options.boolean),
 }
 
 
@@ -267,16 +229,16 @@ def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if config.get("path") is None:
         raise ConfigError("persistence_config 'path': required for storage 'file' "
                           "(the store folder)")
-    options = {key: check(key, config.get(key, default))
-               for key, (default, check) in OPTIONS.items()}
-    if options["remote"] is not None and not options["git"]:
+    parsed = {key: check(f"persistence_config {key!r}", config.get(key, default))
+              for key, (default, check) in OPTIONS.items()}
+    if parsed["remote"] is not None and not parsed["git"]:
         raise ConfigError("persistence_config 'remote': needs 'git': True (syncing "
                           "goes through git)")
     for key in ("sync_every", "sync_on_open", "sync_after_commit"):
-        if options[key] not in (None, False) and options["remote"] is None:
+        if parsed[key] not in (None, False) and parsed["remote"] is None:
             raise ConfigError(f"persistence_config {key!r}: needs 'remote' (the git "
                               "remote to sync with)")
-    return options
+    return parsed
 
 
 # -- records <-> OVOs --------------------------------------------------------------
@@ -415,15 +377,15 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
     """cinderlib persistence in a gitpersist store (see the module docs)."""
 
     def __init__(self, **config: Any) -> None:
-        options = parse_config(config)
-        self.soft_deletes: bool = options.pop("soft_deletes")
-        if options.pop("local_secrets"):
-            options["secret_fields"] = SECRET_FIELDS
-        if not options["git"]:
+        settings = parse_config(config)
+        self.soft_deletes: bool = settings.pop("soft_deletes")
+        if settings.pop("local_secrets"):
+            settings["secret_fields"] = SECRET_FIELDS
+        if not settings["git"]:
             for key in ("author", "commit_mode", "commit_delay"):
-                options.pop(key)
-        self.store = Store(options.pop("path"), indexes=INDEXES,
-                           describe=_describe, **options)
+                settings.pop(key)
+        self.store = Store(settings.pop("path"), indexes=INDEXES,
+                           describe=_describe, **settings)
         self.fake_db = persistence_base.DB(self)
         super().__init__()
 

@@ -42,7 +42,7 @@ from typing import Any, Final
 import filelock
 import orjson
 
-from . import encoding, files, paths, secret
+from . import encoding, files, options, paths, secret
 from .errors import (ConfigError, ConflictError, CorruptRecord, FormatError,
                      InvalidDocument, LockTimeout, StoreError)
 from .watcher import MODES, Watcher
@@ -159,10 +159,14 @@ class Store:
                  commit_mode: str = "sync", commit_delay: float = 0.2,
                  remote: str | None = None, sync_every: float | None = None,
                  sync_on_open: bool = False, sync_after_commit: bool = False) -> None:
-        if watch not in MODES:
-            raise ConfigError(f"watch={watch!r}: choose one of {', '.join(MODES)}")
-        if not (isinstance(lock_timeout, int | float) and lock_timeout >= 0):
-            raise ConfigError(f"lock_timeout={lock_timeout!r}: seconds, 0 or more")
+        # The plugin's checks (gitpersist.options), naming the argument.
+        git, fsync = options.boolean("git", git), options.boolean("fsync", fsync)
+        watch = options.choice(tuple(MODES))("watch", watch)
+        poll_interval = options.seconds(0, strict=True)("poll_interval", poll_interval)
+        lock_timeout = options.seconds(0, strict=False)("lock_timeout", lock_timeout)
+        file_mode = options.mode("file_mode", file_mode)
+        dir_mode = options.mode("dir_mode", dir_mode)
+        commit_delay = options.seconds(0, strict=False)("commit_delay", commit_delay)
         # -- sync hook (gitpersist.sync): options checked before anything opens
         syncing = ((remote, sync_every, sync_on_open, sync_after_commit)
                    != (None, None, False, False))
