@@ -27,13 +27,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import __version__, encoding, fsck, paths, transfer
-from .errors import GitpersistError, StoreError
+from . import __version__, encoding, fsck, options, paths, transfer
+from .errors import ConfigError, GitpersistError, StoreError
 from .locate import is_store, uses_git
 from .progress import Progress
 from .store import META_DIR, Store
@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--repair", action="store_true",
                      help="fix what is safe: stale temp files, empty folders, loose "
                           "permissions, uncommitted changes")
+    for flag, default in (("--file-mode", "0600"), ("--dir-mode", "0700")):
+        sub.add_argument(flag, metavar="MODE", type=_mode_argument(flag), default=default,
+                         help=f"the store's {flag[2:-5]} mode, if not {default} "
+                              "(its file_mode/dir_mode option)")
 
     sub = command("export", "print every record as one JSON document")
     sub.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
@@ -434,6 +438,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mode_argument(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return options.mode(flag, text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def cmd_fsck(args: argparse.Namespace) -> int:
     root = _root(args)
     if not os.path.isdir(os.path.join(root, META_DIR)):
@@ -442,7 +455,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.advance(done - bar.done)
-        problems = fsck.check(root, repair=args.repair, progress=progress)
+        problems = fsck.check(root, repair=args.repair, progress=progress,
+                              file_mode=args.file_mode, dir_mode=args.dir_mode)
     if args.json:
         _print_json([{"kind": p.kind, "path": p.path, "message": p.message,
                       "repairable": p.repairable, "repaired": p.repaired, "note": p.note}

@@ -294,6 +294,20 @@ def test_fsck_of_a_clean_store(run, store_path):
     assert (code, json.loads(out)) == (0, [])
 
 
+def test_fsck_checks_a_store_made_with_other_modes_against_them(run, tmp_path, capsys):
+    path = tmp_path / "group"
+    with Store(path, watch="off", file_mode="0640", dir_mode="0750") as store:
+        store.put("things", "a", {})
+    code, out, _ = run("--path", path, "fsck")
+    assert code == 1 and "things/" in out and "mode 0640 is looser than 0600" in out
+    assert run("--path", path, "fsck", "--file-mode", "0640", "--dir-mode", "0750") == \
+        (0, "", f"{path}: clean\n")
+    with pytest.raises(SystemExit) as exit:     # argparse: bad arguments
+        run("--path", path, "fsck", "--file-mode", "rw-r-----")
+    assert exit.value.code == 2
+    assert "--file-mode: 'rw-r-----' is not a permission mode" in capsys.readouterr().err
+
+
 def test_fsck_names_each_problem_and_repair_fixes_the_safe_ones(run, store_path):
     volume = record_file(store_path, "volumes", "v1")
     volume.chmod(0o644)
