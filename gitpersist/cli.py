@@ -385,6 +385,8 @@ def cmd_log(args: argparse.Namespace) -> int:
         entries = [{"commit": version.commit, "time": version.time.isoformat(),
                     "author": version.author, "message": version.message}
                    for version in history.versions(relpath, args.limit)]
+    if not entries and args.limit != 0:     # a mistyped type or id is not silent
+        LOG.warning("no commit changed %s", relpath if relpath != "." else "the store")
     if args.json:
         _print_json(entries)
         return 0

@@ -477,6 +477,15 @@ def test_a_store_merely_inside_a_repository_keeps_no_history(run, tmp_path):
                    "history (start one with `gitpersist init --git`)\n")
 
 
+def test_log_of_a_mistyped_type_or_id_says_so(run, git_store):
+    code, out, err = run("--path", git_store, "log", "volumes", "v9")
+    assert (code, out) == (0, "")
+    assert err == (f"gitpersist: warning: no commit changed "
+                   f"{paths.record_path('volumes', 'v9')}\n")
+    assert run("--path", git_store, "log", "volume")[2] == \
+        "gitpersist: warning: no commit changed volume\n"
+
+
 def test_log_of_the_store_a_type_and_a_record(run, git_store):
     code, out, _ = run("--path", git_store, "log", "--json")
     assert code == 0
