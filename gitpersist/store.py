@@ -112,14 +112,15 @@ class _TypeCache:
                                       f"({type(exc).__name__}: {exc})") from None
         return tuple(keys)
 
-    def add(self, entry: _Entry) -> None:
-        """Cache `entry`.  A record whose index key fails (written by a
-        process with other indexes, or by hand) is cached, found by id and
-        by scans, and left out of the indexes, with a warning."""
+    def add(self, entry: _Entry, keys: tuple[tuple[str, Any], ...] | None = None) -> None:
+        """Cache `entry`, filed under `keys` (computed if not given).  A
+        record whose index key fails (written by a process with other
+        indexes, or by hand) is cached, found by id and by scans, and left
+        out of the indexes, with a warning."""
         id = entry.document["id"]
         self.discard(id)
         try:
-            entry.keys = self.keys_of(entry.document, entry.relpath)
+            entry.keys = self.keys_of(entry.document, entry.relpath) if keys is None else keys
         except InvalidDocument as exc:
             LOG.warning("%s", exc)
             entry.keys = ()
@@ -315,7 +316,7 @@ class Store:
                 public_revision = encoding.revision_of(public_data)
                 revision = secret.revision(self._secret_key, public_revision, hidden)
         with self._write_lock():
-            self._cache(type).keys_of(new, f"{type} {id!r}")    # before anything is written
+            keys = self._cache(type).keys_of(new, f"{type} {id!r}")   # before anything is written
             old = self._check_expected(type, id, expect)
             self._commit_pending(relpath)
             if names:
@@ -325,7 +326,8 @@ class Store:
                 self._drop_old_secrets(relpath, id, public_revision, hidden, kept)
             if self._watcher is not None:
                 self._watcher.watch_type(type, resync=False)
-            self._cache(type).add(_Entry(relpath, new, data, revision, files.signature(stat)))
+            self._cache(type).add(_Entry(relpath, new, data, revision, files.signature(stat)),
+                                  keys)
             if self._history is not None:
                 self._record(Change(relpath, public_data, public_revision),
                              message or self._message(type, id, old, new))

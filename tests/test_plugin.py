@@ -416,13 +416,18 @@ def test_key_values(plugin, fresh):
 
 # -- concurrent saves -------------------------------------------------------------
 
-def test_stale_objects_merge_their_tracked_changes(plugin, backend, fresh):
-    vol = cinderlib.Volume(backend, size=1, name="data")
-    vol.save()
+def describe_from_another_process(fresh, vol) -> None:
+    """A new plugin instance (another process) changes the volume's description."""
     another = fresh()
     [other] = another.get_volumes(volume_id=vol.id)
     other._ovo.display_description = "from another process"
     another.set_volume(other)       # not other.save(): that is cinderlib's global plugin
+
+
+def test_stale_objects_merge_their_tracked_changes(plugin, backend, fresh):
+    vol = cinderlib.Volume(backend, size=1, name="data")
+    vol.save()
+    describe_from_another_process(fresh, vol)
     vol._ovo.status = "available"
     vol.save()                                  # stale: only status is applied
     [now] = plugin.get_volumes(volume_id=vol.id)
@@ -469,10 +474,7 @@ def test_a_save_after_another_process_wrote_merges_even_with_no_watcher(
     backend = cl_utils.FakeBackend(volume_backend_name="fake")
     vol = cinderlib.Volume(backend, size=1, name="data")
     vol.save()
-    another = fresh()
-    [other] = another.get_volumes(volume_id=vol.id)
-    other._ovo.display_description = "from another process"
-    another.set_volume(other)       # not other.save(): that is cinderlib's global plugin
+    describe_from_another_process(fresh, vol)
     vol._ovo.status = "available"
     vol.save()
     [now] = fresh().get_volumes(volume_id=vol.id)
