@@ -31,6 +31,8 @@ _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _ALL_SAFE_RE = re.compile(r"[a-z0-9-]+")     # ids that are their own stem (UUIDs)
 _TYPE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ESCAPE_RE = re.compile(r"(?:_[0-9a-f]{2})+")
+_SHARD_RE = re.compile(r"[0-9a-f]{2}")
+_STEM_RE = re.compile(r"[a-z0-9_~-]{1,%d}" % MAX_STEM)     # what encode_id makes
 _RESERVED = frozenset(
     ["con", "prn", "aux", "nul"]
     + [f"{dev}{n}" for dev in ("com", "lpt") for n in "0123456789"])
@@ -95,10 +97,14 @@ def record_path(type: str, id: str) -> str:
 
 
 def split_record_path(relpath: str) -> tuple[str, str] | None:
-    """(type, stem) of a record path, or None if `relpath` is not one."""
+    """(type, stem) of a record path, or None if `relpath` is not one: a
+    type folder, a two-hex-digit shard and a stem `encode_id` could make
+    (never ``..``, a dot file or a name with a separator, whoever wrote it:
+    a remote tree or a hand edit)."""
     parts = relpath.split("/")
-    if (len(parts) != 3 or not parts[2].endswith(SUFFIX)
-            or parts[2].startswith(".") or not _TYPE_RE.fullmatch(parts[0])):
+    if (len(parts) != 3 or not parts[2].endswith(SUFFIX) or not is_type(parts[0])
+            or not _SHARD_RE.fullmatch(parts[1])
+            or not _STEM_RE.fullmatch(parts[2][:-len(SUFFIX)])):
         return None
     return parts[0], parts[2][:-len(SUFFIX)]
 

@@ -62,3 +62,19 @@ def test_long_ids_use_a_hashed_name_and_read_back():
     long_a, long_b = "x" * 5000, "x" * 4999 + "y"
     assert paths.encode_id(long_a) != paths.encode_id(long_b)
     assert paths.decode_id(paths.encode_id(long_a)) is None
+
+
+@given(ids)
+def test_every_record_path_is_recognised_as_one(id):
+    relpath = paths.record_path("volumes", id)
+    assert paths.split_record_path(relpath) == ("volumes", relpath.split("/")[2][:-5])
+
+
+def test_paths_no_encoding_makes_are_not_record_paths():
+    """What a remote tree or a hand edit may hold: never taken for a record
+    (a sync would write `volumes/../x.json` at the store root)."""
+    for relpath in ("volumes/../x.json", "volumes/./x.json", "../ab/x.json", "volumes/ab/.json",
+                    "volumes/ab/.x.json", "volumes/ab/X.json", "volumes/abc/x.json",
+                    "volumes/zz/x.json", "con/ab/x.json", "volumes/ab/a.b.json",
+                    "volumes/ab/x.json/y", "volumes/ab/x.txt", ".gitpersist/ab/x.json"):
+        assert paths.split_record_path(relpath) is None, relpath
