@@ -36,7 +36,9 @@ from . import __version__, encoding, fsck, options, paths, transfer
 from .errors import ConfigError, GitpersistError, StoreError
 from .locate import is_store, uses_git
 from .progress import Progress
-from .store import META_DIR, Store
+from .layout import META_DIR
+from .messages import printable
+from .store import Store
 
 if TYPE_CHECKING:
     from .history import History
@@ -273,18 +275,10 @@ def _cell(value: Any, limit: int | None = MAX_CELL) -> str:
         text = value
     else:
         text = orjson.dumps(value).decode()
-    text = _printable(text)
+    text = printable(text)
     if limit is not None and len(text) > limit:
         text = text[:limit - 1] + "…"
     return text
-
-
-def _printable(text: str) -> str:
-    """`text` with control characters (newlines, terminal escapes) shown as
-    escapes, so a record cannot break a table or drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -351,7 +345,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     columns = (_columns(records) if args.columns is None
                else [name for name in args.columns.split(",") if name and name != "id"])
-    _print_table(["ID", *(_printable(name.upper()) for name in columns)],
+    _print_table(["ID", *(printable(name.upper()) for name in columns)],
                  [[_cell(record["id"], None),
                    *(_cell(_field(record, name)) for name in columns)] for record in records])
     return 0
@@ -466,8 +460,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     else:
         for problem in problems:
             label = "note" if problem.note else "repaired" if problem.repaired else "error"
-            print(f"{label}: {problem.kind}: {_printable(problem.path)}: "
-                  f"{_printable(problem.message)}")
+            print(f"{label}: {problem.kind}: {printable(problem.path)}: "
+                  f"{printable(problem.message)}")
         left = [p for p in problems if not p.note and not p.repaired]
         repaired = sum(p.repaired and not p.note for p in problems)
         summary = f"{len(left)} problem{'s' * (len(left) != 1)}"

@@ -66,9 +66,7 @@ def write_atomic(root: str, relpath: str, data: bytes, *, fsync: bool,
         fd = os.open(temp, _TEMP_FLAGS, file_mode, dir_fd=dir_fd)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
                 if fsync:
                     os.fsync(fd)
                 stat = os.fstat(fd)
@@ -76,7 +74,7 @@ def write_atomic(root: str, relpath: str, data: bytes, *, fsync: bool,
                 os.close(fd)
             os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            _unlink_quietly(temp, dir_fd)
+            unlink_quietly(temp, dir_fd=dir_fd)
             raise
         if fsync:
             os.fsync(dir_fd)
@@ -147,8 +145,26 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _unlink_quietly(name: str, dir_fd: int) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (os.write may write less)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or creation in folder `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.unlink(name, dir_fd=dir_fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unlink_quietly(path: str, *, dir_fd: int | None = None) -> None:
+    """Remove a file if it can be removed: for temp files and locks whose
+    removal is best effort (a missing or undeletable file is no error)."""
+    try:
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass

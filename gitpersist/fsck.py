@@ -41,7 +41,7 @@ import orjson
 from . import encoding, files, paths
 from .errors import CorruptRecord, LockTimeout, StoreError
 from .locate import find_repo, uses_git
-from .store import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR
+from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_FILES
 
 # Fields that name another record: (type, field) -> referenced type.
 REFERENCES: dict[tuple[str, str], str] = {
@@ -409,7 +409,7 @@ class _Checker:
             if len(item) < 4 or not item[3:].startswith(prefix):
                 continue
             relpath = item[3:][len(prefix):]
-            if relpath in (FORMAT_FILE, f"{META_DIR}/.gitignore") \
+            if relpath in META_FILES \
                     or paths.split_record_path(relpath) is not None:
                 code = item[1] if item[1] != " " else item[0]
                 changes[relpath] = _STATUS_WORDS.get(code, "changed")

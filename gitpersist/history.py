@@ -129,22 +129,19 @@ from dataclasses import dataclass
 import git
 import gitdb.exc
 
-from . import files, packfile, paths
+from . import files, options, packfile
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError
-from .store import FORMAT_FILE, META_DIR, Change
+from .messages import clean_message
+from .layout import META_FILES, Change, is_store_file
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_AUTHOR = "gitpersist <gitpersist@localhost>"
 """Author of the commits when none is given and git has no user.name/email."""
-COMMIT_MODES = ("sync", "async")
-META_FILES = frozenset([FORMAT_FILE, f"{META_DIR}/.gitignore"])
-"""Store files committed besides the records."""
 
 _TREE, _FILE = 0o40000, 0o100644
 _NULL = "0" * 40
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
-_AUTHOR_RE = re.compile(r"\s*([^<>\n]*?)\s*<([^<>\n]*)>\s*")
 _LOCK_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 # Housekeeping: roll the small packs up into packs of geometrically growing
 # sizes (git >= 2.32; cost ~ the small packs, not the repository), and let
@@ -241,12 +238,7 @@ class History:
     def __init__(self, root: str, *, lock: Callable[[], AbstractContextManager[object]],
                  author: str | None, commit_mode: str, commit_delay: float,
                  fsync: bool) -> None:
-        if commit_mode not in COMMIT_MODES:
-            raise ConfigError(f"commit_mode={commit_mode!r}: choose 'sync' or 'async'")
-        if (isinstance(commit_delay, bool) or not isinstance(commit_delay, int | float)
-                or not 0 <= commit_delay < float("inf")):
-            raise ConfigError(f"commit_delay={commit_delay!r}: seconds, 0 or more")
-        explicit = None if author is None else _parse_author(author)
+        explicit = None if author is None else options.parse_author("author", author)
         self.root = root
         self.commit_mode = commit_mode
         self.commit_delay = float(commit_delay)
@@ -309,9 +301,10 @@ class History:
                 "false", "0", "no", "off")
             if explicit is None:
                 name, email = value("user", "name", ""), value("user", "email", "")
-                default = _parse_author(DEFAULT_AUTHOR)
-                explicit = _parse_author(f"{name or default[0]} <{email or default[1]}>",
-                                         f"user.name/user.email in {self.git_dir}/config")
+                default = options.parse_author("author", DEFAULT_AUTHOR)
+                explicit = options.parse_author(
+                    f"user.name/user.email in {self.git_dir}/config",
+                    f"{name or default[0]} <{email or default[1]}>")
         self.author = git.Actor(*explicit)
 
     # -- writing ------------------------------------------------------------
@@ -485,7 +478,7 @@ class History:
         """Commit `changes` (relpath -> content, None = deleted) on top of
         HEAD; return the commit id, or None if the tree did not change."""
         try:
-            return self._try_commit(changes, _clean_message(message))
+            return self._try_commit(changes, clean_message(message))
         finally:
             self._unwritten.clear()     # what a failed or empty attempt left
 
@@ -588,7 +581,7 @@ class History:
                 fd = os.open(temp, _LOCK_FLAGS, 0o444)
                 temps.append(temp)
                 try:
-                    _write_all(fd, data)
+                    files.write_all(fd, data)
                     if self.fsync:
                         os.fsync(fd)
                 finally:
@@ -597,10 +590,10 @@ class History:
             os.replace(temps[1], name + ".idx")
         except BaseException:
             for temp in temps:
-                _unlink_quietly(temp)
+                files.unlink_quietly(temp)
             raise
         if self.fsync:
-            _fsync_dir(folder)
+            files.fsync_dir(folder)
 
     # -- refs ---------------------------------------------------------------
     # Refs are moved here rather than with GitPython: its SymbolicReference
@@ -664,7 +657,7 @@ class History:
         try:
             if self._head_ref() != ref or self._read_ref(ref) != old:
                 return False
-            _write_all(fd, new.encode() + b"\n")
+            files.write_all(fd, new.encode() + b"\n")
             if self.fsync:
                 os.fsync(fd)
             os.close(fd)
@@ -680,9 +673,9 @@ class History:
             if fd >= 0:
                 os.close(fd)
             if not done:
-                _unlink_quietly(lock)
+                files.unlink_quietly(lock)
         if self.fsync:
-            _fsync_dir(os.path.dirname(path))
+            files.fsync_dir(os.path.dirname(path))
         return True
 
     def _take_ref_lock(self, lock: str) -> int:
@@ -713,7 +706,7 @@ class History:
             return False
         LOG.warning("%s: removing a lock left %.0f s ago by a process that crashed "
                     "while committing", lock, age)
-        _unlink_quietly(lock)
+        files.unlink_quietly(lock)
         return True
 
     def _append_reflog(self, ref: str, old: str | None, new: str, message: str) -> None:
@@ -729,7 +722,7 @@ class History:
                 f"{message}\n")
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            _write_all(fd, line.encode("utf-8", "replace"))
+            files.write_all(fd, line.encode("utf-8", "replace"))
         finally:
             os.close(fd)
 
@@ -825,7 +818,7 @@ class History:
             message = items[0][1]
         else:
             message = f"{len(items)} changes\n\n" + "".join(
-                "- " + _clean_message(text).rstrip("\n").replace("\n", "\n  ") + "\n"
+                "- " + clean_message(text).rstrip("\n").replace("\n", "\n  ") + "\n"
                 for _, text in items)
         with self._git_lock:
             self._commit(changes, message)
@@ -1006,7 +999,7 @@ class History:
             parts = name.split("_")
             if (len(parts) == 4 and parts[0] == "tmp" and parts[1] in ("pack", "idx")
                     and parts[2].isdigit() and not files.process_alive(int(parts[2]))):
-                _unlink_quietly(os.path.join(folder, name))
+                files.unlink_quietly(os.path.join(folder, name))
 
     def _check_open(self) -> None:
         if self._closed or self._closing:
@@ -1032,7 +1025,7 @@ class History:
             if not path.startswith(self.prefix):
                 continue
             relpath = path[len(self.prefix):]
-            if relpath in META_FILES or paths.split_record_path(relpath) is not None:
+            if is_store_file(relpath):
                 found.add(relpath)
         return found
 
@@ -1062,21 +1055,6 @@ def _open_repo(root: str) -> git.Repo:
         raise HistoryError(f"git init {root} failed: {(exc.stderr or '').strip()}") from None
 
 
-def _parse_author(text: str, where: str = "author") -> tuple[str, str]:
-    match = _AUTHOR_RE.fullmatch(text) if isinstance(text, str) else None
-    if not match or not match.group(1):
-        raise ConfigError(f"{where}: {text!r} is not 'Name <email>'")
-    return match.group(1), match.group(2)
-
-
-def _clean_message(message: str) -> str:
-    """Git's commit message cleanup: no NUL, no trailing blanks, one final
-    newline."""
-    lines = [line.rstrip() for line in str(message).replace("\0", "\\0").split("\n")]
-    text = "\n".join(lines).strip("\n")
-    return (text or "gitpersist: update") + "\n"
-
-
 def _nest(blobs: dict[str, bytes | None]) -> dict[str, object]:
     """{"a/b/c": x} -> {"a": {"b": {"c": x}}}"""
     tree: dict[str, object] = {}
@@ -1095,27 +1073,6 @@ def _object_id(kind: bytes, data: bytes) -> bytes:
 
 def _lines(data: bytes | None) -> list[str]:
     return [] if data is None else data.decode("utf-8", "replace").splitlines(keepends=True)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _close_at_exit(ref: weakref.ref[History]) -> None:

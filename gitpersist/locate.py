@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from .store import FORMAT_FILE
+from .layout import FORMAT_FILE
 
 
 def is_store(root: str | os.PathLike[str]) -> bool:

@@ -104,11 +104,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -125,7 +125,6 @@ from oslo_versionedobjects.base import _get_attrname
 from . import options, paths
 from .errors import ConfigError, ConflictError, CorruptRecord
 from .store import ABSENT, Document, Store, describe_change
-from .watcher import MODES as WATCH_MODES
 
 LOG = logging.getLogger(__name__)
 
@@ -169,54 +168,15 @@ def _path(label: str, value: Any) -> str:
     return os.fspath(value)
 
 
-def _author(label: str, value: Any) -> str | None:
-    if value is not None and not (isinstance(value, str)
-                                  and re.fullmatch(r"[^<>\n]+ <[^<>\n]*>", value)):
-        raise ConfigError(f"{label}: {value!r} is not of the form 'Name <email>'")
-    return value
-
-
-def _remote(label: str, value: Any) -> str | None:
-    if value is not None and not (isinstance(value, str) and value
-                                  and not value.startswith("-")
-                                  and not any(c.isspace() or c == "\0" for c in value)):
-        raise ConfigError(f"{label}: {value!r} is not the name of a git remote "
-                          "(such as 'origin')")
-    return value
-
-
-def _optional_seconds(label: str, value: Any) -> float | None:
-    return None if value is None else options.seconds(0, strict=True)(label, value)
-
-
-def _commit_modes() -> tuple[str, ...]:
-    try:
-        from .history import COMMIT_MODES
-    except ImportError:
-        return ("sync",)
-    return tuple(COMMIT_MODES)
-
-
-# key -> (default, check); the module docstring documents each.
+# key -> (default, check): the store's options (gitpersist.options) plus the
+# plugin's own; the module docstring documents each.
 OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "path": (None, _path),
-    "git": (False, options.boolean),
-    "fsync": (True, options.boolean),
+    **{key: (options.DEFAULTS[key], check) for key, check in options.CHECKS.items()},
     "soft_deletes": (False, options.boolean),
-    "watch": ("native", options.choice(tuple(WATCH_MODES))),
-    "poll_interval": (1.0, options.seconds(0, strict=True)),
-    "lock_timeout": (30.0, options.seconds(0, strict=False)),
-    "author": (None, _author),
-    "commit_mode": ("sync", lambda label, value: options.choice(_commit_modes())(label, value)),
-    "commit_delay": (0.2, options.seconds(0, strict=False)),
-    "file_mode": (0o600, options.mode),
-    "dir_mode": (0o700, options.mode),
     "local_secrets": (True, options.boolean),
-    "remote": (None, _remote),
-    "sync_every": (None, _optional_seconds),
-    "sync_on_open": (False, options.boolean),
-    "sync_after_commit": (False, options.boolean),
 }
+_PLUGIN_KEYS = ("path", "soft_deletes", "local_secrets")
 
 
 def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,16 +189,12 @@ def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if config.get("path") is None:
         raise ConfigError("persistence_config 'path': required for storage 'file' "
                           "(the store folder)")
-    parsed = {key: check(f"persistence_config {key!r}", config.get(key, default))
-              for key, (default, check) in OPTIONS.items()}
-    if parsed["remote"] is not None and not parsed["git"]:
-        raise ConfigError("persistence_config 'remote': needs 'git': True (syncing "
-                          "goes through git)")
-    for key in ("sync_every", "sync_on_open", "sync_after_commit"):
-        if parsed[key] not in (None, False) and parsed["remote"] is None:
-            raise ConfigError(f"persistence_config {key!r}: needs 'remote' (the git "
-                              "remote to sync with)")
-    return parsed
+    parsed = {key: OPTIONS[key][1](f"persistence_config {key!r}", config.get(key, OPTIONS[key][0]))
+              for key in _PLUGIN_KEYS}
+    store = options.parse({key: value for key, value in config.items()
+                           if key not in _PLUGIN_KEYS},
+                          label=lambda key: f"persistence_config {key!r}")
+    return {**parsed, **dataclasses.asdict(store)}
 
 
 # -- records <-> OVOs --------------------------------------------------------------
@@ -381,9 +337,6 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         self.soft_deletes: bool = settings.pop("soft_deletes")
         if settings.pop("local_secrets"):
             settings["secret_fields"] = SECRET_FIELDS
-        if not settings["git"]:
-            for key in ("author", "commit_mode", "commit_delay"):
-                settings.pop(key)
         self.store = Store(settings.pop("path"), indexes=INDEXES,
                            describe=_describe, **settings)
         self.fake_db = persistence_base.DB(self)

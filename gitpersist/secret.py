@@ -54,8 +54,6 @@ from typing import Any, Final
 from . import encoding, paths
 from .errors import ConfigError, CorruptRecord
 
-SECRETS_DIR: Final = ".gitpersist/secrets"
-KEY_FILE: Final = f"{SECRETS_DIR}/key"
 FORMAT_KEY: Final = "secret_fields"     # in the format file
 
 Fields = dict[str, frozenset[str]]
@@ -85,11 +83,6 @@ def check_fields(secret_fields: Mapping[str, Iterable[str]] | None, where: str) 
 def as_format(fields: Fields) -> dict[str, list[str]]:
     """`fields` as stored in the format file."""
     return {type: sorted(names) for type, names in sorted(fields.items())}
-
-
-def side_path(relpath: str) -> str:
-    """The side file of the record at `relpath`."""
-    return f"{SECRETS_DIR}/{relpath}"
 
 
 def split(document: Mapping[str, Any], names: frozenset[str]) -> tuple[dict, dict]:

@@ -45,20 +45,15 @@ import orjson
 from . import encoding, files, options, paths, secret
 from .errors import (ConfigError, ConflictError, CorruptRecord, FormatError,
                      InvalidDocument, LockTimeout, StoreError)
-from .watcher import MODES, Watcher
+from .messages import Describe, describe_change
+from .layout import (FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, KEY_FILE, LOCK_FILE,
+                     META_DIR, META_GITIGNORE, SECRETS_DIR, Change, side_path)
+from .watcher import Watcher
 
 LOG = logging.getLogger(__name__)
 
-FORMAT_VERSION: Final = 1
-META_DIR: Final = ".gitpersist"
-FORMAT_FILE: Final = f"{META_DIR}/format.json"
-LOCK_FILE: Final = f"{META_DIR}/write.lock"
-# What the meta folder keeps out of git: everything but the format file.
-META_GITIGNORE: Final = b"*\n!.gitignore\n!format.json\n"
-
 Document = dict[str, Any]
 IndexKey = str | Callable[[Document], Any] | None
-Describe = Callable[[str, str, Document | None, Document | None], str]
 
 
 class _Absent:
@@ -68,15 +63,6 @@ class _Absent:
 
 ABSENT: Final = _Absent()
 """Pass as ``expect=`` to write a record only if it does not exist yet."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """One record file change handed to the history: `data` is None for a
-    deletion; `revision` is the git blob id of `data`."""
-    relpath: str
-    data: bytes | None
-    revision: str | None
 
 
 @dataclass
@@ -160,22 +146,15 @@ class Store:
                  commit_mode: str = "sync", commit_delay: float = 0.2,
                  remote: str | None = None, sync_every: float | None = None,
                  sync_on_open: bool = False, sync_after_commit: bool = False) -> None:
-        # The plugin's checks (gitpersist.options), naming the argument.
-        git, fsync = options.boolean("git", git), options.boolean("fsync", fsync)
-        watch = options.choice(tuple(MODES))("watch", watch)
-        poll_interval = options.seconds(0, strict=True)("poll_interval", poll_interval)
-        lock_timeout = options.seconds(0, strict=False)("lock_timeout", lock_timeout)
-        file_mode = options.mode("file_mode", file_mode)
-        dir_mode = options.mode("dir_mode", dir_mode)
-        commit_delay = options.seconds(0, strict=False)("commit_delay", commit_delay)
-        # -- sync hook (gitpersist.sync): options checked before anything opens
-        syncing = ((remote, sync_every, sync_on_open, sync_after_commit)
-                   != (None, None, False, False))
-        if syncing:
-            from .sync import check_options
-            check_options(remote, sync_every, sync_on_open, sync_after_commit, git)
+        # Every option checked (gitpersist.options) before anything is made.
+        opts = self.options = options.parse(dict(
+            git=git, fsync=fsync, watch=watch, poll_interval=poll_interval,
+            lock_timeout=lock_timeout, file_mode=file_mode, dir_mode=dir_mode, author=author,
+            commit_mode=commit_mode, commit_delay=commit_delay, remote=remote,
+            sync_every=sync_every, sync_on_open=sync_on_open,
+            sync_after_commit=sync_after_commit))
+        git, fsync, file_mode, dir_mode = opts.git, opts.fsync, opts.file_mode, opts.dir_mode
         self._syncer = None
-        # -- end of sync hook
         self._secret_fields = secret.check_fields(secret_fields, "secret_fields")
         self._secret_key = b""
         self._secrets_to_split: list[str] = []
@@ -201,20 +180,20 @@ class Store:
         self._root_id = _identity(os.stat(self.root))
         self._meta_id = _identity(os.lstat(os.path.join(self.root, META_DIR)))
         self._file_lock = filelock.FileLock(
-            os.path.join(self.root, LOCK_FILE), timeout=lock_timeout,
+            os.path.join(self.root, LOCK_FILE), timeout=opts.lock_timeout,
             mode=file_mode, thread_local=False)
         self._check_format()
-        self._watcher = (None if watch == "off" else Watcher(
-            self.root, self._on_change, self._on_lost, mode=watch,
-            poll_interval=poll_interval))
+        self._watcher = (None if opts.watch == "off" else Watcher(
+            self.root, self._on_change, self._on_lost, mode=opts.watch,
+            poll_interval=opts.poll_interval))
         self._history = None
         for type in self._secrets_to_split:     # before recovery could commit them
             self._split_secrets(type)
         if git:
             from .history import History   # GitPython loads only when needed
             self._history = History(
-                self.root, lock=self._exclusive, author=author,
-                commit_mode=commit_mode, commit_delay=commit_delay, fsync=fsync)
+                self.root, lock=self._exclusive, author=opts.author,
+                commit_mode=opts.commit_mode, commit_delay=opts.commit_delay, fsync=fsync)
             try:
                 with self._write_lock():
                     from .sync import finish_interrupted    # sync hook: a sync cut short
@@ -223,11 +202,12 @@ class Store:
             except BaseException:   # release the history's thread and the watcher
                 self.close()
                 raise
-        if syncing:     # sync hook: a background syncer, and a sync on open if asked
+        if opts.syncing:    # a background syncer, and a sync on open if asked
             from .sync import Syncer
             try:
-                self._syncer = Syncer(self, remote, every=sync_every, on_open=sync_on_open,
-                                      after_commit=sync_after_commit)
+                self._syncer = Syncer(self, opts.remote, every=opts.sync_every,
+                                      on_open=opts.sync_on_open,
+                                      after_commit=opts.sync_after_commit)
             except BaseException:
                 self.close()
                 raise
@@ -354,7 +334,7 @@ class Store:
             try:
                 removed = files.remove(self.root, relpath, fsync=self.fsync)
                 if self._secret_fields.get(type):       # after the record: never torn
-                    files.remove(self.root, secret.side_path(relpath), fsync=self.fsync)
+                    files.remove(self.root, side_path(relpath), fsync=self.fsync)
             except OSError as exc:
                 raise StoreError(f"cannot delete {self._abspath(relpath)}: {exc.strerror}") from None
             self._cache(type).discard(id)
@@ -479,7 +459,7 @@ class Store:
 
     def _check_format(self) -> None:
         format_path = os.path.join(self.root, FORMAT_FILE)
-        gitignore = os.path.join(self.root, META_DIR, ".gitignore")
+        gitignore = self._abspath(GITIGNORE_FILE)
         found = files.read(format_path)
         # Also when only .gitignore is missing: a first open killed between
         # the two files left it so, and without it git would see write.lock.
@@ -488,7 +468,7 @@ class Store:
                 if files.read(format_path) is None:
                     self._write_file(FORMAT_FILE, self._format_data({}))
                 if not os.path.lexists(gitignore):
-                    self._write_file(f"{META_DIR}/.gitignore", META_GITIGNORE)
+                    self._write_file(GITIGNORE_FILE, META_GITIGNORE)
             found = found or files.read(format_path)
         try:
             document = orjson.loads(found[0])
@@ -521,7 +501,7 @@ class Store:
         self._secrets_to_split = sorted(t for t in fields if fields[t] != declared.get(t))
         if not fields:
             return
-        key = files.read(os.path.join(self.root, secret.KEY_FILE))
+        key = files.read(os.path.join(self.root, KEY_FILE))
         if key is None or self._secrets_to_split:
             with self._write_lock():
                 if self._secrets_to_split:      # read again: others may have declared some
@@ -530,10 +510,10 @@ class Store:
                     for type, names in self._declared_secrets(format_document).items():
                         self._secret_fields[type] = self._secret_fields.get(type, names) | names
                     self._write_file(FORMAT_FILE, self._format_data(format_document))
-                key = files.read(os.path.join(self.root, secret.KEY_FILE))
+                key = files.read(os.path.join(self.root, KEY_FILE))
                 if key is None:
-                    self._write_file(secret.KEY_FILE, secret.new_key())
-                    key = files.read(os.path.join(self.root, secret.KEY_FILE))
+                    self._write_file(KEY_FILE, secret.new_key())
+                    key = files.read(os.path.join(self.root, KEY_FILE))
         self._secret_key = key[0]
         self._sweep_secrets()
 
@@ -578,7 +558,7 @@ class Store:
             with self._write_lock():
                 for relpath in orphans:
                     if not os.path.lexists(self._abspath(relpath)):
-                        files.remove(self.root, secret.side_path(relpath), fsync=self.fsync)
+                        files.remove(self.root, side_path(relpath), fsync=self.fsync)
         except (StoreError, OSError) as exc:     # a read-only store still opens
             LOG.warning("%s: secret fields of deleted records left in place: %s",
                         self.root, exc)
@@ -588,7 +568,7 @@ class Store:
         temp files beside them)."""
         for type in self._secret_fields:
             try:
-                shards = list(os.scandir(os.path.join(self.root, secret.SECRETS_DIR, type)))
+                shards = list(os.scandir(os.path.join(self.root, SECRETS_DIR, type)))
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for shard in shards:
@@ -789,7 +769,7 @@ class Store:
         its record: a record with secrets is never read as one without."""
         if type in self._side_types:
             return True
-        if os.path.isdir(os.path.join(self.root, secret.SECRETS_DIR, type)):
+        if os.path.isdir(os.path.join(self.root, SECRETS_DIR, type)):
             self._side_types.add(type)      # folders stay: remembered for good
             return True
         return False
@@ -797,7 +777,7 @@ class Store:
     def _read_side(self, relpath: str, quiet: bool = False) -> dict[str, Any] | None:
         """The side file of the record at `relpath`, or None; a broken one
         raises `CorruptRecord` naming it (is None, with `quiet`)."""
-        path = self._abspath(secret.side_path(relpath))
+        path = self._abspath(side_path(relpath))
         try:
             found = files.read(path)
             return None if found is None else secret.read_side(found[0], path)
@@ -824,7 +804,7 @@ class Store:
                 found = None
             if found is not None:
                 previous = secret.entry_for(side, encoding.revision_of(found[0]))
-        self._write_file(secret.side_path(relpath), secret.side_data(
+        self._write_file(side_path(relpath), secret.side_data(
             id, public_revision, hidden, previous, relpath))
         return previous is not None
 
@@ -832,7 +812,7 @@ class Store:
                           hidden: Document, kept: bool) -> None:
         """After the record file: the previous secrets go (the whole side
         file if the record has no secret fields now)."""
-        side = secret.side_path(relpath)
+        side = side_path(relpath)
         if not hidden:
             if not self._may_have_side_files(relpath.split("/", 1)[0]):
                 return      # the common case: none to remove (we hold the lock)
@@ -872,7 +852,7 @@ class Store:
                      sides: bool | None = None) -> None:
         for file in os.scandir(folder):
             if files.is_stale_temp(file.name):
-                _unlink_quietly(file.path)
+                files.unlink_quietly(file.path)
             elif paths.split_record_path(f"{relfolder}/{file.name}") is not None:
                 self._sync_file(cache, f"{relfolder}/{file.name}", file.path, sides)
 
@@ -970,47 +950,6 @@ def merge_format_files(mine: bytes, theirs: bytes) -> bytes:
     return encoding.dumps(document, FORMAT_FILE)
 
 
-def describe_change(type: str, id: str, old: Document | None, new: Document | None) -> str:
-    """Default commit message: what changed in the record, on one line.
-
-    ``volumes 3f2a... (data): status creating -> available``"""
-    doc = new if new is not None else old or {}
-    name = doc.get("display_name") or doc.get("name")
-    subject = f"{type} {_printable(id)}" + (
-        f" ({_printable(name)})" if isinstance(name, str) and name else "")
-    if new is None:
-        return f"{subject}: deleted"
-    if old is None:
-        return f"{subject}: created"
-    changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
-    if not changed:
-        return f"{subject}: rewritten unchanged"
-    parts = [f"{_printable(key)} {_short(old.get(key))} -> {_short(new.get(key))}"
-             if _is_scalar(old.get(key)) and _is_scalar(new.get(key))
-             else f"{_printable(key)} changed"
-             for key in changed[:3]]
-    if len(changed) > 3:
-        parts.append(f"and {len(changed) - 3} more fields")
-    return f"{subject}: {', '.join(parts)}"
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
-
-
-def _printable(text: str) -> str:
-    """`text` as is if printable, else escaped: ids, names and keys come
-    from callers, and a newline or a terminal escape sequence in a commit
-    message would forge lines (trailers) or reach the terminal of whoever
-    runs ``git log``."""
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
-def _short(value: Any) -> str:
-    text = "none" if value is None else str(value)
-    return text if len(text) <= 40 and text.isprintable() else repr(text[:37]) + "..."
-
-
 def _key_function(name: str, key: IndexKey) -> Callable[[Document], Any]:
     if callable(key):
         return key
@@ -1030,10 +969,3 @@ def _hashable(value: Any) -> Any:
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

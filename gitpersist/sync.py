@@ -123,8 +123,8 @@ import orjson
 
 from . import encoding, files, paths
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
-from .history import META_FILES
-from .store import FORMAT_FILE, Change, merge_format_files
+from .layout import FORMAT_FILE, Change, is_store_file
+from .store import merge_format_files
 
 if TYPE_CHECKING:
     from .store import Store
@@ -177,28 +177,6 @@ class _Restart(Exception):
     """The branch or the files moved under the integration: compute again."""
 
 
-def check_options(remote: object, every: object, on_open: object, after_commit: object,
-                  has_git: bool) -> None:
-    """Raise `ConfigError`, naming the option, for a bad sync configuration."""
-    if remote is not None and (not isinstance(remote, str) or not remote
-                               or remote.startswith("-")
-                               or any(c.isspace() or c == "\0" for c in remote)):
-        raise ConfigError(f"remote={remote!r}: the name of a git remote, such as 'origin'")
-    if every is not None and (isinstance(every, bool) or not isinstance(every, int | float)
-                              or not 0 < every < float("inf")):
-        raise ConfigError(f"sync_every={every!r}: seconds, more than 0 (or None)")
-    for name, value in (("sync_on_open", on_open), ("sync_after_commit", after_commit)):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name}={value!r}: True or False")
-    if remote is None:
-        for name, value in (("sync_every", every), ("sync_on_open", on_open),
-                            ("sync_after_commit", after_commit)):
-            if value not in (None, False):
-                raise ConfigError(f"{name}={value!r}: needs remote= (a git remote to sync with)")
-    elif not has_git:
-        raise ConfigError(f"remote={remote!r}: syncing needs git=True")
-
-
 class Syncer:
     """Syncs `store` with `remote` (see the module docstring).  Created by
     the store; `close` stops its thread."""
@@ -211,7 +189,6 @@ class Syncer:
 
     def __init__(self, store: Store, remote: str, *, every: float | None = None,
                  on_open: bool = False, after_commit: bool = False) -> None:
-        check_options(remote, every, on_open, after_commit, store.history is not None)
         self._bind(store, remote)
         self.every = None if every is None else float(every)
         self.after_commit = after_commit
@@ -458,7 +435,7 @@ class Syncer:
             received.append(relpath)
         if not self._update_ref(ref, new, local, f"gitpersist sync: {subject}"):
             raise _Restart()
-        _unlink_quietly(self._journal)
+        files.unlink_quietly(self._journal)
         self._update_index(changes)
         if self.prefix + FORMAT_FILE in changes:
             # The other host's secret fields apply here from now on.
@@ -597,8 +574,7 @@ class Syncer:
     def _is_store(self, path: str) -> bool:
         if not path.startswith(self.prefix):
             return False
-        relpath = path[len(self.prefix):]
-        return relpath in META_FILES or paths.split_record_path(relpath) is not None
+        return is_store_file(path[len(self.prefix):])
 
     # -- git: the remote -----------------------------------------------------------
 
@@ -755,7 +731,7 @@ class Syncer:
             return trees
         finally:
             for name in (index, index + ".lock"):
-                _unlink_quietly(name)
+                files.unlink_quietly(name)
 
     def _commit_tree(self, tree: str, parents: list[str], message: str) -> str:
         author = self._history.author
@@ -865,7 +841,7 @@ def finish_interrupted(store: Store) -> None:
         return
     except (OSError, ValueError, TypeError, KeyError) as exc:
         LOG.warning("%s: unreadable note of an interrupted sync, ignored: %s", store.root, exc)
-        _unlink_quietly(syncer._journal)
+        files.unlink_quietly(syncer._journal)
         return
     syncer.remote = syncer._url = str(remote)
     try:
@@ -880,14 +856,7 @@ def finish_interrupted(store: Store) -> None:
         LOG.warning("%s: could not finish a sync interrupted before it moved the branch; "
                     "the files it wrote are committed as found at open: %s", store.root, exc)
     finally:
-        _unlink_quietly(syncer._journal)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        files.unlink_quietly(syncer._journal)
 
 
 def _last_lines(text: bytes | str, count: int = 3) -> str:
@@ -901,4 +870,3 @@ def _close_at_exit(ref: weakref.ref[Syncer]) -> None:
     syncer = ref()
     if syncer is not None:
         syncer.close()
-

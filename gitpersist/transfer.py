@@ -40,7 +40,8 @@ import orjson
 
 from . import encoding, paths, secret
 from .errors import ConfigError, GitpersistError, InvalidId
-from .store import FORMAT_VERSION, Store
+from .layout import FORMAT_VERSION
+from .store import Store
 
 EXPORT_KEY = "gitpersist_export"
 EXPORT_VERSION = 1

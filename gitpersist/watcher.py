@@ -37,7 +37,6 @@ from watchdog.observers.polling import PollingObserver
 
 from .errors import ConfigError
 
-MODES = ("native", "polling", "off")
 _EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
            DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
 # The polling observer compares snapshots: an in-place edit shows up as
@@ -58,7 +57,7 @@ class Watcher(FileSystemEventHandler):
                  on_lost: Callable[[], None], *, mode: str = "native",
                  poll_interval: float = 1.0) -> None:
         if mode not in ("native", "polling"):
-            raise ConfigError(f"watch={mode!r}: choose one of {', '.join(MODES)}")
+            raise ConfigError(f"watch: {mode!r} is not one of 'native', 'polling'")
         self._root = root
         self._on_change = on_change
         self.on_lost = on_lost

@@ -380,13 +380,13 @@ def test_a_detached_head_is_refused_naming_the_repository(remote):
 
 def test_bad_sync_options_name_the_option(remote, tmp_path):
     a = clone(remote, "a")
-    cases = [({"git": False}, "remote='origin': syncing needs git=True"),
+    cases = [({"git": False}, "remote: 'origin' needs git true"),
              ({"remote": "nope"}, "remote='nope': no such git remote"),
-             ({"remote": ""}, "remote=''"),
-             ({"sync_every": 0}, "sync_every=0"),
-             ({"sync_every": "5"}, "sync_every='5'"),
-             ({"sync_on_open": 1}, "sync_on_open=1"),
-             ({"remote": None, "sync_after_commit": True}, "sync_after_commit=True: needs remote=")]
+             ({"remote": ""}, "remote: ''"),
+             ({"sync_every": 0}, "sync_every: 0"),
+             ({"sync_every": "5"}, "sync_every: '5'"),
+             ({"sync_on_open": 1}, "sync_on_open: 1"),
+             ({"remote": None, "sync_after_commit": True}, "sync_after_commit: True needs remote")]
     for options, message in cases:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             open_host(a, **options)
