@@ -49,7 +49,7 @@ REFERENCES: dict[tuple[str, str], str] = {
     ("connections", "volume_id"): "volumes",
 }
 # What the store itself keeps in its metadata folder.
-META_FILES = frozenset({"format.json", ".gitignore", "write.lock"})
+_META_NAMES = frozenset({"format.json", ".gitignore", "write.lock"})
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
                  "C": "copied", "U": "unmerged", "T": "type changed", "?": "new",
@@ -178,7 +178,7 @@ class _Checker:
             relpath = f"{META_DIR}/{entry.name}"
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
-            elif entry.name in META_FILES and entry.is_file():
+            elif entry.name in _META_NAMES and entry.is_file():
                 self.check_mode(relpath, entry.stat(follow_symlinks=False))
             elif entry.name == "secrets" and entry.is_dir():
                 self.check_secrets(relpath)

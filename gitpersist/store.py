@@ -35,18 +35,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
 import filelock
 import orjson
 
-from . import encoding, files, options, paths, secret
-from .errors import (ConfigError, ConflictError, CorruptRecord, FormatError,
+from . import encoding, files, formatfile, options, paths, secret
+from .errors import (ConfigError, ConflictError, CorruptRecord,
                      InvalidDocument, LockTimeout, StoreError)
 from .messages import Describe, describe_change
-from .layout import (FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, KEY_FILE, LOCK_FILE,
+from .layout import (FORMAT_FILE, GITIGNORE_FILE, KEY_FILE, LOCK_FILE,
                      META_DIR, META_GITIGNORE, SECRETS_DIR, Change, side_path)
 from .watcher import Watcher
 
@@ -413,6 +413,32 @@ class Store:
                              "(open it with git=True, remote='origin')")
         return self._syncer.sync()
 
+    # -- the port a sync works through (gitpersist.sync.StorePort) -----------
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Exclude every other writer of the store, in this process and
+        others, for the block (re-entrant); readers are not blocked."""
+        return self._exclusive()
+
+    def apply_received(self, relpath: str, data: bytes | None) -> None:
+        """Write (or, with None, remove) the store file at `relpath` as a
+        sync received it, and tell the cache, as the watcher would (with
+        ``watch="off"`` nothing else does).  Called inside `exclusive`."""
+        if data is None:
+            try:
+                files.remove(self.root, relpath, fsync=self.fsync)
+            except OSError as exc:
+                raise StoreError(f"cannot delete {self._abspath(relpath)}: "
+                                 f"{exc.strerror or exc}") from None
+        else:
+            self._write_file(relpath, data)
+        self._on_change(relpath, False)
+
+    def adopt_format(self) -> None:
+        """After a sync wrote another host's format file: keep the secret
+        fields it declares from now on (see `_adopt_format`)."""
+        self._adopt_format()
+
     # -- life cycle ----------------------------------------------------------
 
     def close(self) -> None:
@@ -466,35 +492,17 @@ class Store:
         if found is None or not os.path.lexists(gitignore):
             with self._write_lock():
                 if files.read(format_path) is None:
-                    self._write_file(FORMAT_FILE, self._format_data({}))
+                    self._write_file(FORMAT_FILE, formatfile.render({}, self._secret_fields))
                 if not os.path.lexists(gitignore):
                     self._write_file(GITIGNORE_FILE, META_GITIGNORE)
             found = found or files.read(format_path)
-        try:
-            document = orjson.loads(found[0])
-            version = document["format"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise FormatError(f"{format_path}: not a gitpersist format file") from None
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise FormatError(
-                f"{format_path}: store format {version!r} is newer than this "
-                f"gitpersist understands ({FORMAT_VERSION}); upgrade gitpersist")
-        self._open_secrets(document)
-
-    def _format_data(self, document: dict[str, Any]) -> bytes:
-        """The format file: `document` (the current one) with this store's
-        format and secret fields."""
-        document = {**document, "format": document.get("format", FORMAT_VERSION),
-                    "layout": "type/shard/id.json", "id": "gitpersist"}
-        if self._secret_fields:
-            document[secret.FORMAT_KEY] = secret.as_format(self._secret_fields)
-        return encoding.dumps(document, FORMAT_FILE)
+        self._open_secrets(formatfile.parse(found[0], format_path))
 
     def _open_secrets(self, format_document: dict[str, Any]) -> None:
         """Secret fields: those of the format file plus those of the option.
         New ones are written to the format file and their types' records
         split (`_secrets_to_split`); the key is read, or made."""
-        declared = self._declared_secrets(format_document)
+        declared = formatfile.declared_secrets(format_document)
         fields = {type: declared.get(type, frozenset()) | self._secret_fields.get(type, frozenset())
                   for type in declared.keys() | self._secret_fields.keys()}
         self._secret_fields = fields
@@ -505,11 +513,12 @@ class Store:
         if key is None or self._secrets_to_split:
             with self._write_lock():
                 if self._secrets_to_split:      # read again: others may have declared some
-                    format_document = orjson.loads(files.read(
-                        os.path.join(self.root, FORMAT_FILE))[0])
-                    for type, names in self._declared_secrets(format_document).items():
+                    format_path = os.path.join(self.root, FORMAT_FILE)
+                    format_document = formatfile.parse(files.read(format_path)[0], format_path)
+                    for type, names in formatfile.declared_secrets(format_document).items():
                         self._secret_fields[type] = self._secret_fields.get(type, names) | names
-                    self._write_file(FORMAT_FILE, self._format_data(format_document))
+                    self._write_file(FORMAT_FILE,
+                                     formatfile.render(format_document, self._secret_fields))
                 key = files.read(os.path.join(self.root, KEY_FILE))
                 if key is None:
                     self._write_file(KEY_FILE, secret.new_key())
@@ -527,7 +536,8 @@ class Store:
             return
         before = dict(self._secret_fields)
         with self._write_lock():
-            self._open_secrets(orjson.loads(found[0]))      # the union, written back if needed
+            # the union, written back if needed
+            self._open_secrets(formatfile.parse(found[0], self._abspath(FORMAT_FILE)))
             self._secrets_to_split = []
             data = files.read(os.path.join(self.root, FORMAT_FILE))[0]
             if data != found[0] and self._history is not None:
@@ -536,14 +546,6 @@ class Store:
             for type, names in sorted(self._secret_fields.items()):
                 if names != before.get(type):
                     self._split_secrets(type)
-
-    @staticmethod
-    def _declared_secrets(format_document: dict[str, Any]) -> secret.Fields:
-        try:
-            return secret.check_fields(format_document.get(secret.FORMAT_KEY),
-                                       f"{FORMAT_FILE}: {secret.FORMAT_KEY}")
-        except ConfigError as exc:
-            raise FormatError(str(exc)) from None
 
     def _sweep_secrets(self) -> None:
         """Remove the side files whose record is gone (a deletion stopped
@@ -935,19 +937,6 @@ class Store:
         folder = self._abspath(relfolder)
         if cache.complete and os.path.isdir(folder):
             self._load_folder(cache, relfolder, folder)
-
-
-def merge_format_files(mine: bytes, theirs: bytes) -> bytes:
-    """The format file two hosts both changed (sync): `mine`, declaring the
-    secret fields either declares.  A declaration is never dropped, so a
-    sync never lets a secret field of one host into the other's git."""
-    document, other = orjson.loads(mine), orjson.loads(theirs)
-    fields = Store._declared_secrets(document)
-    for type, names in Store._declared_secrets(other).items():
-        fields[type] = fields.get(type, frozenset()) | names
-    if fields:
-        document[secret.FORMAT_KEY] = secret.as_format(fields)
-    return encoding.dumps(document, FORMAT_FILE)
 
 
 def _key_function(name: str, key: IndexKey) -> Callable[[Document], Any]:

@@ -69,7 +69,7 @@ Rules:
 * **Secret fields stay secret across hosts.**  The format file, where a
   store declares its secret fields, is never "won" by one side: when both
   hosts changed it, the merge declares every field either declared.  A
-  host that receives a declaration adopts it at once (`Store._adopt_format`):
+  host that receives a declaration adopts it at once (`StorePort.adopt_format`):
   later writes keep those fields in side files, and the records already
   there that carry them are rewritten without them.  (A value a host wrote
   before it ever declared or received the declaration is in its history;
@@ -115,7 +115,8 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
 
 import filelock
 import git
@@ -124,10 +125,11 @@ import orjson
 from . import encoding, files, paths
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
 from .layout import FORMAT_FILE, Change, is_store_file
-from .store import merge_format_files
+from . import formatfile
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .history import History
+    from .options import Options
 
 LOG = logging.getLogger(__name__)
 
@@ -173,6 +175,24 @@ class SyncReport:
         return f"sync with {self.remote} ({self.branch}): {', '.join(parts)}"
 
 
+class StorePort(Protocol):
+    """What a sync needs of the store it syncs: `gitpersist.store.Store`
+    implements it.  A sync never reaches further into the store."""
+    root: str
+    options: Options
+
+    @property
+    def history(self) -> History | None: ...
+
+    def flush(self) -> None: ...
+
+    def exclusive(self) -> AbstractContextManager[None]: ...
+
+    def apply_received(self, relpath: str, data: bytes | None) -> None: ...
+
+    def adopt_format(self) -> None: ...
+
+
 class _Restart(Exception):
     """The branch or the files moved under the integration: compute again."""
 
@@ -187,7 +207,7 @@ class Syncer:
     lock_timeout = 600.0        # seconds to wait for another process's sync
     retry_delay = 5.0           # seconds before an automatic sync retries
 
-    def __init__(self, store: Store, remote: str, *, every: float | None = None,
+    def __init__(self, store: StorePort, remote: str, *, every: float | None = None,
                  on_open: bool = False, after_commit: bool = False) -> None:
         self._bind(store, remote)
         self.every = None if every is None else float(every)
@@ -195,7 +215,7 @@ class Syncer:
         self._url = self._check_remote()
         self._mutex = threading.Lock()
         self._file_lock = filelock.FileLock(os.path.join(self._history.common_dir, SYNC_LOCK),
-                                            timeout=self.lock_timeout, mode=store.file_mode,
+                                            timeout=self.lock_timeout, mode=store.options.file_mode,
                                             thread_local=False)
         self._cond = threading.Condition()
         self._unsent = False        # commits since the last successful sync
@@ -216,7 +236,7 @@ class Syncer:
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
 
-    def _bind(self, store: Store, remote: str) -> None:
+    def _bind(self, store: StorePort, remote: str) -> None:
         """What the git work needs (all that `finish_interrupted` sets up)."""
         self._store = store
         self._history = store.history
@@ -330,7 +350,7 @@ class Syncer:
             report.attempts = attempt
             remote_head = self._fetch(remote_ref)
             report.remote_head = remote_head
-            with self._store._exclusive():     # the store's write lock (see store.py)
+            with self._store.exclusive():     # the store's write lock
                 head = self._integrate(ref, remote_head, report)
             report.head = head
             if head is None or head == remote_head:
@@ -426,12 +446,12 @@ class Syncer:
         # to finish if the process dies (see `finish_interrupted`).
         files.write_atomic(self.git_dir, os.path.basename(self._journal), orjson.dumps(
             {"commit": new, "remote": self.remote, "branch": report.branch}),
-            fsync=self._store.fsync, file_mode=self._store.file_mode,
-            dir_mode=self._store.dir_mode)
+            fsync=self._store.options.fsync, file_mode=self._store.options.file_mode,
+            dir_mode=self._store.options.dir_mode)
         received = []
         for path, entry in changes.items():
             relpath = path[len(self.prefix):]
-            self._write(relpath, None if entry is None else contents[entry[1]])
+            self._store.apply_received(relpath, None if entry is None else contents[entry[1]])
             received.append(relpath)
         if not self._update_ref(ref, new, local, f"gitpersist sync: {subject}"):
             raise _Restart()
@@ -439,7 +459,7 @@ class Syncer:
         self._update_index(changes)
         if self.prefix + FORMAT_FILE in changes:
             # The other host's secret fields apply here from now on.
-            self._store._adopt_format()
+            self._store.adopt_format()
         for conflict in conflicts:
             LOG.warning("%s: %s changed on both sides (sync with %s); kept the %s version "
                         "(commit %s), the %s one (commit %s) stays in history",
@@ -457,7 +477,7 @@ class Syncer:
         """Both hosts changed the format file (each declared secret fields,
         or the first sync of two new stores): keep every declaration."""
         contents = self._blobs([mine[1], yours[1]])
-        merged = merge_format_files(contents[mine[1]], contents[yours[1]])
+        merged = formatfile.merge(contents[mine[1]], contents[yours[1]])
         return (0o100644, self._git("hash-object", "-w", "--stdin", input=merged).strip())
 
     def _decide(self, path: str, base: str | None, local: str, mine: _Entry | None,
@@ -527,20 +547,6 @@ class Syncer:
                                     "sync\n\n" + "".join(f"- {c.relpath}\n" for c in found))
         self._history.flush()
         raise _Restart()
-
-    def _write(self, relpath: str, data: bytes | None) -> None:
-        """Write or remove a store file like the store does, and tell the
-        cache (as the watcher would; with watch="off" nothing else does)."""
-        store = self._store
-        if data is None:
-            try:
-                files.remove(store.root, relpath, fsync=store.fsync)
-            except OSError as exc:
-                raise SyncError(f"sync: cannot delete {self._abspath(relpath)}: "
-                                f"{exc.strerror or exc}") from None
-        else:
-            store._write_file(relpath, data)
-        store._on_change(relpath, False)
 
     def _checkout_other(self, current: str, target: str) -> None:
         """Update the files outside the store from `current` to `target`, by
@@ -822,7 +828,7 @@ class Syncer:
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def finish_interrupted(store: Store) -> None:
+def finish_interrupted(store: StorePort) -> None:
     """Finish a sync that died between writing the files it received and
     moving the branch (its note is in the git folder).  Called by the store
     at every git open, with the write lock held, before the history's
