@@ -251,6 +251,14 @@ class Store:
         """Every record of `type`, sorted by id."""
         return self.find(type)
 
+    def corrupt(self, type: str) -> list[CorruptRecord]:
+        """The record files of `type` that `find` and `all` leave out (they
+        do not parse, or hold an id that belongs elsewhere), sorted by file:
+        how a caller tells that a listing is incomplete."""
+        with self._lock:
+            cache = self._complete_type(type)
+            return [cache.corrupt[relpath] for relpath in sorted(cache.corrupt)]
+
     def types(self) -> list[str]:
         """The types that have a folder in the store (none if the store
         folder itself went missing)."""
@@ -883,8 +891,9 @@ class Store:
             return
         id = entry.document["id"]
         if paths.record_path(relpath.split("/", 1)[0], id) != relpath:
-            LOG.warning("skipping %s: it holds id %r, which belongs at another path",
-                        path, id)
+            misplaced = CorruptRecord(path, f"it holds id {id!r}, which belongs at another path")
+            LOG.warning("skipping %s", misplaced)
+            cache.corrupt[relpath] = misplaced
             return
         cache.add(entry)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import stat
 
@@ -413,3 +414,23 @@ def test_modes_may_be_octal_strings_as_in_the_plugin_config(tmp_path):
         store.put("volumes", "v1", {})
     assert stat.S_IMODE(os.stat(tmp_path / "s" / paths.record_path("volumes", "v1")).st_mode) == 0o640
     assert stat.S_IMODE(os.stat(tmp_path / "s" / "volumes").st_mode) == 0o750
+
+
+def test_corrupt_names_what_a_listing_left_out(tmp_path, caplog):
+    """Reported by return value, whatever the application's logging says."""
+    caplog.set_level(logging.ERROR)
+    with Store(tmp_path, watch="off") as store:
+        store.put("volumes", "good", {})
+        broken = tmp_path / paths.record_path("volumes", "broken")
+        broken.parent.mkdir(parents=True, exist_ok=True)
+        broken.write_text("{ torn")
+        misplaced = tmp_path / paths.record_path("volumes", "here")
+        misplaced.parent.mkdir(parents=True, exist_ok=True)
+        misplaced.write_text('{"id": "elsewhere"}')
+        assert [d["id"] for d in store.all("volumes")] == ["good"]
+        found = {os.path.basename(c.path): c.reason for c in store.corrupt("volumes")}
+        assert set(found) == {"broken.json", "here.json"}
+        assert "belongs at another path" in found["here.json"]
+        with pytest.raises(CorruptRecord, match="here.json"):
+            store.get("volumes", "here")
+        assert store.corrupt("snapshots") == []
