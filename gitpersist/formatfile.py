@@ -18,13 +18,16 @@ Guarantees (tests: ``tests/test_formatfile.py``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
 
 from . import encoding, secret
 from .errors import ConfigError, FormatError
-from .layout import FORMAT_FILE, FORMAT_VERSION
+from .layout import FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, KEY_FILE, META_GITIGNORE
+from .records import RecordFiles
 
 Document = dict[str, Any]
 
@@ -75,3 +78,67 @@ def merge(mine: bytes, theirs: bytes, where: str = FORMAT_FILE) -> bytes:
     fields either declares."""
     document, other = parse(mine, where), parse(theirs, where)
     return render(document, declared_secrets(other, where))
+
+
+class FormatFile:
+    """The format file, the meta folder's ``.gitignore`` and the store's
+    secret key, on disk.  Methods that write take the write lock
+    (`exclusive`) themselves, and only when there is something to write, so
+    a store on a read-only mount opens as long as nothing is missing."""
+
+    def __init__(self, files: RecordFiles,
+                 exclusive: Callable[[], AbstractContextManager[None]]) -> None:
+        self._files = files
+        self._exclusive = exclusive
+        self.path = files.path(FORMAT_FILE)
+
+    def open(self, fields: secret.Fields) -> Document:
+        """The format document, checked; a new store's format file (with
+        `fields`) and ``.gitignore`` are written first.  Also when only the
+        ``.gitignore`` is missing: a first open killed between the two files
+        left it so, and without it git would see the lock file."""
+        found = self._files.read(FORMAT_FILE)
+        if found is None or not self._files.exists(GITIGNORE_FILE):
+            with self._exclusive():
+                if self._files.read(FORMAT_FILE) is None:
+                    self._files.write(FORMAT_FILE, render({}, fields))
+                if not self._files.exists(GITIGNORE_FILE):
+                    self._files.write(GITIGNORE_FILE, META_GITIGNORE)
+            found = found or self._files.read(FORMAT_FILE)
+        assert found is not None
+        return parse(found[0], self.path)
+
+    def read(self) -> bytes | None:
+        found = self._files.read(FORMAT_FILE)
+        return None if found is None else found[0]
+
+    def declare(self, document: Document, wanted: secret.Fields
+                ) -> tuple[secret.Fields, list[str]]:
+        """(every secret field: those `document` declares plus `wanted`,
+        the types whose declaration that grows).  The format file is
+        rewritten with the union if it lacks any (read again under the
+        lock: another process may have declared more meanwhile)."""
+        declared = declared_secrets(document, self.path)
+        fields = {type: declared.get(type, frozenset()) | wanted.get(type, frozenset())
+                  for type in declared.keys() | wanted.keys()}
+        grown = sorted(type for type in fields if fields[type] != declared.get(type))
+        if grown:
+            with self._exclusive():
+                found = self.read()
+                document = parse(found, self.path) if found is not None else document
+                for type, names in declared_secrets(document, self.path).items():
+                    fields[type] = fields.get(type, frozenset()) | names
+                self._files.write(FORMAT_FILE, render(document, fields))
+        return fields, grown
+
+    def key(self) -> bytes:
+        """The store's secret key (`gitpersist.codec`), made if missing."""
+        found = self._files.read(KEY_FILE)
+        if found is None:
+            with self._exclusive():
+                found = self._files.read(KEY_FILE)
+                if found is None:
+                    self._files.write(KEY_FILE, secret.new_key())
+                    found = self._files.read(KEY_FILE)
+        assert found is not None
+        return found[0]

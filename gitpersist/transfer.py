@@ -107,28 +107,13 @@ def write_file(path: str, data: bytes) -> None:
 
 def export(store: Store) -> tuple[dict[str, Any], int]:
     """(the export document, how many corrupt record files were left out)."""
-    import logging
-
-    class Count(logging.Handler):
-        skipped = 0
-
-        def emit(self, record: logging.LogRecord) -> None:
-            Count.skipped += 1
-
-    # Store.all() skips a corrupt file with a warning; count those warnings
-    # so the caller can tell an export is incomplete.
-    counter = Count(logging.WARNING)
-    logger = logging.getLogger("gitpersist.store")
-    logger.addHandler(counter)
-    try:
-        types = {type: store.all(type) for type in store.types()}
-    finally:
-        logger.removeHandler(counter)
+    types = {type: store.all(type) for type in store.types()}
+    skipped = sum(len(store.corrupt(type)) for type in types)
     document = {EXPORT_KEY: EXPORT_VERSION, "format": FORMAT_VERSION,
                 "types": {type: records for type, records in types.items() if records}}
     if store.secret_fields:     # so that an import keeps them out of git too
         document["secret_fields"] = store.secret_fields
-    return document, Count.skipped
+    return document, skipped
 
 
 def secret_fields_of(document: dict[str, Any], source: str) -> dict[str, Any] | None:

@@ -289,13 +289,14 @@ def test_writer_killed_holding_the_branch_lock(tmp_path, caplog):
 KILLED_AT_FIRST_OPEN = """
 import os, signal, sys
 from gitpersist import Store
-from gitpersist.store import META_DIR
-write_file = Store._write_file
+from gitpersist.layout import GITIGNORE_FILE
+from gitpersist.records import RecordFiles
+write = RecordFiles.write
 def write_then_die(self, relpath, data):
-    if relpath == f"{META_DIR}/.gitignore":    # the format file is written
+    if relpath == GITIGNORE_FILE:     # the format file is written
         os.kill(os.getpid(), signal.SIGKILL)
-    return write_file(self, relpath, data)
-Store._write_file = write_then_die
+    return write(self, relpath, data)
+RecordFiles.write = write_then_die
 Store(sys.argv[1], git=sys.argv[2] == "git", watch="off")
 """
 

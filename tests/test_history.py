@@ -281,7 +281,7 @@ def test_recover_reports_what_it_committed(tmp_path):
         relpath = paths.record_path("volumes", "v1")
         files.write_atomic(str(tmp_path), relpath, b'{"id": "v1"}\n', fsync=False,
                            file_mode=0o600, dir_mode=0o700)
-        with store._write_lock():
+        with store.exclusive():
             assert store.history.recover() == [relpath]
             assert store.history.recover() == []
 

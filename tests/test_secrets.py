@@ -14,6 +14,7 @@ import pytest
 
 from gitpersist import CorruptRecord, Store, StoreError, encoding, fsck, paths
 from gitpersist import files as gp_files
+from gitpersist.records import RecordFiles
 from helpers import git_bytes
 
 GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
@@ -359,17 +360,17 @@ def test_a_record_given_secrets_during_a_full_load_is_read_with_them(tmp_path, m
         first.put("connections", "c0", {"volume_id": "v0"})     # no secrets anywhere
     reader = Store(root, watch="off")
     writer = Store(root, watch="off")
-    real_load, written = Store._load_folder, []
+    real_list, written = RecordFiles.record_files, []
 
-    def load(self, cache, relfolder, folder, sides):
-        if self is reader and not written:      # one id in this very folder
+    def record_files(self, relfolder, folder=None):
+        if not written:     # the reader's load lists its first folder: one id there
             id = next(f"c{n}" for n in range(1, 10_000)
                       if paths.record_path("connections", f"c{n}").startswith(relfolder + "/"))
             writer.put("connections", id, CONNECTION)
             written.append(id)
-        return real_load(self, cache, relfolder, folder, sides)
+        return real_list(self, relfolder, folder)
 
-    monkeypatch.setattr(Store, "_load_folder", load)
+    monkeypatch.setattr(RecordFiles, "record_files", record_files)
     try:
         records = {doc["id"]: doc for doc in reader.all("connections")}
         assert records[written[0]]["connection_info"] == CONNECTION["connection_info"]

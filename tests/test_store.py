@@ -390,7 +390,7 @@ def test_a_record_on_disk_its_index_cannot_key_is_cached_but_not_indexed(tmp_pat
         writer.put("volumes", "v2", {"attach": {"host": "h2"}})
         for relpath in ("volumes/x", paths.record_path("volumes", "v0"),
                         paths.record_path("volumes", "v2")):
-            reader._on_change(relpath, False)       # what the watcher reports
+            reader.changed(relpath)       # what the watcher reports
         assert reader.get("volumes", "v0") == {"id": "v0", "status": "no attach"}
         assert [d["id"] for d in reader.find("volumes", host="h1")] == ["v1"]
         assert [d["id"] for d in reader.find("volumes", host="h2")] == ["v2"]

@@ -1,0 +1,352 @@
+"""The in-process cache of records, over the reader, over the files.
+
+Per type: the entries read or written (by id), the record files found
+broken, whether the whole type folder was loaded, and equality indexes
+over the declared index keys once it was.  Paths the watcher reports as
+changed are queued (`changed`, `lost`: called from the watcher's thread)
+and applied at the next read, under the cache lock.
+
+Locking rule: one re-entrant lock, `Cache.lock`, guards every structure
+here.  It is a leaf in the store's lock order (`gitpersist.locking`):
+held for in-memory work and for reading a record file that is not cached
+yet, never while a write's file or git I/O runs, so readers never wait for
+a commit.  Listeners (`CacheListener`) are called with the lock held: they
+must be quick and must not call back into the store.
+
+Guarantees (tests: ``tests/test_cache.py``, ``tests/test_store.py``,
+``tests/test_watch.py``):
+
+* A read returns what the cache holds only while the file's signature
+  (inode, mtime, size) is the one read, or no change was reported for it;
+  a record not cached is read from disk.
+* A record file that does not parse is left out of listings (`corrupt`
+  names it) and raises `CorruptRecord` when asked for by id.
+* An index key function that fails on a record read from disk leaves that
+  record out of that index, with a warning; on a write it refuses the
+  write before anything is written (`keys_of`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import orjson
+
+from . import paths
+from .codec import Document
+from .errors import ConfigError, CorruptRecord, InvalidDocument
+from .reader import Entry, Reader
+from .records import RecordFiles
+from .sidefiles import SideFiles
+
+LOG = logging.getLogger(__name__)
+
+IndexKey = str | Callable[[Document], Any] | None
+Keys = tuple[tuple[str, Any], ...]
+
+
+class CacheListener(Protocol):
+    """Told what the cache learns, for caches built over it (objects made
+    from records) and change feeds.  Called with the cache lock held."""
+
+    def stored(self, type: str, id: str, revision: str) -> None: ...
+
+    def removed(self, type: str, id: str) -> None: ...
+
+    def invalidated(self, type: str | None) -> None:
+        """Everything of `type` (None: of every type) may have changed."""
+
+
+class TypeCache:
+    """Cached records of one type, plus equality indexes once complete."""
+
+    def __init__(self, index_keys: Mapping[str, Callable[[Document], Any]]) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.id_of_path: dict[str, str] = {}
+        self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
+        self.complete = False
+        self.index_keys = index_keys
+        self.indexes: dict[str, dict[Any, set[str]]] = {name: {} for name in index_keys}
+
+    def keys_of(self, document: Document, where: str) -> Keys:
+        """(index name, the document's key) for each index; `InvalidDocument`
+        names the index whose key function fails on it."""
+        keys = []
+        for name, key in self.index_keys.items():
+            try:
+                keys.append((name, hashable(key(document))))
+            except Exception as exc:
+                raise InvalidDocument(f"{where}: index {name!r} cannot key it "
+                                      f"({type(exc).__name__}: {exc})") from None
+        return tuple(keys)
+
+    def add(self, entry: Entry, keys: Keys | None = None) -> None:
+        """Cache `entry`, filed under `keys` (computed if not given)."""
+        id = entry.document["id"]
+        self.discard(id)
+        try:
+            entry.keys = self.keys_of(entry.document, entry.relpath) if keys is None else keys
+        except InvalidDocument as exc:
+            LOG.warning("%s", exc)
+            entry.keys = ()
+        self.entries[id] = entry
+        self.id_of_path[entry.relpath] = id
+        self.corrupt.pop(entry.relpath, None)
+        for name, key in entry.keys:
+            self.indexes[name].setdefault(key, set()).add(id)
+
+    def discard(self, id: str) -> Entry | None:
+        entry = self.entries.pop(id, None)
+        if entry is None:
+            return None
+        del self.id_of_path[entry.relpath]
+        for name, key in entry.keys:
+            ids = self.indexes[name].get(key)
+            if ids is not None:
+                ids.discard(id)
+        return entry
+
+
+class Cache:
+    """The records of the store whose files are `files`, read by `reader`."""
+
+    def __init__(self, files: RecordFiles, reader: Reader, sides: SideFiles,
+                 indexes: Mapping[str, Mapping[str, IndexKey]]) -> None:
+        self._files = files
+        self._reader = reader
+        self._sides = sides
+        self._index_keys = {paths.check_type(type): {name: key_function(name, key)
+                                                     for name, key in keys.items()}
+                            for type, keys in indexes.items()}
+        self._types: dict[str, TypeCache] = {}
+        self.lock = threading.RLock()
+        self.listeners: list[CacheListener] = []
+        self._dirty: set[str] = set()
+        self._dirty_all = False
+        self._dirty_lock = threading.Lock()
+
+    # -- reads ---------------------------------------------------------------------
+
+    def entry(self, type: str, id: str) -> Entry | None:
+        """The record, from the cache or else from disk."""
+        relpath = paths.record_path(type, id)
+        with self.lock:
+            self._apply_changes()
+            cache = self._cache(type)
+            entry = cache.entries.get(id)
+            if relpath in cache.corrupt:
+                raise cache.corrupt[relpath]
+            if entry is None and not cache.complete:
+                entry = self._reader.read(relpath)
+                if entry is not None:
+                    if entry.document["id"] != id:
+                        raise CorruptRecord(self._files.path(relpath),
+                                            f"holds id {entry.document['id']!r}, not {id!r}")
+                    self._add(cache, entry)
+            return entry
+
+    def find(self, type: str, filters: Mapping[str, Any]) -> list[bytes]:
+        """The data of the records whose fields (or declared indexes) equal
+        every filter, sorted by id."""
+        with self.lock:
+            cache = self.complete(type)
+            ids: set[str] | None = None
+            scan = {}
+            for name, value in filters.items():
+                if name in cache.indexes:
+                    found = cache.indexes[name].get(hashable(value), set())
+                    ids = set(found) if ids is None else ids & found
+                else:
+                    scan[name] = value
+            candidates = cache.entries.keys() if ids is None else ids
+            return [cache.entries[id].data for id in sorted(candidates)
+                    if all(cache.entries[id].document.get(k) == v for k, v in scan.items())]
+
+    def corrupt(self, type: str) -> list[CorruptRecord]:
+        with self.lock:
+            cache = self.complete(type)
+            return [cache.corrupt[relpath] for relpath in sorted(cache.corrupt)]
+
+    def complete(self, type: str) -> TypeCache:
+        """The type's cache, after loading every record file of the type."""
+        with self.lock:
+            self._apply_changes()
+            cache = self._cache(paths.check_type(type))
+            if cache.complete:
+                return cache
+            # Whether to look for side files is asked once, not per record, and
+            # again at the end: a side file that appeared meanwhile (written
+            # before its record) means reading every record again, with them.
+            sides = self._sides.may_have(type)
+            while True:
+                for relfolder, folder in self._files.shards(type):
+                    self._load_folder(cache, relfolder, folder, sides)
+                if sides or not self._sides.may_have(type):
+                    break
+                sides = True
+                self._types[type] = cache = TypeCache(self._index_keys.get(type, {}))
+            cache.complete = True
+            return cache
+
+    # -- what writes tell it -------------------------------------------------------
+
+    def keys_of(self, type: str, document: Document, where: str) -> Keys:
+        """The index keys of a document about to be written (refuses it,
+        naming the index, before anything is written)."""
+        with self.lock:
+            return self._cache(type).keys_of(document, where)
+
+    def stored(self, entry: Entry, keys: Keys | None = None) -> None:
+        """`entry` is on disk now (written here, or found by a write)."""
+        with self.lock:
+            self._add(self._cache(entry.relpath.split("/", 1)[0]), entry, keys)
+
+    def removed(self, type: str, id: str) -> None:
+        with self.lock:
+            self._discard(self._cache(type), type, id)
+
+    def refreshed(self, type: str, id: str, entry: Entry | None) -> None:
+        """A write found the record on disk as `entry` (None: absent or
+        broken) and will not write it: let the next read see that file, even
+        if no watcher event brought it (``watch="off"``)."""
+        with self.lock:
+            if entry is None:
+                self._discard(self._cache(type), type, id)
+            elif entry.document.get("id") == id:
+                self._add(self._cache(type), entry)
+
+    # -- what the watcher tells it (its thread) ----------------------------------
+
+    def changed(self, relpath: str, is_dir: bool) -> None:
+        with self._dirty_lock:
+            self._dirty.add(relpath + "/" if is_dir else relpath)
+
+    def lost(self) -> None:
+        with self._dirty_lock:
+            self._dirty_all = True
+
+    def settle(self) -> None:
+        """Apply the changes reported so far now, not at the next read."""
+        with self.lock:
+            self._apply_changes()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _cache(self, type: str) -> TypeCache:
+        cache = self._types.get(type)
+        if cache is None:
+            cache = self._types[type] = TypeCache(self._index_keys.get(type, {}))
+        return cache
+
+    def _add(self, cache: TypeCache, entry: Entry, keys: Keys | None = None) -> None:
+        cache.add(entry, keys)
+        for listener in self.listeners:
+            listener.stored(entry.relpath.split("/", 1)[0], entry.document["id"], entry.revision)
+
+    def _discard(self, cache: TypeCache, type: str, id: str) -> None:
+        if cache.discard(id) is not None:
+            for listener in self.listeners:
+                listener.removed(type, id)
+
+    def _forget(self, type: str | None) -> None:
+        if type is None:
+            self._types.clear()
+        else:
+            self._types.pop(type, None)
+        for listener in self.listeners:
+            listener.invalidated(type)
+
+    def _load_folder(self, cache: TypeCache, relfolder: str, folder: str,
+                     sides: bool | None = None) -> None:
+        for relpath, path in self._files.record_files(relfolder, folder):
+            self._sync_file(cache, relpath, path, sides)
+
+    def _sync_file(self, cache: TypeCache, relpath: str, path: str | None = None,
+                   sides: bool | None = None) -> None:
+        """Bring the cache in line with the file at `relpath`."""
+        path = path or self._files.path(relpath)
+        type = relpath.split("/", 1)[0]
+        old_id = cache.id_of_path.get(relpath)
+        old = cache.entries.get(old_id) if old_id is not None else None
+        cache.corrupt.pop(relpath, None)
+        if old is not None:
+            try:
+                if self._files.signature(path) == old.signature:
+                    return      # unchanged (typically our own write)
+            except FileNotFoundError:
+                pass
+            self._discard(cache, type, old.document["id"])
+        try:
+            entry = self._reader.read(relpath, path, sides)
+        except CorruptRecord as exc:
+            LOG.warning("skipping %s", exc)
+            cache.corrupt[relpath] = exc
+            return
+        if entry is None:
+            return
+        id = entry.document["id"]
+        if paths.record_path(type, id) != relpath:
+            misplaced = CorruptRecord(path, f"it holds id {id!r}, which belongs at another path")
+            LOG.warning("skipping %s", misplaced)
+            cache.corrupt[relpath] = misplaced
+            return
+        self._add(cache, entry)
+
+    def _apply_changes(self) -> None:
+        """Apply the paths the watcher reported since the last call."""
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+            dirty_all, self._dirty_all = self._dirty_all, False
+        if dirty_all:
+            self._forget(None)
+            return
+        for relpath in dirty:
+            type = relpath.split("/", 1)[0]
+            cache = self._types.get(type)
+            if cache is None:
+                continue
+            try:
+                if relpath.endswith("/"):
+                    self._folder_changed(cache, relpath.rstrip("/"))
+                elif paths.split_record_path(relpath) is None:
+                    continue
+                elif cache.complete or relpath in cache.id_of_path:
+                    self._sync_file(cache, relpath)
+                # else: not cached, so the next read goes to disk anyway
+            except Exception as exc:    # e.g. a folder gone between two calls
+                # The other paths must still be applied: forget this type
+                # instead, the next read loads it again.
+                LOG.warning("%s: reloading %s after %s: %s", self._files.root, type,
+                            relpath, exc)
+                self._forget(type)
+
+    def _folder_changed(self, cache: TypeCache, relfolder: str) -> None:
+        """A folder appeared, vanished or moved: resync what lies below it."""
+        if "/" not in relfolder:        # a whole type folder: reload lazily
+            self._forget(relfolder)
+            return
+        prefix = relfolder + "/"
+        for relpath in [p for p in cache.id_of_path if p.startswith(prefix)]:
+            self._sync_file(cache, relpath)
+        if cache.complete and self._files.is_folder(relfolder):
+            self._load_folder(cache, relfolder, self._files.path(relfolder))
+
+
+def key_function(name: str, key: IndexKey) -> Callable[[Document], Any]:
+    if callable(key):
+        return key
+    field = name if key is None else key
+    if not isinstance(field, str):
+        raise ConfigError(f"index {name!r}: give a field name or a function of the document")
+    return lambda document: document.get(field)
+
+
+def hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return value

@@ -1,0 +1,119 @@
+"""What is on disk now: a record file and its side file, read once.
+
+`Reader.read` gives the cache its entries; `Reader.current` gives a write
+what it needs to know of the record it replaces (the revision to check
+``expect=`` against, the old document for the commit message, the side
+file to stage the new secrets in), from one read of each file.  No state,
+no lock: a read of a file being replaced sees the old or the new version
+(renames are atomic), and the side file keeps the secrets of both versions
+while the record file is replaced (`gitpersist.sidefiles`).  Tests:
+``tests/test_reader.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from . import encoding, files, secret
+from .codec import Codec, Document
+from .errors import CorruptRecord
+from .records import RecordFiles
+from .sidefiles import SideFiles
+
+
+@dataclass
+class Entry:
+    """A record as the cache keeps it: `data` and `revision` are those of
+    the whole record (secret fields included); `signature` tells a later
+    version of its file apart without reading it."""
+    relpath: str
+    document: Document
+    data: bytes
+    revision: str
+    signature: tuple[int, int, int]
+    keys: tuple[tuple[str, Any], ...] = ()      # (index name, key) it is filed under
+
+
+class Reader:
+    """Reads the records of the store whose files are `files`."""
+
+    def __init__(self, files: RecordFiles, sides: SideFiles, codec: Codec) -> None:
+        self._files = files
+        self._sides = sides
+        self._codec = codec
+
+    def read(self, relpath: str, path: str | None = None, sides: bool | None = None
+             ) -> Entry | None:
+        """The record at `relpath` with its secret fields, or None; a broken
+        record or side file raises `CorruptRecord` naming it.  `sides`:
+        whether the type may have side files, if the caller knows."""
+        path = path or self._files.path(relpath)
+        found = self._files.read(relpath, path)
+        if found is None:
+            return None
+        type = relpath.split("/", 1)[0]
+        side = None
+        if self._codec.names(type) and (self._sides.may_have(type) if sides is None else sides):
+            side = self._sides.read(relpath)
+        return _decode(self._codec, relpath, path, found, side)
+
+    def current(self, relpath: str) -> OnDisk:
+        """The record at `relpath` as a write finds it (see `OnDisk`)."""
+        path = self._files.path(relpath)
+        try:
+            found = files.read(path)
+        except OSError as exc:      # a folder or symlink in its place: overwritten
+            return OnDisk(self._codec, relpath, path, None, None, CorruptRecord(path, str(exc)))
+        side, error = None, None
+        type = relpath.split("/", 1)[0]
+        if found is not None and self._codec.names(type) and self._sides.may_have(type):
+            try:
+                side = self._sides.read(relpath)
+            except CorruptRecord as exc:
+                error = exc
+        return OnDisk(self._codec, relpath, path, found, side, error)
+
+
+def _decode(codec: Codec, relpath: str, path: str, found: tuple[bytes, os.stat_result],
+            side: dict[str, Any] | None) -> Entry:
+    """The entry of a record file's content and its side file."""
+    data, stat = found
+    document, revision = encoding.loads(data, path), encoding.revision_of(data)
+    names = codec.names(relpath.split("/", 1)[0])
+    entry = secret.entry_for(side, revision)
+    hidden = {k: v for k, v in (entry or {}).get("fields", {}).items() if k in names}
+    if hidden:
+        document = {**document, **hidden}
+        data = encoding.dumps(document, path)
+        revision = codec.revision(revision, hidden)
+    return Entry(relpath, document, data, revision, files.signature(stat))
+
+
+class OnDisk:
+    """A record file and its side file as read by `Reader.current`."""
+
+    def __init__(self, codec: Codec, relpath: str, path: str,
+                 found: tuple[bytes, os.stat_result] | None,
+                 side: dict[str, Any] | None, error: CorruptRecord | None) -> None:
+        self._codec = codec
+        self.relpath, self.path = relpath, path
+        self.found, self.side, self._error = found, side, error
+
+    @cached_property
+    def public_revision(self) -> str | None:
+        """The record file's blob id (None: no file)."""
+        return None if self.found is None else encoding.revision_of(self.found[0])
+
+    @cached_property
+    def entry(self) -> Entry | None:
+        """The whole record; None if absent or broken (a broken record may
+        always be overwritten)."""
+        if self.found is None or self._error is not None:
+            return None
+        try:
+            return _decode(self._codec, self.relpath, self.path, self.found, self.side)
+        except CorruptRecord:
+            return None

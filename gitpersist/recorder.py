@@ -1,0 +1,83 @@
+"""Where a store's changes go once their files are written: the history (if
+any), one commit per change or one per batch, and then the commit
+listeners (a syncer that sends new commits).
+
+`Recorder` replaces every "if there is a history" of the store: without
+one it records nothing and `active` is False, so a write does not even
+read what it replaces unless it must check ``expect=``.
+
+Locking rule: every method is called with the store's write lock held
+(`gitpersist.locking`); the recorder has no lock of its own.  The batch
+buffer belongs to the thread holding the write lock.  Tests:
+``tests/test_recorder.py``, ``tests/test_history.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from .layout import Change
+
+
+class HistoryPort(Protocol):
+    """What the recorder needs of a history (`gitpersist.history.History`)."""
+
+    def record(self, changes: list[Change], message: str) -> None: ...
+
+    def commit_pending(self, relpath: str) -> None: ...
+
+
+class Recorder:
+    """Records changes in `history` (None: nowhere)."""
+
+    def __init__(self, history: HistoryPort | None) -> None:
+        self.history = history
+        self.listeners: list[Callable[[], None]] = []   # after each (queued) commit
+        self._batch: list[Change] | None = None
+
+    @property
+    def active(self) -> bool:
+        """True if changes are recorded (a write must describe them)."""
+        return self.history is not None
+
+    def before_change(self, relpath: str) -> None:
+        """Before `relpath` is written: a change of it not committed yet
+        (another process's queued one, a hand edit) and not part of this
+        batch gets its own commit first (`History.commit_pending`)."""
+        if self.history is not None and not (
+                self._batch is not None and any(c.relpath == relpath for c in self._batch)):
+            self.history.commit_pending(relpath)
+
+    def record(self, change: Change, message: str) -> None:
+        """`change` is durable on disk: commit it (or add it to the batch)."""
+        if self.history is None:
+            return
+        if self._batch is not None:
+            self._batch.append(change)
+        else:
+            self.commit([change], message)
+
+    def commit(self, changes: list[Change], message: str) -> None:
+        """Commit `changes` now (outside any batch), then tell the listeners."""
+        if self.history is None or not changes:
+            return
+        self.history.record(changes, message)
+        for listener in self.listeners:
+            listener()
+
+    @contextmanager
+    def batch(self, message: str) -> Iterator[None]:
+        """Everything recorded inside is one commit with `message` when the
+        block ends, also when it ends with an exception (history matches the
+        files).  Nested batches join the outer one."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+        finally:
+            changes, self._batch = self._batch, None
+            self.commit(changes, message)

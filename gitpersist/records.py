@@ -1,0 +1,119 @@
+"""The store's files on disk: read, write, remove and list them, with errors
+that name the file.
+
+`RecordFiles` is `gitpersist.files` bound to one store folder and its
+options (fsync, file and folder modes).  It holds no state but those
+options and no lock: callers that write hold the store's write lock
+(`gitpersist.locking`).
+
+Guarantees (on top of `gitpersist.files`: atomic replace, no symlink
+followed, FIFOs refused):
+
+* A write or removal that fails raises `StoreError` naming the file, and
+  "store folder ... is missing" when the store folder itself is gone.
+* A read that fails for any reason but absence raises `CorruptRecord`
+  naming the file: a folder, a symlink or an unreadable file where a record
+  should be is a broken record, not a missing one.
+* `record_files` lists the record files of a type folder (folders and
+  names `paths.split_record_path` refuses are skipped; the temp files of
+  writers that are gone are removed on the way).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from . import files, paths
+from .errors import CorruptRecord, StoreError
+from .layout import META_DIR
+
+
+class RecordFiles:
+    """The files below `root` (relpaths use ``/``)."""
+
+    def __init__(self, root: str, *, fsync: bool, file_mode: int, dir_mode: int) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.file_mode = file_mode
+        self.dir_mode = dir_mode
+
+    def path(self, relpath: str) -> str:
+        return os.path.join(self.root, *relpath.split("/"))
+
+    def read(self, relpath: str, path: str | None = None) -> tuple[bytes, os.stat_result] | None:
+        """Content and stat of the file, or None if there is none."""
+        path = path or self.path(relpath)
+        try:
+            return files.read(path)
+        except OSError as exc:
+            raise CorruptRecord(path, exc.strerror or str(exc)) from None
+
+    def exists(self, relpath: str) -> bool:
+        return os.path.lexists(self.path(relpath))
+
+    def is_folder(self, relpath: str) -> bool:
+        return os.path.isdir(self.path(relpath))
+
+    @staticmethod
+    def signature(path: str) -> tuple[int, int, int]:
+        """The signature (`files.signature`) of the file at `path` now."""
+        return files.signature(os.lstat(path))
+
+    def write(self, relpath: str, data: bytes) -> os.stat_result:
+        """Replace the file atomically (durably with fsync); its new stat."""
+        try:
+            return files.write_atomic(self.root, relpath, data, fsync=self.fsync,
+                                      file_mode=self.file_mode, dir_mode=self.dir_mode)
+        except FileNotFoundError:
+            raise StoreError(f"store folder {self.root} is missing") from None
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.path(relpath)}: {exc.strerror}") from None
+
+    def remove(self, relpath: str) -> bool:
+        """Remove the file; False if there was none."""
+        try:
+            return files.remove(self.root, relpath, fsync=self.fsync)
+        except OSError as exc:
+            raise StoreError(f"cannot delete {self.path(relpath)}: "
+                             f"{exc.strerror or exc}") from None
+
+    def shards(self, folder: str) -> list[tuple[str, str]]:
+        """(relpath, path) of each shard folder of the folder `folder`
+        (a type folder, or one in the secrets folder); none if it is
+        missing."""
+        try:
+            entries = list(os.scandir(self.path(folder)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [(f"{folder}/{entry.name}", entry.path) for entry in entries
+                if entry.is_dir(follow_symlinks=False)]
+
+    def record_files(self, relfolder: str, folder: str | None = None) -> Iterator[tuple[str, str]]:
+        """(relpath, path) of the record files in the shard folder
+        `relfolder`; stale temp files there are removed."""
+        for file in os.scandir(folder or self.path(relfolder)):
+            if files.is_stale_temp(file.name):
+                files.unlink_quietly(file.path)
+            elif paths.split_record_path(f"{relfolder}/{file.name}") is not None:
+                yield f"{relfolder}/{file.name}", file.path
+
+
+def open_store_folder(root: str, dir_mode: int) -> None:
+    """Make sure `root` and its meta folder exist (created `dir_mode`: a
+    store folder made here is private, git's objects in it are 0444), and
+    refuse a meta folder that is a symlink or not a folder."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise StoreError(f"store path {root} exists and is not a folder")
+    meta = os.path.join(root, META_DIR)
+    try:
+        os.makedirs(root, mode=dir_mode, exist_ok=True)
+        if not os.path.lexists(meta):
+            os.mkdir(meta, dir_mode)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create store folder {root}: {exc.strerror}") from None
+    if os.path.islink(meta) or not os.path.isdir(meta):
+        raise StoreError(f"{meta} is a symlink or not a folder: the store never "
+                         "follows a symlink")
