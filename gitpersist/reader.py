@@ -107,6 +107,11 @@ class OnDisk:
         """The record file's blob id (None: no file)."""
         return None if self.found is None else encoding.revision_of(self.found[0])
 
+    @property
+    def document(self) -> Document | None:
+        """The whole record's document (None: absent or broken)."""
+        return None if self.entry is None else self.entry.document
+
     @cached_property
     def entry(self) -> Entry | None:
         """The whole record; None if absent or broken (a broken record may

@@ -128,6 +128,7 @@ class Store:
         self._describe = describe or describe_change
         self._closed = False
         self._syncer: Syncer | None = None
+        self._history: History | None = None
         self._watcher: Watcher | None = None
         self._files = RecordFiles(self.root, fsync=opts.fsync, file_mode=opts.file_mode,
                                   dir_mode=opts.dir_mode)
@@ -241,7 +242,8 @@ class Store:
             now = self._current(record.relpath, expect, record.hidden)
             self._check_expected(type, id, expect, now)
             self._recorder.before_change(record.relpath)
-            kept = self._sides.stage(record, now and now.side, now and now.public_revision)
+            kept = (self._sides.stage(record, now.side, now.public_revision) if now
+                    else self._sides.stage(record, None, None))
             stat = self._files.write(record.relpath, record.public_data)
             self._sides.settle(record, kept)
             if self._watcher is not None:
@@ -265,9 +267,9 @@ class Store:
             self._sides.remove(relpath)         # after the record: never torn
             self._cache.removed(type, id)
             if removed and self._recorder.active:
-                old = now and now.entry
-                self._recorder.record(Change(relpath, None, None), message or self._describe(
-                    type, id, self._codec.public(type, old and old.document), None))
+                old = self._codec.public(type, now.document if now else None)
+                self._recorder.record(Change(relpath, None, None),
+                                      message or self._describe(type, id, old, None))
         return removed
 
     @contextmanager
@@ -375,8 +377,7 @@ class Store:
             self._syncer.close()
         if self._history is not None:
             self._history.close()
-        if hasattr(self, "_lock"):
-            self._lock.close()
+        self._lock.close()
         if self._watcher is not None:
             self._watcher.close()
 
@@ -391,23 +392,18 @@ class Store:
 
     # -- internals -----------------------------------------------------------
 
-    @property
-    def _history(self) -> History | None:
-        recorder = getattr(self, "_recorder", None)
-        return None if recorder is None else recorder.history    # type: ignore[return-value]
-
     def _open_history(self) -> None:
         """The git history; a sync cut short finishes first, then recovery
         commits what differs from HEAD."""
         from .history import History   # GitPython loads only when needed
         opts = self.options
-        self._recorder.history = History(
+        self._recorder.history = self._history = History(
             self.root, lock=self._lock.exclusive, author=opts.author,
             commit_mode=opts.commit_mode, commit_delay=opts.commit_delay, fsync=opts.fsync)
         with self._lock.exclusive():
             from .sync import finish_interrupted
             finish_interrupted(self)
-            self._recorder.history.recover()   # type: ignore[attr-defined]
+            self._history.recover()
 
     def _declare(self, document: Document, wanted: secret.Fields) -> list[str]:
         """Take the secret fields `document` declares plus `wanted`; return
@@ -460,10 +456,8 @@ class Store:
         their secret fields (it may quote values)."""
         if not self._recorder.active:
             return ""
-        old = now and now.entry
-        return self._describe(record.type, record.id,
-                              self._codec.public(record.type, old and old.document),
-                              record.public)
+        old = self._codec.public(record.type, now.document if now else None)
+        return self._describe(record.type, record.id, old, record.public)
 
     def _require_history(self) -> History:
         if self._history is None:
