@@ -37,6 +37,7 @@ import orjson
 
 from . import paths
 from .codec import Document
+from .changelog import ChangeLog
 from .errors import ConfigError, CorruptRecord, InvalidDocument
 from .reader import Entry, Reader
 from .records import RecordFiles
@@ -113,9 +114,10 @@ class TypeCache:
 class Cache:
     """The records of the store whose files are `files`, read by `reader`."""
 
-    def __init__(self, files: RecordFiles, reader: Reader, sides: SideFiles,
+    def __init__(self, files: RecordFiles, reader: Reader, sides: SideFiles, log: ChangeLog,
                  indexes: Mapping[str, Mapping[str, IndexKey]]) -> None:
         self._files = files
+        self._log = log
         self._reader = reader
         self._sides = sides
         self._index_keys = {paths.check_type(type): {name: key_function(name, key)
@@ -296,7 +298,13 @@ class Cache:
         self._add(cache, entry)
 
     def _apply_changes(self) -> None:
-        """Apply the paths the watcher reported since the last call."""
+        """Apply what the change log and the watcher reported since the
+        last call."""
+        news = self._log.news()
+        if news is None:
+            self._forget(None)
+        for relpath, revision in news or ():
+            self._logged(relpath, revision)
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, set()
             dirty_all, self._dirty_all = self._dirty_all, False
@@ -322,6 +330,24 @@ class Cache:
                 LOG.warning("%s: reloading %s after %s: %s", self._files.root, type,
                             relpath, exc)
                 self._forget(type)
+
+    def _logged(self, relpath: str, revision: str | None) -> None:
+        """A store wrote `relpath` with `revision` (None: removed): unless
+        the cache holds just that, the next read of it goes to the file,
+        whatever the file's signature says."""
+        type = relpath.split("/", 1)[0]
+        cache = self._types.get(type)
+        if cache is None:
+            return
+        id = cache.id_of_path.get(relpath)
+        entry = cache.entries.get(id) if id is not None else None
+        if entry is not None and entry.revision == revision:
+            return
+        if entry is not None:
+            self._discard(cache, type, entry.document["id"])
+        cache.corrupt.pop(relpath, None)
+        if cache.complete:
+            self._sync_file(cache, relpath)
 
     def _folder_changed(self, cache: TypeCache, relfolder: str) -> None:
         """A folder appeared, vanished or moved: resync what lies below it."""

@@ -41,15 +41,13 @@ import orjson
 from . import encoding, files, paths
 from .errors import CorruptRecord, LockTimeout, StoreError
 from .locate import find_repo, uses_git
-from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_FILES
+from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_FILES, META_NAMES
 
 # Fields that name another record: (type, field) -> referenced type.
 REFERENCES: dict[tuple[str, str], str] = {
     ("snapshots", "volume_id"): "volumes",
     ("connections", "volume_id"): "volumes",
 }
-# What the store itself keeps in its metadata folder.
-_META_NAMES = frozenset({"format.json", ".gitignore", "write.lock"})
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
                  "C": "copied", "U": "unmerged", "T": "type changed", "?": "new",
@@ -178,7 +176,7 @@ class _Checker:
             relpath = f"{META_DIR}/{entry.name}"
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
-            elif entry.name in _META_NAMES and entry.is_file():
+            elif entry.name in META_NAMES and entry.is_file():
                 self.check_mode(relpath, entry.stat(follow_symlinks=False))
             elif entry.name == "secrets" and entry.is_dir():
                 self.check_secrets(relpath)

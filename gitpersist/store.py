@@ -61,6 +61,7 @@ import orjson
 
 from . import encoding, files, options, paths, secret
 from .cache import Cache, CacheListener, IndexKey
+from .changelog import UNKNOWN, ChangeLog
 from .codec import Codec, Document, Prepared
 from .errors import ConflictError, CorruptRecord, StoreError
 from .formatfile import FormatFile
@@ -135,9 +136,11 @@ class Store:
         self._codec = Codec()
         self._sides = SideFiles(self._files, self._codec)
         self._reader = Reader(self._files, self._sides, self._codec)
-        self._cache = Cache(self._files, self._reader, self._sides, indexes or {})
+        self._log = ChangeLog(self._files)
+        self._cache = Cache(self._files, self._reader, self._sides, self._log, indexes or {})
         open_store_folder(self.root, opts.dir_mode)
         self._lock = WriteLock(self.root, timeout=opts.lock_timeout, file_mode=opts.file_mode)
+        self._log.open()
         self._format = FormatFile(self._files, self._lock.exclusive)
         grown = self._declare(self._format.open(wanted), wanted)
         self._recorder = Recorder(None)
@@ -246,6 +249,7 @@ class Store:
                     else self._sides.stage(record, None, None))
             stat = self._files.write(record.relpath, record.public_data)
             self._sides.settle(record, kept)
+            self._log.wrote(record.relpath, record.revision)
             if self._watcher is not None:
                 self._watcher.watch_type(type, resync=False)
             self._cache.stored(Entry(record.relpath, record.document, record.data,
@@ -265,6 +269,8 @@ class Store:
             self._recorder.before_change(relpath)
             removed = self._files.remove(relpath)
             self._sides.remove(relpath)         # after the record: never torn
+            if removed:
+                self._log.wrote(relpath, None)
             self._cache.removed(type, id)
             if removed and self._recorder.active:
                 old = self._codec.public(type, now.document if now else None)
@@ -343,7 +349,7 @@ class Store:
             self._files.remove(relpath)
         else:
             self._files.write(relpath, data)
-        self._cache.changed(relpath, False)
+        self._log.wrote(relpath, None if data is None else UNKNOWN)
 
     def adopt_format(self) -> None:
         """After a sync wrote another host's format file: keep the secret
@@ -380,6 +386,7 @@ class Store:
         self._lock.close()
         if self._watcher is not None:
             self._watcher.close()
+        self._log.close()
 
     def __enter__(self) -> Store:
         return self

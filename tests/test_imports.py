@@ -47,3 +47,18 @@ def test_no_module_uses_another_modules_private_names():
                     and not node.attr.startswith("__")):
                 found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert found == []
+
+
+def test_every_module_is_in_a_layer():
+    import tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [contract] = config["tool"]["importlinter"]["contracts"]
+    layered = {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+    ours = set()
+    for path in modules():
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] != "__init__" and len(parts) == 2:     # subpackages are layers whole
+            ours.add(".".join(parts))
+        elif len(parts) == 3 and parts[-1] == "__init__":
+            ours.add(".".join(parts[:2]))
+    assert ours - layered == set()

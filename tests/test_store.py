@@ -321,23 +321,36 @@ def test_expect_revision(store):
 
 
 def test_a_conflict_refreshes_the_cache_even_with_no_watcher(tmp_path):
-    """With watch="off" nothing tells the cache of another process's write;
-    a failed expect= has read the file, and the retry's read sees it."""
-    with Store(tmp_path, watch="off", indexes={"t": {"k": None}}) as a, \
-            Store(tmp_path, watch="off") as b:
+    """With watch="off" nothing tells the cache of a hand edit; a failed
+    expect= has read the file, and the retry's read sees it."""
+    with Store(tmp_path, watch="off", indexes={"t": {"k": None}}) as a:
         rev = a.put("t", "x", {"k": 1})
-        b.put("t", "x", {"k": 2})
-        b.put("t", "y", {"k": 3})
+        path = tmp_path / paths.record_path("t", "x")
+        path.write_text('{"id": "x", "k": 2}')
         assert a.get("t", "x")["k"] == 1          # stale, as documented
         with pytest.raises(ConflictError):
             a.put("t", "x", {"k": 9}, expect=rev)
         assert a.get("t", "x")["k"] == 2
         assert [d["id"] for d in a.find("t", k=2)] == ["x"] and a.find("t", k=1) == []
         a.put("t", "x", {"k": 10}, expect=a.revision("t", "x"))
-        b.delete("t", "x")
+        path.unlink()
         with pytest.raises(ConflictError):
             a.put("t", "x", {"k": 11}, expect=a.revision("t", "x"))
         assert a.get("t", "x") is None
+
+
+def test_another_stores_writes_are_seen_at_once_without_a_watcher(tmp_path):
+    """The change log (gitpersist.changelog): no watcher, no event, no stale read."""
+    with Store(tmp_path, watch="off", indexes={"t": {"k": None}}) as a, \
+            Store(tmp_path, watch="off") as b:
+        a.put("t", "x", {"k": 1})
+        assert [d["id"] for d in a.find("t")] == ["x"]      # the type is complete
+        b.put("t", "x", {"k": 2})
+        b.put("t", "y", {"k": 3})
+        assert a.get("t", "x")["k"] == 2
+        assert [d["id"] for d in a.find("t", k=3)] == ["y"] and a.find("t", k=1) == []
+        b.delete("t", "x")
+        assert a.get("t", "x") is None and [d["id"] for d in a.all("t")] == ["y"]
 
 
 def test_cache_answers_without_disk(tmp_path):

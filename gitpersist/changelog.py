@@ -1,0 +1,144 @@
+"""The change log, ``.gitpersist/changes``: every record file a store writes,
+one line each, so that every process's cache sees every acknowledged write
+without the watcher.
+
+The watcher is an accelerator, not the authority: its events can be lost
+(a dead thread under eventlet, an inotify limit, a network file system that
+sends none) and file signatures can repeat (coarse timestamps and reused
+inodes).  The change log cannot be lost that way: a writer appends
+``<revision> <relpath>`` (``-`` for a deletion, ``?`` for a revision it
+does not know) after replacing the file and before its write returns, and a
+reader checks the log's size (one ``stat``) before every read and applies
+the lines that are new.  A line whose revision is what the cache holds costs
+nothing more (a process's own writes); any other makes the next read of
+that record go to the file, whatever its signature says.
+
+Guarantees (tests: ``tests/test_changelog.py``, ``tests/test_coherence.py``):
+
+* A read in any process on this host returns every write acknowledged by
+  any process through a `Store` before the read began, in every watch mode
+  (``"off"`` included), under eventlet and on file systems with coarse
+  timestamps.  Changes made by other means (a hand edit, ``git pull``)
+  reach the cache through the watcher, or through `Store.changed`.
+* The log stays small: past `MAX_SIZE` bytes a writer replaces it with an
+  empty one (a new file); a reader that sees a new file forgets its whole
+  cache once.  Lines are appended with one ``write`` under the store's
+  write lock, so they never interleave; a reader uses only whole lines.
+* A writer killed between replacing a record file and appending its line
+  leaves that change to the watcher (the write did not return).
+
+Locking rule: `wrote` is called with the store's write lock held; `news`
+with the cache's lock held.  The two sides keep their own descriptors.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .layout import CHANGES_FILE
+from .records import RecordFiles
+
+UNKNOWN = "?"
+DELETED = "-"
+
+
+class ChangeLog:
+    """The change log of the store whose files are `files`."""
+
+    MAX_SIZE = 4 << 20      # bytes: about 40,000 lines
+
+    def __init__(self, files: RecordFiles) -> None:
+        self._files = files
+        self.path = files.path(CHANGES_FILE)
+        self._in = -1               # reader's descriptor, and the file it reads
+        self._in_id: tuple[int, int] | None = None
+        self._offset = 0
+
+    def open(self) -> None:
+        """Take note of where the log is (what came before is on disk
+        already); a writable store's log is made now if missing, so that
+        readers do not see it appear later (and forget everything)."""
+        try:
+            os.close(self._append())
+        except OSError:
+            pass    # a read-only store: nothing will be written
+        stat = self._stat()
+        self._reopen(None if stat is None else _identity(stat), 0 if stat is None else stat.st_size)
+
+    # -- writers (the store's write lock held) -----------------------------------
+
+    def wrote(self, relpath: str, revision: str | None) -> None:
+        """Record that the file at `relpath` now has `revision` (None:
+        removed; `UNKNOWN`: not known)."""
+        line = f"{revision or DELETED} {relpath}\n".encode("utf-8", "surrogateescape")
+        fd = self._append()
+        try:
+            if os.fstat(fd).st_size + len(line) > self.MAX_SIZE:
+                os.close(fd)
+                fd = -1
+                self._files.write(CHANGES_FILE, b"")       # a new, empty log
+                fd = self._append()
+            os.write(fd, line)      # O_APPEND: one write, whole
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def close(self) -> None:
+        if self._in >= 0:
+            os.close(self._in)
+            self._in = -1
+
+    def _append(self) -> int:
+        """A descriptor appending to the log, made if missing.  Not kept
+        open between writes: a file open for writing would keep its file
+        system from being remounted read-only (about 5 us a write)."""
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                       | os.O_CLOEXEC, self._files.file_mode)
+
+    # -- readers (the cache's lock held) -----------------------------------------
+
+    def news(self) -> list[tuple[str, str | None]] | None:
+        """(relpath, revision) of each line appended since the last call;
+        None when anything may have changed (the log was replaced): forget
+        everything."""
+        stat = self._stat()
+        identity = None if stat is None else _identity(stat)
+        if identity != self._in_id or (stat is not None and stat.st_size < self._offset):
+            self._reopen(identity, 0 if stat is None else stat.st_size)
+            return None
+        if stat is None or stat.st_size == self._offset:
+            return []
+        data = os.pread(self._in, stat.st_size - self._offset, self._offset)
+        end = data.rfind(b"\n") + 1         # whole lines only: the rest next time
+        self._offset += end
+        found = []
+        for line in data[:end].decode("utf-8", "surrogateescape").splitlines():
+            revision, _, relpath = line.partition(" ")
+            if relpath:
+                found.append((relpath, None if revision == DELETED else revision))
+        return found
+
+    def _stat(self) -> os.stat_result | None:
+        try:
+            return os.stat(self.path)
+        except FileNotFoundError:
+            return None
+
+    def _reopen(self, identity: tuple[int, int] | None, offset: int) -> None:
+        if self._in >= 0:
+            os.close(self._in)
+            self._in = -1
+        self._in_id, self._offset = identity, offset
+        if identity is not None:
+            try:
+                self._in = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self._in_id = None
+                return
+            stat = os.fstat(self._in)
+            if _identity(stat) != identity:     # replaced in between
+                self._in_id, self._offset = _identity(stat), stat.st_size
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
