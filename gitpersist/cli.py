@@ -447,12 +447,14 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     root = _root(args)
     if not os.path.isdir(os.path.join(root, META_DIR)):
         _require_store(root)
+    from .cinder import schema     # cinderlib's references (plain data, no cinderlib)
     with Progress("fsck") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.advance(done - bar.done)
         problems = fsck.check(root, repair=args.repair, progress=progress,
-                              file_mode=args.file_mode, dir_mode=args.dir_mode)
+                              file_mode=args.file_mode, dir_mode=args.dir_mode,
+                              rules=schema.RULES)
     if args.json:
         _print_json([{"kind": p.kind, "path": p.path, "message": p.message,
                       "repairable": p.repairable, "repaired": p.repaired, "note": p.note}
