@@ -12,3 +12,15 @@ what goes with it, as an application of the generic store.
 `records` and `plugin` need cinderlib (``pip install gitpersist[cinderlib]``);
 this package itself imports nothing.
 """
+
+from __future__ import annotations
+
+INSTALL = "install gitpersist[cinderlib] (with its constraints file)"
+
+
+def missing_cinderlib(exc: ImportError) -> ImportError:
+    """The error to raise when the cinderlib stack cannot be imported: of
+    `exc`'s class (ModuleNotFoundError when a module is absent), saying what
+    to install."""
+    return type(exc)(f"gitpersist's cinderlib plugin needs cinderlib: {INSTALL} ({exc})",
+                     name=exc.name, path=exc.path)
