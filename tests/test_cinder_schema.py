@@ -57,7 +57,7 @@ def test_schema_fsck_and_the_cli_import_without_the_cinderlib_stack(python_witho
     done = python_without("""
         import sys
         import gitpersist.cinder.schema, gitpersist.fsck, gitpersist.cli
-        import gitpersist.transfer
+        import gitpersist.transfer, gitpersist.cinder.migrate
         loaded = sorted(name for name in sys.modules
                         if name.split(".")[0] in ("cinderlib", "cinder")
                         or name.startswith("oslo"))
