@@ -4,7 +4,9 @@ Guarantees:
 
 * `export` returns one JSON document holding every record of every type,
   sorted by type and id, with the store's format version and its secret
-  fields (`write_file` creates the file 0600: it holds them).
+  fields (`write_file` creates the file 0600: it holds them), and how many
+  corrupt record files it left out (`Store.corrupt`, whatever the logging
+  configuration: the CLI then fails).
 * `read_export` checks the whole document before anything is written: a
   bad type, id or value is an error naming it, and nothing is stored.
   `import_export` then stores the records, added or replaced, never
@@ -88,29 +90,15 @@ def write_file(path: str, data: bytes) -> None:
 # -- export ------------------------------------------------------------------
 
 def export(store: Store) -> tuple[dict[str, Any], int]:
-    """(the export document, how many corrupt record files were left out)."""
-    import logging
-
-    class Count(logging.Handler):
-        skipped = 0
-
-        def emit(self, record: logging.LogRecord) -> None:
-            Count.skipped += 1
-
-    # Store.all() skips a corrupt file with a warning; count those warnings
-    # so the caller can tell an export is incomplete.
-    counter = Count(logging.WARNING)
-    logger = logging.getLogger("gitpersist.store")
-    logger.addHandler(counter)
-    try:
-        types = {type: store.all(type) for type in store.types()}
-    finally:
-        logger.removeHandler(counter)
+    """(the export document, how many corrupt record files were left out:
+    those `Store.corrupt` names, which a listing skips)."""
+    types = {type: store.all(type) for type in store.types()}
+    skipped = sum(len(store.corrupt(type)) for type in types)
     document = {EXPORT_KEY: EXPORT_VERSION, "format": FORMAT_VERSION,
                 "types": {type: records for type, records in types.items() if records}}
     if store.secret_fields:     # so that an import keeps them out of git too
         document["secret_fields"] = store.secret_fields
-    return document, Count.skipped
+    return document, skipped
 
 
 def secret_fields_of(document: dict[str, Any], source: str) -> dict[str, Any] | None:
