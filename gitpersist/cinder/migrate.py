@@ -67,6 +67,8 @@ def load_cinderlib(dump: Any, source: str = "import") -> list[tuple[str, Any]]:
     a volume with snapshots when the backend is not loaded.)"""
     from cinder.objects import base as cinder_base_ovo
     from cinderlib import objects
+
+    from .plugin import NamedBackend
     items = dump if isinstance(dump, list) else [dump]
     found: list[tuple[str, Any]] = []
     for index, item in enumerate(items):
@@ -81,20 +83,12 @@ def load_cinderlib(dump: Any, source: str = "import") -> list[tuple[str, Any]]:
             try:
                 ovo = cinder_base_ovo.CinderObject.obj_from_primitive(
                     data["ovo"], objects.Object.CONTEXT)
-                obj = getattr(objects, cls)._load(_NamedBackend(name), ovo, save=False)
+                obj = getattr(objects, cls)._load(NamedBackend(name), ovo, save=False)
             except Exception as exc:    # whatever cinderlib's parsing hits
                 raise TransferError(f"{where}: not a {cls} cinderlib can load "
                                     f"({type(exc).__name__}: {exc})") from None
             found.extend(_with_children(obj))
     return found
-
-
-class _NamedBackend:
-    """Stands in for a backend this process has not loaded: cinderlib's
-    objects only ask it for its name (`id`)."""
-
-    def __init__(self, name: str | None) -> None:
-        self.id = name
 
 
 def _with_children(obj: Any) -> list[tuple[str, Any]]:

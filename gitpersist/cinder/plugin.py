@@ -186,13 +186,14 @@ def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**parsed, **dataclasses.asdict(store)}
 
 
-class _Unloaded:
+class NamedBackend:
     """Stands in for a Backend this process has not loaded while a cinderlib
-    object is built (cinderlib looks names up and, with its default
-    ``fail_on_missing_backend=True``, refuses unknown ones); the object then
-    gets the backend's name, as it would with that option off."""
+    object is built: cinderlib's objects only ask it for its name (`id`).
+    (cinderlib looks names up and, with its default
+    ``fail_on_missing_backend=True``, refuses unknown ones; the object then
+    gets the backend's name, as it would with that option off.)"""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str | None) -> None:
         self.id = name
 
 
@@ -223,7 +224,7 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         """Close the store (pending commits land first)."""
         self.store.close()
 
-    def sync(self):  # -> gitpersist.sync.SyncReport
+    def sync(self) -> Any:  # a gitpersist.sync.SyncReport
         """Pull the other hosts' changes from the ``remote`` and push this
         host's (see `gitpersist.sync`); raises `SyncError` naming the remote."""
         return self.store.sync()
@@ -233,19 +234,22 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
 
     # -- reading ---------------------------------------------------------------
 
-    def get_volumes(self, volume_id=None, volume_name=None, backend_name=None):
+    def get_volumes(self, volume_id: str | None = None, volume_name: str | None = None,
+                    backend_name: str | None = None) -> list[cl_objects.Volume]:
         return self._build(self._volume, volume_id, self._find(
             VOLUMES, volume_id, display_name=volume_name, backend=backend_name))
 
-    def get_snapshots(self, snapshot_id=None, snapshot_name=None, volume_id=None):
+    def get_snapshots(self, snapshot_id: str | None = None, snapshot_name: str | None = None,
+                      volume_id: str | None = None) -> list[cl_objects.Snapshot]:
         return self._build(self._snapshot, snapshot_id, self._find(
             SNAPSHOTS, snapshot_id, display_name=snapshot_name, volume_id=volume_id))
 
-    def get_connections(self, connection_id=None, volume_id=None):
+    def get_connections(self, connection_id: str | None = None,
+                        volume_id: str | None = None) -> list[cl_objects.Connection]:
         return self._build(self._connection, connection_id, self._find(
             CONNECTIONS, connection_id, volume_id=volume_id))
 
-    def get_key_values(self, key=None):
+    def get_key_values(self, key: str | None = None) -> list[cl_objects.KeyValue]:
         docs = self._find(KEY_VALUES, key)
         return [cl_objects.KeyValue(doc["id"], doc.get("value")) for doc in docs]
 
@@ -300,7 +304,7 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         name = backend_of_host(ovo.host)
         backend = _backend(name)
         unloaded = backend is None and name is not None
-        volume = cl_objects.Volume(_Unloaded(name) if unloaded else backend, __ovo=ovo)
+        volume = cl_objects.Volume(NamedBackend(name) if unloaded else backend, __ovo=ovo)
         # cinderlib built the snapshots' and connections' objects (in order).
         for type, resource, record in [
                 (VOLUMES, volume, doc),
@@ -324,7 +328,7 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         if _backend(name) is not None or not name:
             snapshot = cl_objects.Snapshot(None, __ovo=ovo)
         else:
-            snapshot = cl_objects.Snapshot(None, backend=_Unloaded(name), __ovo=ovo)
+            snapshot = cl_objects.Snapshot(None, backend=NamedBackend(name), __ovo=ovo)
             snapshot.backend = name
         return self._remember(SNAPSHOTS, snapshot, doc)
 
@@ -349,35 +353,35 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
 
     # -- writing ---------------------------------------------------------------
 
-    def set_volume(self, volume):
+    def set_volume(self, volume: cl_objects.Volume) -> None:
         self._save(VOLUMES, volume, volume_record(volume._ovo))
         super().set_volume(volume)
 
-    def set_snapshot(self, snapshot):
+    def set_snapshot(self, snapshot: cl_objects.Snapshot) -> None:
         self._save(SNAPSHOTS, snapshot, ovo_record(snapshot._ovo))
         super().set_snapshot(snapshot)
 
-    def set_connection(self, connection):
+    def set_connection(self, connection: cl_objects.Connection) -> None:
         self._save(CONNECTIONS, connection, ovo_record(connection._ovo))
         super().set_connection(connection)
 
-    def set_key_value(self, key_value):
+    def set_key_value(self, key_value: cl_objects.KeyValue) -> None:
         self.store.put(KEY_VALUES, key_value.key, {"value": key_value.value})
         super().set_key_value(key_value)
 
-    def delete_volume(self, volume):
+    def delete_volume(self, volume: cl_objects.Volume) -> None:
         self._delete(VOLUMES, volume, {"status": "deleted"})
         super().delete_volume(volume)
 
-    def delete_snapshot(self, snapshot):
+    def delete_snapshot(self, snapshot: cl_objects.Snapshot) -> None:
         self._delete(SNAPSHOTS, snapshot, {"status": "deleted"})
         super().delete_snapshot(snapshot)
 
-    def delete_connection(self, connection):
+    def delete_connection(self, connection: cl_objects.Connection) -> None:
         self._delete(CONNECTIONS, connection, {"attach_status": "deleted"})
         super().delete_connection(connection)
 
-    def delete_key_value(self, key_value):
+    def delete_key_value(self, key_value: cl_objects.KeyValue) -> None:
         self.store.delete(KEY_VALUES, key_value.key)
         super().delete_key_value(key_value)
 
