@@ -6,10 +6,9 @@ thing wrong, each naming its file (relative to the store root).  It checks:
 * the format file (present, parses, a format this version understands);
 * every record file: it parses as a JSON object with a string ``"id"``, and
   that id belongs at the file's path (`paths.record_path`);
-* references between records, by the `rules` an application passes in
-  (`ReferenceRules`; none by default; ``gitpersist.cinder.schema.RULES``
-  for cinderlib's: a live snapshot's and connection's ``volume_id`` name a
-  live volume);
+* references between records, by the `ReferenceRules` an application
+  passes in (none by default; the CLI passes cinderlib's): a live record's
+  reference fields name a live record of their type;
 * files and folders the store cannot account for (anything that is not a
   type folder, shard folder, record file or the store's own metadata),
   symlinks (never followed), temp files left by crashed writers, write
