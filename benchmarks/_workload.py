@@ -216,7 +216,7 @@ class Floor:
     @staticmethod
     def record(volume: Any) -> dict[str, Any]:
         """The volume's record (made untimed: only writing it is the floor)."""
-        from gitpersist.plugin import volume_record
+        from gitpersist.cinder.records import volume_record
         return {**volume_record(volume._ovo), "id": volume.id}
 
     def write(self, doc: dict[str, Any]) -> None:

@@ -447,12 +447,14 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     root = _root(args)
     if not os.path.isdir(os.path.join(root, META_DIR)):
         _require_store(root)
+    from .cinder import schema     # cinderlib's references (plain data, no cinderlib)
     with Progress("fsck") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.advance(done - bar.done)
         problems = fsck.check(root, repair=args.repair, progress=progress,
-                              file_mode=args.file_mode, dir_mode=args.dir_mode)
+                              file_mode=args.file_mode, dir_mode=args.dir_mode,
+                              rules=schema.RULES)
     if args.json:
         _print_json([{"kind": p.kind, "path": p.path, "message": p.message,
                       "repairable": p.repairable, "repaired": p.repaired, "note": p.note}
@@ -498,7 +500,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     _require_store(root)
     document = transfer.read_file(args.file)
     name = os.path.basename(args.file) if args.file != "-" else "stdin"
-    if transfer.kind_of(document, args.file) == "export":
+    if transfer.is_export(document):
         writes = transfer.read_export(document, args.file)
         # What the exported store kept local stays local here too.
         secret_fields = transfer.secret_fields_of(document, args.file)
@@ -506,12 +508,16 @@ def cmd_import(args: argparse.Namespace) -> int:
                 Progress("import") as bar:
             counts = transfer.import_export(store, writes, source=args.file, progress=bar)
     else:
+        from .cinder import migrate     # cinderlib loads only when needed
+        if not migrate.is_dump(document):
+            raise transfer.TransferError(f"{args.file}: neither a `gitpersist export` "
+                                         "document nor cinderlib dumps() output")
         _need_cinderlib("importing cinderlib dumps")
-        with _open_plugin(root) as plugin, \
-                transfer.cinderlib_persistence({"storage": plugin}):
-            objects = transfer.load_cinderlib(document, args.file)
+        with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
+                migrate.cinderlib_persistence({"storage": plugin}):
+            objects = migrate.load_cinderlib(document, args.file)
             with Progress("import") as bar:
-                counts = transfer.write_objects(
+                counts = migrate.write_objects(
                     plugin, objects, f"Import {len(objects)} cinderlib objects from {name}",
                     progress=bar)
     print(f"imported {transfer.describe_counts(counts)} from {args.file}")
@@ -522,21 +528,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     root = _root(args)
     _require_store(root)
     _need_cinderlib("migrate")
-    url, shown = args.from_db, transfer.safe_url(args.from_db)
-    transfer.check_database(url)
-    # Read everything first: opening the file plugin re-points cinder's
-    # object hooks to itself, which the db plugin's lazy loads rely on.
-    try:
-        with transfer.cinderlib_persistence({"storage": "db", "connection": url}):
-            objects = transfer.read_database()
-    except GitpersistError:
-        raise
-    except Exception as exc:    # the db plugin, oslo.db and the driver raise their own
-        raise CommandError(f"reading {shown} through cinderlib's db plugin failed: "
-                           f"{type(exc).__name__}: {exc}") from None
-    with _open_plugin(root) as plugin, Progress("migrate") as bar:
-        counts = transfer.write_objects(plugin, objects, f"Migrate from {shown}",
-                                        progress=bar)
+    from .cinder import migrate
+    shown = migrate.safe_url(args.from_db)
+    objects = migrate.from_database(args.from_db)
+    with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
+            Progress("migrate") as bar:
+        counts = migrate.write_objects(plugin, objects, f"Migrate from {shown}",
+                                       progress=bar)
     print(f"migrated {transfer.describe_counts(counts)} from {shown}")
     return 0
 
@@ -547,17 +545,6 @@ def _need_cinderlib(what: str) -> None:
     except ImportError:
         raise CommandError(f"{what} needs cinderlib: install gitpersist[cinderlib] "
                            "(with its constraints file)") from None
-
-
-@contextlib.contextmanager
-def _open_plugin(root: str) -> Iterator[Any]:
-    """cinderlib's file plugin on the store at `root` (git as `_open`)."""
-    from .plugin import FilePersistence     # cinderlib loads only when needed
-    plugin = FilePersistence(path=root, git=uses_git(root), watch="off")
-    try:
-        yield plugin
-    finally:
-        plugin.close()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ thing wrong, each naming its file (relative to the store root).  It checks:
 * the format file (present, parses, a format this version understands);
 * every record file: it parses as a JSON object with a string ``"id"``, and
   that id belongs at the file's path (`paths.record_path`);
-* references between cinderlib records: a live (not soft-deleted)
-  snapshot's and connection's ``volume_id`` name a live volume;
+* references between records, by the `ReferenceRules` an application
+  passes in (none by default; the CLI passes cinderlib's): a live record's
+  reference fields name a live record of their type;
 * files and folders the store cannot account for (anything that is not a
   type folder, shard folder, record file or the store's own metadata),
   symlinks (never followed), temp files left by crashed writers, write
@@ -31,9 +32,11 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import filelock
 import orjson
@@ -43,17 +46,37 @@ from .errors import CorruptRecord, LockTimeout, StoreError
 from .locate import find_repo, uses_git
 from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_FILES, META_NAMES
 
-# Fields that name another record: (type, field) -> referenced type.
-REFERENCES: dict[tuple[str, str], str] = {
-    ("snapshots", "volume_id"): "volumes",
-    ("connections", "volume_id"): "volumes",
-}
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
                  "C": "copied", "U": "unmerged", "T": "type changed", "?": "new",
                  "!": "new (ignored by git)"}
 
 Progress = Callable[[int, int], None]
+
+
+class ReferenceRules(Protocol):
+    """What `check` checks between records: an application's schema."""
+
+    @property
+    def references(self) -> Mapping[tuple[str, str], str]:
+        """(type, field) -> the type whose record the field's value names."""
+        ...
+
+    def live(self, document: Mapping[str, Any]) -> bool:
+        """Whether a record takes part: only a live record's references are
+        checked, and only a live record satisfies one."""
+        ...
+
+
+class _NoReferences:
+    references: Mapping[tuple[str, str], str] = MappingProxyType({})
+
+    @staticmethod
+    def live(document: Mapping[str, Any]) -> bool:
+        return True
+
+
+NO_REFERENCES: ReferenceRules = _NoReferences()
 
 
 @dataclass(frozen=True)
@@ -80,17 +103,19 @@ class Problem:
 
 def check(root: str | os.PathLike[str], *, repair: bool = False,
           git: bool | None = None, file_mode: int = 0o600, dir_mode: int = 0o700,
-          lock_timeout: float = 30.0, progress: Progress | None = None) -> list[Problem]:
+          lock_timeout: float = 30.0, progress: Progress | None = None,
+          rules: ReferenceRules = NO_REFERENCES) -> list[Problem]:
     """Check the store at `root`; with `repair`, fix what is safe.
 
-    `git=None` decides by `locate.uses_git`.  `progress(done, total)` is
+    `git=None` decides by `locate.uses_git`.  `rules` are the references
+    between records to check (default: none).  `progress(done, total)` is
     called as shard folders are checked.  Raises `StoreError` if `root` is
     not a folder, and `LockTimeout` if `repair` cannot take the write lock.
     """
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         raise StoreError(f"store path {root} is not a folder")
-    checker = _Checker(root, repair, file_mode, dir_mode, progress)
+    checker = _Checker(root, repair, file_mode, dir_mode, progress, rules)
     with checker.locked(lock_timeout):
         checker.check_meta()
         checker.check_tree()
@@ -107,7 +132,7 @@ def clean(problems: list[Problem]) -> bool:
 
 class _Checker:
     def __init__(self, root: str, repair: bool, file_mode: int, dir_mode: int,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, rules: ReferenceRules) -> None:
         self.root = root
         self.repair = repair
         self.file_mode, self.dir_mode = file_mode, dir_mode
@@ -115,6 +140,10 @@ class _Checker:
         self.problems: list[Problem] = []
         self.ids: dict[str, set[str]] = {}           # type -> ids found
         self.references: list[tuple[str, str, str, str]] = []   # relpath, field, type, id
+        self.live = rules.live
+        self.fields: dict[str, list[tuple[str, str]]] = {}      # type -> [(field, target)]
+        for (source, field), target in rules.references.items():
+            self.fields.setdefault(source, []).append((field, target))
 
     # -- reporting -----------------------------------------------------------
 
@@ -321,11 +350,11 @@ class _Checker:
             self.report("id-mismatch", relpath,
                         f"holds id {id!r}, which belongs at {expected}")
             return
-        if document.get("deleted") is True:     # soft-deleted: names nothing, is named by none
+        if not self.live(document):     # e.g. soft-deleted: names nothing, is named by none
             return
         self.ids[type].add(id)
-        for (source, field), target in REFERENCES.items():
-            value = document.get(field) if source == type else None
+        for field, target in self.fields.get(type, ()):
+            value = document.get(field)
             if isinstance(value, str):
                 self.references.append((relpath, field, target, value))
 

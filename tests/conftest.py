@@ -81,3 +81,41 @@ def cinderlib_setup(tmp_path):
                 delattr(cls, name)
         else:
             setattr(cls, name, method)
+
+
+# -- a Python without the cinderlib stack ------------------------------------------
+
+_BLOCKER = """\
+import sys
+
+
+class _Blocked:
+    \"\"\"Makes the modules named in argv[1] (and their submodules) absent.\"\"\"
+
+    def __init__(self, names):
+        self.names = names
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Blocked(set(sys.argv[1].split(","))))
+"""
+CINDERLIB_STACK = ("cinderlib", "cinder", "oslo_config", "oslo_utils",
+                   "oslo_versionedobjects", "oslo_db", "oslo_log", "sqlalchemy")
+
+
+@pytest.fixture
+def python_without():
+    """``run(code, blocked=CINDERLIB_STACK)``: run `code` in a new
+    interpreter where the `blocked` top-level modules cannot be imported
+    (as if not installed); returns the finished process."""
+    import textwrap
+
+    from helpers import run_python
+
+    def run(code: str, blocked=CINDERLIB_STACK):
+        return run_python(_BLOCKER + textwrap.dedent(code), ",".join(blocked), check=False)
+    return run

@@ -11,6 +11,7 @@ import filelock
 import pytest
 
 from gitpersist import Store, fsck, paths
+from gitpersist.cinder import schema
 from gitpersist.fsck import Problem
 from helpers import git
 
@@ -46,7 +47,7 @@ def test_a_clean_store_has_no_problems(root):
 ])
 def test_records_that_do_not_parse(root, content, reason):
     record_file(root, "volumes", "v1").write_bytes(content)
-    problems = fsck.check(root)
+    problems = fsck.check(root, rules=schema.RULES)
     relpath = paths.record_path("volumes", "v1")
     corrupt = [p for p in problems if p.kind == "corrupt"]
     assert len(corrupt) == 1 and corrupt[0].path == relpath
@@ -70,7 +71,7 @@ def test_dangling_references_of_snapshots_and_connections(root):
         store.put("connections", "c2", {"volume_id": "gone"})
         store.put("snapshots", "s2", {"volume_id": None})      # no reference at all
         store.put("things", "t1", {"volume_id": "gone"})       # not a reference type
-    assert fsck.check(root) == [Problem(
+    assert fsck.check(root, rules=schema.RULES) == [Problem(
         "dangling-reference", paths.record_path("connections", "c2"),
         "volume_id 'gone' names no record in volumes")]
 
@@ -81,9 +82,41 @@ def test_soft_deleted_records_name_nothing_and_are_named_by_none(root):
     with Store(root, watch="off") as store:
         store.put("volumes", "v1", {"size": 1, "deleted": True})
         store.put("connections", "c1", {"volume_id": "v1", "deleted": True})
-    assert fsck.check(root) == [Problem(
+    assert fsck.check(root, rules=schema.RULES) == [Problem(
         "dangling-reference", paths.record_path("snapshots", "s1"),
         "volume_id 'v1' names no record in volumes")]
+
+
+def test_without_rules_no_reference_is_checked(root):
+    """The generic default: fsck knows no application's references."""
+    with Store(root, watch="off") as store:
+        store.put("connections", "c2", {"volume_id": "gone"})
+        store.put("volumes", "v1", {"size": 1, "deleted": True})
+    assert fsck.check(root) == []
+
+
+class PetRules:
+    """An application's own rules: a pet's owner is a person, and
+    archived records take no part."""
+    references = {("pets", "owner"): "people"}
+
+    @staticmethod
+    def live(document):
+        return not document.get("archived")
+
+
+def test_an_applications_own_reference_rules(tmp_path):
+    root = tmp_path / "store"
+    with Store(root, watch="off") as store:
+        store.put("people", "ann", {})
+        store.put("people", "bob", {"archived": True})
+        store.put("pets", "rex", {"owner": "ann"})
+        store.put("pets", "tom", {"owner": "bob"})        # an archived owner
+        store.put("pets", "old", {"owner": "nobody", "archived": True})
+        store.put("pets", "odd", {"owner": 7})            # not a name: not a reference
+    assert fsck.check(root, rules=PetRules()) == [Problem(
+        "dangling-reference", paths.record_path("pets", "tom"),
+        "owner 'bob' names no record in people")]
 
 
 def test_unknown_files_and_folders_at_every_level(root):

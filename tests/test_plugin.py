@@ -21,8 +21,8 @@ from oslo_versionedobjects import fields as ovo_fields  # noqa: E402
 from helpers import eventually, start_python  # noqa: E402
 
 from gitpersist import ConfigError, CorruptRecord, Store, paths  # noqa: E402
-from gitpersist.plugin import OPTIONS, FilePersistence  # noqa: E402
-import gitpersist.plugin  # noqa: E402
+from gitpersist.cinder.plugin import OPTIONS, FilePersistence  # noqa: E402
+import gitpersist.cinder.plugin  # noqa: E402
 
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
 
@@ -96,7 +96,7 @@ def test_the_three_setup_forms(cinderlib_setup, folder, form, git):
 
 
 def test_every_option_is_documented():
-    doc = gitpersist.plugin.__doc__
+    doc = gitpersist.cinder.plugin.__doc__
     for key, (default, check) in OPTIONS.items():
         assert f"\n{key} " in doc, key
         if key != "path":

@@ -1,0 +1,438 @@
+"""cinderlib's ``storage="file"`` persistence plugin, on a gitpersist `Store`.
+
+    cinderlib.setup(persistence_config={"storage": "file",
+                                        "path": "/var/lib/cinderlib", "git": True})
+
+The class or an instance works as ``storage`` too: ``{"storage":
+FilePersistence, "path": ...}`` or ``{"storage": FilePersistence(path=...)}``.
+
+Configuration (keys of ``persistence_config`` besides ``storage``; an
+unknown key or a bad value raises `ConfigError` naming the key, at setup):
+
+==============  ============  ================================================
+key             default       meaning
+==============  ============  ================================================
+path            (required)    the store folder; created if absent
+git             False         commit every change to git (the folder becomes
+                              a repository, or lives in an existing one)
+fsync           True          return from a write only once it is on disk
+soft_deletes    False         keep deleted volumes, snapshots and connections,
+                              marked deleted and hidden from reads (as
+                              cinderlib's db plugin does)
+watch           "native"      how other processes' changes reach the cache:
+                              "native" (inotify and the like), "polling",
+                              or "off" (one process only; also the choice
+                              in eventlet-patched processes, where
+                              watchdog's threads cannot run)
+poll_interval   1.0           seconds between scans with watch="polling"
+lock_timeout    30.0          seconds to wait for the store's write lock
+author          None          git author, "Name <email>"; None: the
+                              store's default identity
+commit_mode     "sync"        "sync": a write returns after its commit;
+                              "async": once its file is on disk, the commit
+                              follows in the background (a crash loses no
+                              change: the next open commits it)
+commit_delay    0.2           seconds an "async" commit may wait to gather
+                              more changes
+file_mode       0o600         permissions of record files (int, or an octal
+                              string such as "0640")
+dir_mode        0o700         permissions of the store's folders
+local_secrets   True          keep each volume's ``provider_auth`` and each
+                              connection's ``connection_info`` (their
+                              credentials: CHAP passwords and the like) out
+                              of the record file, in
+                              ``.gitpersist/secrets/`` on this host only:
+                              never committed, pushed or synced.  Recorded
+                              in the store's format file on first use, and
+                              from then on kept whatever this key says
+                              (gitpersist.secret); False stores it in the
+                              record, for a store that never had it True
+==============  ============  ================================================
+
+Sharing the store with other hosts through a git remote (needs ``git``;
+see `gitpersist.sync` for what a sync does and how conflicts are decided;
+`FilePersistence.sync` syncs at once):
+
+=================  =======  ==============================================
+key                default  meaning
+=================  =======  ==============================================
+remote             None     a git remote of the store's repository, such
+                            as "origin"
+sync_every         None     seconds between background syncs (None: none)
+sync_on_open       False    sync once at setup (a failure is logged, and
+                            setup goes on)
+sync_after_commit  False    sync in the background after each commit
+=================  =======  ==============================================
+
+Guarantees:
+
+* **The contract of cinderlib 5.2.0's plugins.**  Every test of cinderlib's
+  own persistence test base passes; ``db`` is cinderlib's fake DB over this
+  plugin, so drivers' volume type, QoS, admin metadata and
+  ``volume_get_all_by_host`` calls work.
+* **One readable file per resource.**  Volumes, snapshots, connections and
+  key/values are records of the types ``volumes``, ``snapshots``,
+  ``connections`` and ``key_values``.  A record holds the resource's own
+  OVO fields under their OVO names, null fields left out, datetimes as
+  ISO 8601 UTC strings.  It never holds copies of related records (a
+  volume's snapshots and connections, a snapshot's volume are found by
+  ``volume_id``).  A volume's type, which in cinderlib belongs to that one
+  volume (its id and name are the volume type id), is kept inside the volume
+  as ``"volume_type": {"extra_specs": {...}, "qos_specs": {...}}``.
+* **No secrets from the backend configuration.**  Records name a volume's
+  backend only through its ``host`` (``host@backend#pool``).
+* **No credentials in git** (``local_secrets``, the default): a volume's
+  ``provider_auth`` and a connection's ``connection_info`` live in side
+  files on this host; the record files, which git commits and syncs, hold
+  the other fields.  Another host reading a synced volume or connection sees
+  it without them.
+* **What a new process reads equals what the last one saved**, compared
+  field by field (``dict(obj._ovo)``).  Reading needs no initialised
+  Backend: objects of a backend this process has not loaded carry the
+  backend's name, as with cinderlib's ``fail_on_missing_backend=False``.
+* **Concurrent saves do not lose each other's changes.**  An object
+  remembers the revision it was read or saved at.  Saving it writes its whole
+  state if the record is still at that revision; otherwise (another object
+  or process saved the record meanwhile) only the fields cinderlib tracked as
+  changed are applied to the current record, as the db plugin's UPDATE does.
+  Thread-safe, as the store is.
+* **A deleted record stays deleted.**  Saving an object whose record was
+  deleted meanwhile (by another process, or soft-deleted) raises cinder's
+  ``VolumeNotFound``/``SnapshotNotFound``/``VolumeAttachmentNotFound``, as
+  the db plugin's UPDATE does; it never writes the record back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import missing_cinderlib
+from .records import (changed_fields, datetime_text, merge, ovo_from_record, ovo_record,
+                      volume_from_record, volume_record)
+from .schema import (CONNECTIONS, INDEXES, KEY_VALUES, SECRET_FIELDS, SNAPSHOTS, TYPES,
+                     VOLUMES, backend_of_host, describe)
+
+try:
+    import cinderlib
+    from cinder import exception as cinder_exception
+    from cinder import objects as cinder_objs
+    from cinderlib import objects as cl_objects
+    from cinderlib.persistence import base as persistence_base
+    from oslo_utils import timeutils
+except ImportError as exc:
+    raise missing_cinderlib(exc) from exc
+
+from .. import options, paths
+from ..errors import ConfigError, ConflictError, CorruptRecord
+from ..store import ABSENT, Document, Store
+from ..update import update
+
+__all__ = [
+    "CONNECTIONS", "FilePersistence", "INDEXES", "KEY_VALUES", "OPTIONS", "SECRET_FIELDS",
+    "SNAPSHOTS", "TYPES", "VOLUMES", "backend_of_host", "ovo_from_record", "ovo_record",
+    "parse_config", "volume_from_record", "volume_record",
+]
+
+# The plugin's logger keeps the name it had as gitpersist/plugin.py, so
+# logging configured for it goes on working.
+LOG = logging.getLogger("gitpersist.plugin")
+
+# The attribute of a cinderlib object holding the record revision its state
+# was read or saved at (see `FilePersistence._save`).
+_REVISION = "_gitpersist_revision"
+# Its value for an object stored (or deleted) at a revision not known: it
+# never matches, so the next save merges, and fails if the record is gone.
+_STORED = "stored"
+
+
+# -- configuration -------------------------------------------------------------
+
+def _path(label: str, value: Any) -> str:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ConfigError(f"{label}: {value!r} is not a folder path")
+    return os.fspath(value)
+
+
+# key -> (default, check): the store's options (gitpersist.options) plus the
+# plugin's own; the module docstring documents each.
+OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
+    "path": (None, _path),
+    **{key: (options.DEFAULTS[key], check) for key, check in options.CHECKS.items()},
+    "soft_deletes": (False, options.boolean),
+    "local_secrets": (True, options.boolean),
+}
+_PLUGIN_KEYS = ("path", "soft_deletes", "local_secrets")
+
+
+def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option, checked, with defaults filled in; `ConfigError` names
+    the first unknown key or bad value."""
+    unknown = sorted(set(config) - set(OPTIONS), key=str)
+    if unknown:
+        raise ConfigError(f"persistence_config {unknown[0]!r}: unknown key for "
+                          f"storage 'file'; known keys: {', '.join(OPTIONS)}")
+    if config.get("path") is None:
+        raise ConfigError("persistence_config 'path': required for storage 'file' "
+                          "(the store folder)")
+    parsed = {key: OPTIONS[key][1](f"persistence_config {key!r}", config.get(key, OPTIONS[key][0]))
+              for key in _PLUGIN_KEYS}
+    store = options.parse({key: value for key, value in config.items()
+                           if key not in _PLUGIN_KEYS},
+                          label=lambda key: f"persistence_config {key!r}")
+    return {**parsed, **dataclasses.asdict(store)}
+
+
+class NamedBackend:
+    """Stands in for a Backend this process has not loaded while a cinderlib
+    object is built: cinderlib's objects only ask it for its name (`id`).
+    (cinderlib looks names up and, with its default
+    ``fail_on_missing_backend=True``, refuses unknown ones; the object then
+    gets the backend's name, as it would with that option off.)"""
+
+    def __init__(self, name: str | None) -> None:
+        self.id = name
+
+
+def _backend(name: str | None) -> Any:
+    return cinderlib.Backend.backends.get(name) if name else None
+
+
+# -- the plugin ----------------------------------------------------------------
+
+class FilePersistence(persistence_base.PersistenceDriverBase):
+    """cinderlib persistence in a gitpersist store (see the module docs)."""
+
+    def __init__(self, **config: Any) -> None:
+        settings = parse_config(config)
+        self.soft_deletes: bool = settings.pop("soft_deletes")
+        if settings.pop("local_secrets"):
+            settings["secret_fields"] = SECRET_FIELDS
+        self.store = Store(settings.pop("path"), indexes=INDEXES,
+                           describe=describe, **settings)
+        self.fake_db = persistence_base.DB(self)
+        super().__init__()
+
+    @property
+    def db(self) -> persistence_base.DB:
+        return self.fake_db
+
+    def close(self) -> None:
+        """Close the store (pending commits land first)."""
+        self.store.close()
+
+    def sync(self) -> Any:  # a gitpersist.sync.SyncReport
+        """Pull the other hosts' changes from the ``remote`` and push this
+        host's (see `gitpersist.sync`); raises `SyncError` naming the remote."""
+        return self.store.sync()
+
+    def __repr__(self) -> str:
+        return f"<gitpersist.plugin.FilePersistence {self.store.root}>"
+
+    # -- reading ---------------------------------------------------------------
+
+    def get_volumes(self, volume_id: str | None = None, volume_name: str | None = None,
+                    backend_name: str | None = None) -> list[cl_objects.Volume]:
+        return self._build(self._volume, volume_id, self._find(
+            VOLUMES, volume_id, display_name=volume_name, backend=backend_name))
+
+    def get_snapshots(self, snapshot_id: str | None = None, snapshot_name: str | None = None,
+                      volume_id: str | None = None) -> list[cl_objects.Snapshot]:
+        return self._build(self._snapshot, snapshot_id, self._find(
+            SNAPSHOTS, snapshot_id, display_name=snapshot_name, volume_id=volume_id))
+
+    def get_connections(self, connection_id: str | None = None,
+                        volume_id: str | None = None) -> list[cl_objects.Connection]:
+        return self._build(self._connection, connection_id, self._find(
+            CONNECTIONS, connection_id, volume_id=volume_id))
+
+    def get_key_values(self, key: str | None = None) -> list[cl_objects.KeyValue]:
+        docs = self._find(KEY_VALUES, key)
+        return [cl_objects.KeyValue(doc["id"], doc.get("value")) for doc in docs]
+
+    @staticmethod
+    def _build(build: Callable[[Document], Any], id: str | None,
+               docs: list[Document]) -> list[Any]:
+        """cinderlib objects of `docs`.  A record cinderlib cannot read (a
+        field of the wrong type, written by hand) raises `CorruptRecord`,
+        naming its file and field, when asked for by id; a listing skips it
+        with that warning, as the store skips a file that is not JSON, so
+        one bad file does not hide every other resource."""
+        if id:
+            return [build(doc) for doc in docs]
+        built = []
+        for doc in docs:
+            try:
+                built.append(build(doc))
+            except CorruptRecord as exc:
+                LOG.warning("skipping %s", exc)
+        return built
+
+    def _find(self, type: str, id: str | None, **filters: Any) -> list[Document]:
+        """Live records with this id (if given) whose fields or indexes equal
+        the filters that are given (cinderlib ignores empty ones)."""
+        filters = {name: value for name, value in filters.items() if value}
+        if id:
+            doc = self.store.get(type, id)
+            docs = [doc] if doc is not None and all(
+                _value(type, doc, name) == value for name, value in filters.items()) else []
+        else:
+            docs = self.store.find(type, **filters)
+        return [doc for doc in docs if not doc.get("deleted")]
+
+    def _where(self, type: str, id: str) -> str:
+        return os.path.join(self.store.root, *paths.record_path(type, id).split("/"))
+
+    def _volume(self, doc: Document) -> cl_objects.Volume:
+        """A volume, with its snapshots and connections as they are now (as
+        the memory plugin's volumes have them: drivers read them from the
+        OVO, and cinderlib's fake DB cannot lazy-load snapshots)."""
+        ovo = volume_from_record(doc, self._where(VOLUMES, doc["id"]))
+        snapshots = self._find(SNAPSHOTS, None, volume_id=ovo.id)
+        connections = self._find(CONNECTIONS, None, volume_id=ovo.id)
+        ovo.snapshots = cinder_objs.SnapshotList(
+            context=cl_objects.CONTEXT, objects=[self._snapshot_ovo(snap) for snap in snapshots])
+        ovo.volume_attachment = cinder_objs.VolumeAttachmentList(
+            context=cl_objects.CONTEXT, objects=[self._attachment_ovo(conn)
+                                                 for conn in connections])
+        for name in ("cluster", "consistencygroup", "group"):
+            setattr(ovo, name, None)     # as cinderlib creates volumes
+        ovo.obj_reset_changes()
+        name = backend_of_host(ovo.host)
+        backend = _backend(name)
+        unloaded = backend is None and name is not None
+        volume = cl_objects.Volume(NamedBackend(name) if unloaded else backend, __ovo=ovo)
+        # cinderlib built the snapshots' and connections' objects (in order).
+        for type, resource, record in [
+                (VOLUMES, volume, doc),
+                *((SNAPSHOTS, *pair) for pair in zip(volume._snapshots, snapshots)),
+                *((CONNECTIONS, *pair) for pair in zip(volume._connections, connections))]:
+            self._remember(type, resource, record)
+            if unloaded:
+                resource.backend = name
+        return volume
+
+    def _snapshot_ovo(self, doc: Document) -> cinder_objs.Snapshot:
+        ovo = ovo_from_record(cinder_objs.Snapshot, doc, self._where(SNAPSHOTS, doc["id"]))
+        for name in ("cgsnapshot", "group_snapshot"):
+            setattr(ovo, name, None)     # as cinderlib creates snapshots
+        ovo.obj_reset_changes()
+        return ovo
+
+    def _snapshot(self, doc: Document) -> cl_objects.Snapshot:
+        ovo = self._snapshot_ovo(doc)
+        name = ovo.progress       # cinderlib keeps the backend name there
+        if _backend(name) is not None or not name:
+            snapshot = cl_objects.Snapshot(None, __ovo=ovo)
+        else:
+            snapshot = cl_objects.Snapshot(None, backend=NamedBackend(name), __ovo=ovo)
+            snapshot.backend = name
+        return self._remember(SNAPSHOTS, snapshot, doc)
+
+    def _attachment_ovo(self, doc: Document) -> cinder_objs.VolumeAttachment:
+        if doc.get("connection_info") is None:
+            # A connection made on another host: its connection_info (the
+            # credentials) stayed there (local_secrets).  cinderlib cannot
+            # build a Connection without a "conn" in it.
+            doc = {**doc, "connection_info": {"conn": {}}}
+        return ovo_from_record(cinder_objs.VolumeAttachment, doc,
+                               self._where(CONNECTIONS, doc["id"]))
+
+    def _connection(self, doc: Document) -> cl_objects.Connection:
+        ovo = self._attachment_ovo(doc)
+        # The backend and the volume load lazily, from the volume's record.
+        return self._remember(CONNECTIONS, cl_objects.Connection(None, volume=None, __ovo=ovo),
+                              doc)
+
+    def _remember(self, type: str, resource: Any, doc: Document) -> Any:
+        setattr(resource, _REVISION, self.store.revision_of(type, doc))
+        return resource
+
+    # -- writing ---------------------------------------------------------------
+
+    def set_volume(self, volume: cl_objects.Volume) -> None:
+        self._save(VOLUMES, volume, volume_record(volume._ovo))
+        super().set_volume(volume)
+
+    def set_snapshot(self, snapshot: cl_objects.Snapshot) -> None:
+        self._save(SNAPSHOTS, snapshot, ovo_record(snapshot._ovo))
+        super().set_snapshot(snapshot)
+
+    def set_connection(self, connection: cl_objects.Connection) -> None:
+        self._save(CONNECTIONS, connection, ovo_record(connection._ovo))
+        super().set_connection(connection)
+
+    def set_key_value(self, key_value: cl_objects.KeyValue) -> None:
+        self.store.put(KEY_VALUES, key_value.key, {"value": key_value.value})
+        super().set_key_value(key_value)
+
+    def delete_volume(self, volume: cl_objects.Volume) -> None:
+        self._delete(VOLUMES, volume, {"status": "deleted"})
+        super().delete_volume(volume)
+
+    def delete_snapshot(self, snapshot: cl_objects.Snapshot) -> None:
+        self._delete(SNAPSHOTS, snapshot, {"status": "deleted"})
+        super().delete_snapshot(snapshot)
+
+    def delete_connection(self, connection: cl_objects.Connection) -> None:
+        self._delete(CONNECTIONS, connection, {"attach_status": "deleted"})
+        super().delete_connection(connection)
+
+    def delete_key_value(self, key_value: cl_objects.KeyValue) -> None:
+        self.store.delete(KEY_VALUES, key_value.key)
+        super().delete_key_value(key_value)
+
+    def _save(self, type: str, resource: Any, doc: Document) -> None:
+        """Store `doc`, the whole state of `resource`, if the record is still
+        at the revision `resource` was read or saved at (or absent, for a
+        new object).  Otherwise apply only the fields cinderlib tracked as
+        changed to the current record, like the db plugin's UPDATE, which
+        raises cinder's NotFound if the record was deleted meanwhile (also
+        soft-deleted): a stale object never brings a deleted one back."""
+        base = getattr(resource, _REVISION, None)
+        try:
+            setattr(resource, _REVISION, self.store.put(
+                type, resource.id, doc, expect=base or ABSENT))
+            return
+        except ConflictError:
+            pass
+        changed = changed_fields(resource)
+
+        def apply(current: Document | None) -> Document:
+            if current is None or current.get("deleted"):
+                raise _not_found(type, resource.id)
+            return merge(current, doc, changed)
+        revision, merged = update(self.store, type, resource.id, apply)
+        # Once the record differs from the object, later saves merge too.
+        setattr(resource, _REVISION, revision if merged == doc else _STORED)
+
+    def _delete(self, type: str, resource: Any, status: Document) -> None:
+        """Remove the record, or with soft_deletes mark it deleted (the
+        fields the db plugin's soft delete sets)."""
+        if self.soft_deletes:
+            marks = {"deleted": True, "deleted_at": datetime_text(timeutils.utcnow()),
+                     **status}
+            update(self.store, type, resource.id, lambda current: None
+                   if current is None or current.get("deleted")
+                   else {**current, **marks})
+        else:
+            self.store.delete(type, resource.id)
+        setattr(resource, _REVISION, _STORED)
+
+
+def _not_found(type: str, id: str) -> Exception:
+    """What cinder's DB API raises when a row to update is not there."""
+    if type == VOLUMES:
+        return cinder_exception.VolumeNotFound(volume_id=id)
+    if type == SNAPSHOTS:
+        return cinder_exception.SnapshotNotFound(snapshot_id=id)
+    return cinder_exception.VolumeAttachmentNotFound(filter=f"attachment_id = {id}")
+
+
+def _value(type: str, doc: Document, name: str) -> Any:
+    """A record's field, or the value of the type's index of that name."""
+    key = INDEXES.get(type, {}).get(name)
+    return key(doc) if callable(key) else doc.get(name)

@@ -1,0 +1,51 @@
+"""gitpersist.cinder as a package: what imports without the cinderlib stack,
+what says to install it, and the entry point ``gitpersist.plugin``."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("module", ["gitpersist.plugin", "gitpersist.cinder.plugin",
+                                    "gitpersist.cinder.records"])
+def test_without_cinderlib_the_plugin_says_what_to_install(python_without, module):
+    done = python_without(f"""
+        try:
+            import {module}
+        except ImportError as exc:
+            print(type(exc).__name__, exc.name)
+            print(exc)
+    """, blocked=["cinderlib"])
+    assert done.returncode == 0, done.stderr
+    kind, message = done.stdout.splitlines()
+    assert kind == "ModuleNotFoundError cinderlib"
+    assert message.startswith("gitpersist's cinderlib plugin needs cinderlib: install "
+                              "gitpersist[cinderlib] (with its constraints file) ")
+    assert "No module named 'cinderlib'" in message
+
+
+def test_the_package_imports_nothing_of_cinderlib(python_without):
+    done = python_without("""
+        import sys
+        import gitpersist.cinder, gitpersist.cinder.schema
+        print(sorted(name for name in sys.modules if name.split(".")[0] in
+                     ("cinderlib", "cinder", "sqlalchemy") or name.startswith("oslo")))
+    """)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
+
+
+def test_the_entry_point_is_the_plugin_and_its_names_stay():
+    pytest.importorskip("cinderlib")
+    from importlib.metadata import entry_points
+
+    import gitpersist.cinder.plugin as plugin
+    import gitpersist.plugin as shim
+    [entry] = entry_points(group="cinderlib.persistence.storage", name="file")
+    assert entry.value == "gitpersist.plugin:FilePersistence"
+    assert entry.load() is plugin.FilePersistence
+    for name in shim.__all__:
+        assert getattr(shim, name) is getattr(plugin, name), name
+    assert {"FilePersistence", "OPTIONS", "parse_config", "INDEXES", "SECRET_FIELDS",
+            "TYPES", "VOLUMES", "SNAPSHOTS", "CONNECTIONS", "KEY_VALUES", "ovo_record",
+            "volume_record", "ovo_from_record", "volume_from_record",
+            "backend_of_host"} <= set(shim.__all__)
