@@ -68,6 +68,7 @@ class TypeCache:
         self.entries: dict[str, Entry] = {}
         self.id_of_path: dict[str, str] = {}
         self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
+        self.corrupt_signatures: dict[str, tuple[int, int, int]] = {}
         self.complete = False
         self.index_keys = index_keys
         self.indexes: dict[str, dict[Any, set[str]]] = {name: {} for name in index_keys}
@@ -129,6 +130,9 @@ class Cache:
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._dirty_lock = threading.Lock()
+        # True while nothing reports changes made by other means (hand edits,
+        # git): reads then check their files themselves (see `validating`).
+        self.unwatched: Callable[[], bool] = lambda: False
 
     # -- reads ---------------------------------------------------------------------
 
@@ -138,6 +142,8 @@ class Cache:
         with self.lock:
             self._apply_changes()
             cache = self._cache(type)
+            if self.unwatched():        # one lstat: is the file still what we hold?
+                self._sync_file(cache, relpath)
             entry = cache.entries.get(id)
             if relpath in cache.corrupt:
                 raise cache.corrupt[relpath]
@@ -178,6 +184,8 @@ class Cache:
             self._apply_changes()
             cache = self._cache(paths.check_type(type))
             if cache.complete:
+                if self.unwatched():
+                    self._rescan(cache, type)
                 return cache
             # Whether to look for side files is asked once, not per record, and
             # again at the end: a side file that appeared meanwhile (written
@@ -273,10 +281,16 @@ class Cache:
         type = relpath.split("/", 1)[0]
         old_id = cache.id_of_path.get(relpath)
         old = cache.entries.get(old_id) if old_id is not None else None
-        cache.corrupt.pop(relpath, None)
+        if relpath in cache.corrupt:
+            try:
+                if self._files.signature(path) == cache.corrupt_signatures.get(relpath):
+                    return      # the same broken file: already reported
+            except FileNotFoundError:
+                pass
+            cache.corrupt.pop(relpath)
         if old is not None:
             try:
-                if self._files.signature(path) == old.signature:
+                if self._files.signature(path) == old.signature and not old.racy():
                     return      # unchanged (typically our own write)
             except FileNotFoundError:
                 pass
@@ -284,18 +298,37 @@ class Cache:
         try:
             entry = self._reader.read(relpath, path, sides)
         except CorruptRecord as exc:
-            LOG.warning("skipping %s", exc)
-            cache.corrupt[relpath] = exc
+            self._broken(cache, relpath, path, exc)
             return
         if entry is None:
             return
         id = entry.document["id"]
         if paths.record_path(type, id) != relpath:
-            misplaced = CorruptRecord(path, f"it holds id {id!r}, which belongs at another path")
-            LOG.warning("skipping %s", misplaced)
-            cache.corrupt[relpath] = misplaced
+            self._broken(cache, relpath, path, CorruptRecord(
+                path, f"it holds id {id!r}, which belongs at another path"))
             return
         self._add(cache, entry)
+
+    @staticmethod
+    def _broken(cache: TypeCache, relpath: str, path: str, exc: CorruptRecord) -> None:
+        LOG.warning("skipping %s", exc)
+        cache.corrupt[relpath] = exc
+        try:
+            cache.corrupt_signatures[relpath] = RecordFiles.signature(path)
+        except OSError:
+            cache.corrupt_signatures.pop(relpath, None)
+
+    def _rescan(self, cache: TypeCache, type: str) -> None:
+        """Bring a complete type in line with its folder (what a polling
+        watcher would do, at read time): one stat per file."""
+        seen = set()
+        for relfolder, folder in self._files.shards(type):
+            for relpath, path in self._files.record_files(relfolder, folder):
+                seen.add(relpath)
+                self._sync_file(cache, relpath, path)
+        for relpath in [p for p in [*cache.id_of_path, *cache.corrupt] if p not in seen]:
+            cache.corrupt.pop(relpath, None)
+            self._sync_file(cache, relpath)
 
     def _apply_changes(self) -> None:
         """Apply what the change log and the watcher reported since the
@@ -321,7 +354,7 @@ class Cache:
                     self._folder_changed(cache, relpath.rstrip("/"))
                 elif paths.split_record_path(relpath) is None:
                     continue
-                elif cache.complete or relpath in cache.id_of_path:
+                elif cache.complete or relpath in cache.id_of_path or relpath in cache.corrupt:
                     self._sync_file(cache, relpath)
                 # else: not cached, so the next read goes to disk anyway
             except Exception as exc:    # e.g. a folder gone between two calls

@@ -36,13 +36,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .errors import LockTimeout, StoreError
+from .green import green_threads
 from .layout import LOCK_FILE, META_DIR
 
 
@@ -52,12 +52,6 @@ def _identity(path: str, *, follow: bool) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return stat.st_dev, stat.st_ino
-
-
-def green_threads() -> bool:
-    """True once eventlet has patched `threading` (greenlets, not threads)."""
-    patcher = sys.modules.get("eventlet.patcher")
-    return bool(patcher is not None and patcher.is_monkey_patched("thread"))
 
 
 class FileLock:

@@ -13,6 +13,7 @@ while the record file is replaced (`gitpersist.sidefiles`).  Tests:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -34,7 +35,20 @@ class Entry:
     data: bytes
     revision: str
     signature: tuple[int, int, int]
+    checked: int = 0        # time.time_ns() before the file was read
     keys: tuple[tuple[str, Any], ...] = ()      # (index name, key) it is filed under
+
+    def racy(self) -> bool:
+        """True while the file's timestamp is not safely older than our
+        read (git's "racy" rule): on a file system whose timestamps are
+        coarse (whole seconds, whole milliseconds), another write in the
+        same tick can leave the same signature (a reused inode, the same
+        size), so only the content tells.  Never on a fine-grained one."""
+        mtime = self.signature[1]
+        return mtime % 1_000_000 == 0 and mtime + COARSE_TICK > self.checked
+
+
+COARSE_TICK = 2_000_000_000     # ns: FAT's 2 s, the coarsest in use
 
 
 class Reader:
@@ -51,6 +65,7 @@ class Reader:
         record or side file raises `CorruptRecord` naming it.  `sides`:
         whether the type may have side files, if the caller knows."""
         path = path or self._files.path(relpath)
+        checked = time.time_ns()
         found = self._files.read(relpath, path)
         if found is None:
             return None
@@ -58,7 +73,9 @@ class Reader:
         side = None
         if self._codec.names(type) and (self._sides.may_have(type) if sides is None else sides):
             side = self._sides.read(relpath)
-        return _decode(self._codec, relpath, path, found, side)
+        entry = _decode(self._codec, relpath, path, found, side)
+        entry.checked = checked
+        return entry
 
     def current(self, relpath: str) -> OnDisk:
         """The record at `relpath` as a write finds it (see `OnDisk`)."""

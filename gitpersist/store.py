@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -145,8 +146,9 @@ class Store:
         grown = self._declare(self._format.open(wanted), wanted)
         self._recorder = Recorder(None)
         if opts.watch != "off":
-            self._watcher = Watcher(self.root, self._cache.changed, self._cache.lost,
-                                    mode=opts.watch, poll_interval=opts.poll_interval)
+            watcher = self._watcher = Watcher(self.root, self._cache.changed, self._cache.lost,
+                                              mode=opts.watch, poll_interval=opts.poll_interval)
+            self._cache.unwatched = lambda: not watcher.healthy
         for type in grown:      # before recovery could commit them
             self._split_secrets(type)
         try:
@@ -253,7 +255,8 @@ class Store:
             if self._watcher is not None:
                 self._watcher.watch_type(type, resync=False)
             self._cache.stored(Entry(record.relpath, record.document, record.data,
-                                     record.revision, files.signature(stat)), keys)
+                                     record.revision, files.signature(stat),
+                                     time.time_ns()), keys)
             self._recorder.record(Change(record.relpath, record.public_data,
                                          record.public_revision),
                                   message or self._message(record, now))

@@ -16,10 +16,22 @@ Facts of watchdog 7.1 this module is built around:
 * watchdog only *logs* an inotify queue overflow (events were lost).  A log
   handler turns that message into `on_lost`, which makes the store forget
   its whole cache.
+
+The watcher is an accelerator: the store's change log
+(`gitpersist.changelog`) makes every write through a store visible to every
+reader without it.  What the watcher adds is changes made by other means
+(hand edits, ``git pull``).  Its health is known (`problem`, `healthy`): a
+watch the kernel refuses (the inotify limits ``fs.inotify.max_user_watches``
+and ``max_user_instances``), a thread that died, or eventlet's patching
+(watchdog's threads cannot run green) make it unhealthy, logged once with
+the cause, and the store then checks files at read time instead
+(`gitpersist.cache`): never silent staleness, never a raw ``OSError``.
+Tests: ``tests/test_watch.py``, ``tests/test_coherence.py``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -36,6 +48,9 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from .errors import ConfigError
+from .green import green_threads
+
+LOG = logging.getLogger(__name__)
 
 _EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
            DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
@@ -61,19 +76,42 @@ class Watcher(FileSystemEventHandler):
         self._root = root
         self._on_change = on_change
         self.on_lost = on_lost
+        self.problem: str | None = None      # why it is not healthy
         self._events = _POLLING_EVENTS if mode == "polling" else _EVENTS
+        self._watched: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._green = green_threads()
         self._observer = (PollingObserver(timeout=poll_interval) if mode == "polling"
                           else Observer())
         self._observer.daemon = True
-        self._watched: dict[str, object] = {}
-        self._lock = threading.Lock()
-        self._observer.schedule(self, root, recursive=False, event_filter=self._events)
-        self._observer.start()
+        if self._green:
+            self._fail("eventlet has patched threading, and watchdog's threads cannot "
+                       "run as green threads")
+            return
+        try:
+            self._observer.schedule(self, root, recursive=False, event_filter=self._events)
+            self._observer.start()
+        except OSError as exc:
+            self._fail(_why(exc, root))
+            return
         _install_overflow_hook()
         _LIVE.add(self)
         for entry in os.scandir(root):
             if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 self.watch_type(entry.name)
+
+    @property
+    def healthy(self) -> bool:
+        """True while every change below the root is reported."""
+        if self.problem is None and not self._observer.is_alive():
+            self._fail("its thread is not running")
+        return self.problem is None
+
+    def _fail(self, problem: str) -> None:
+        if self.problem is None:
+            self.problem = problem
+            LOG.warning("%s: not watching for changes made by other means (%s); reads "
+                        "check their files instead", self._root, problem)
 
     def watch_type(self, name: str, *, resync: bool = True) -> None:
         """Watch the type folder `name` (and everything below it).  With
@@ -86,11 +124,13 @@ class Watcher(FileSystemEventHandler):
         with self._lock:
             if name in self._watched or not self._observer.is_alive():
                 return
+        folder = os.path.join(self._root, name)
         try:
-            watch = self._observer.schedule(
-                self, os.path.join(self._root, name), recursive=True,
-                event_filter=self._events)
-        except OSError:   # the folder went away again
+            watch = self._observer.schedule(self, folder, recursive=True,
+                                            event_filter=self._events)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):      # else: gone again
+                self._fail(_why(exc, folder))
             return
         with self._lock:
             self._watched[name] = watch
@@ -121,11 +161,30 @@ class Watcher(FileSystemEventHandler):
                     pass
 
     def close(self) -> None:
-        """Stop the observer thread and release its inotify descriptors."""
+        """Stop the observer thread and release its inotify descriptors.
+        Threads started before eventlet patched threading are left to end
+        with the process: ending one now makes threading's bookkeeping
+        (patched under it) print a KeyError traceback."""
         _LIVE.discard(self)
-        self._observer.stop()
-        if self._observer.is_alive() and self._observer is not threading.current_thread():
-            self._observer.join(timeout=5)
+        if self._green != green_threads():
+            return
+        try:
+            self._observer.stop()
+            if self._observer.is_alive() and self._observer is not threading.current_thread():
+                self._observer.join(timeout=5)
+        except Exception as exc:    # a thread that died: nothing to stop
+            LOG.debug("%s: stopping the watcher: %s", self._root, exc)
+
+
+def _why(exc: OSError, path: str) -> str:
+    """What a refused watch means, naming the limit."""
+    if exc.errno == errno.ENOSPC:
+        limit = " (the inotify watch limit, fs.inotify.max_user_watches)"
+    elif exc.errno == errno.EMFILE:
+        limit = " (the inotify instance limit, fs.inotify.max_user_instances)"
+    else:
+        limit = ""
+    return f"cannot watch {path}: {exc.strerror or exc}{limit}"
 
 
 class _OverflowHook(logging.Handler):

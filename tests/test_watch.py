@@ -77,21 +77,44 @@ def test_corrupting_edit_is_reported_not_cached(watched):
     assert names(watched) == {"gone": "g"}
 
 
-def test_lost_events_invalidate_everything(tmp_path):
+def test_a_watcher_that_died_is_noticed_and_reads_check_their_files(tmp_path, caplog):
+    """Never silent staleness: once its thread is gone, a read checks its
+    file (and a listing its folder), and the cause is logged once."""
     with Store(tmp_path, watch="native") as store:
         store.put("volumes", "a", {"v": 1})
         assert store.all("volumes")[0]["v"] == 1
         store._watcher._observer.stop()              # from now on, no events arrive
         store._watcher._observer.join()
-        # what arrived before the stop (the type folder's creation, late on
-        # a busy machine) is applied now, not after the hand edit below
-        assert store.all("volumes")[0]["v"] == 1
         with open(path_of(store, "a"), "w") as f:
-            f.write('{"id": "a", "v": 2}')
-        assert store.all("volumes")[0]["v"] == 1     # stale: nobody told us
+            f.write('{"id": "a", "v": 2, "hand": "edit"}')
+        assert store.get("volumes", "a")["v"] == 2
+        new = tmp_path / paths.record_path("volumes", "b")
+        new.parent.mkdir(exist_ok=True)
+        new.write_text('{"id": "b"}')
+        assert [d["id"] for d in store.all("volumes")] == ["a", "b"]
+    assert caplog.text.count("its thread is not running") == 1
+
+
+def test_lost_events_invalidate_everything(tmp_path):
+    class Heard:
+        def __init__(self):
+            self.events = []
+
+        def stored(self, type, id, revision):
+            pass
+
+        removed = stored
+
+        def invalidated(self, type):
+            self.events.append(type)
+    with Store(tmp_path, watch="native") as store:
+        heard = Heard()
+        store.subscribe(heard)
+        store.put("volumes", "a", {"v": 1})
         logging.getLogger("watchdog.observers.inotify_c").warning(
             "Inotify queue overflowed; filesystem events were lost")
-        assert store.all("volumes")[0]["v"] == 2
+        assert store.all("volumes")[0]["v"] == 1
+        assert None in heard.events
 
 
 def test_close_stops_the_watcher_thread(tmp_path):
