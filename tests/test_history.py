@@ -18,32 +18,19 @@ import pytest
 
 from gitpersist import ConfigError, HistoryError, Store, files, paths
 from gitpersist.history import DEFAULT_AUTHOR, History
-from helpers import eventually, git, run_python
+from helpers import child_pids, eventually, fsck_clean, git, run_python
 
 USER = ["-c", "user.name=Ops User", "-c", "user.email=ops@example.com"]
 
 
 @pytest.fixture(autouse=True)
-def no_git_identity(tmp_path_factory, monkeypatch):
-    """No global or system git config, no identity in the environment."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                 "GIT_COMMITTER_EMAIL", "EMAIL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(name, raising=False)
+def no_git_identity(no_git_identity):
+    """Every test here runs without a git identity (conftest's fixture;
+    test_ops_repo imports this autouse one)."""
 
 
 def subjects(cwd) -> list[str]:
     return git(cwd, "log", "--format=%s").splitlines()
-
-
-def fsck_clean(cwd) -> None:
-    run = subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=cwd,
-                         capture_output=True, text=True)
-    assert run.returncode == 0 and "error" not in run.stderr, run.stderr
 
 
 def open_store(path, **options) -> Store:
@@ -475,20 +462,8 @@ def test_processes_writing_at_once_lose_no_commit(tmp_path):
 
 # -- housekeeping and process hygiene ---------------------------------------------
 
-def _children() -> set[int]:
-    try:
-        import psutil
-    except ImportError:
-        pids = set()
-        for task in os.listdir(f"/proc/{os.getpid()}/task"):
-            with open(f"/proc/{os.getpid()}/task/{task}/children") as file:
-                pids.update(int(pid) for pid in file.read().split())
-        return pids
-    return {child.pid for child in psutil.Process().children(recursive=True)}
-
-
 def test_close_leaves_no_git_process_and_no_thread(tmp_path):
-    before = _children()
+    before = child_pids()
     threads = set(threading.enumerate())
     for mode in ("sync", "async"):
         with open_store(tmp_path, commit_mode=mode) as store:
@@ -497,7 +472,7 @@ def test_close_leaves_no_git_process_and_no_thread(tmp_path):
             store.get_at("volumes", "v1", "HEAD")       # starts git cat-file
             store.history.gc_every = store.history.repack_every = 1    # and git children
             store.put("volumes", "v1", {"mode": mode, "gc": True})
-    assert _children() <= before
+    assert child_pids() <= before
     assert set(threading.enumerate()) <= threads
 
 

@@ -12,11 +12,12 @@ import threading
 import time
 
 import pytest
-from helpers import eventually, run_python, start_python
+from helpers import child_pids, eventually, fsck_clean, git, run_python, start_python
 
 from gitpersist import ConfigError, HistoryError, Store, StoreError, paths
 from gitpersist.sync import SyncError, Syncer
-from test_history import _children, fsck_clean, git, no_git_identity  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("no_git_identity")     # conftest
 
 META = "meta"       # the store's folder inside each clone (an ops-repository layout)
 
@@ -469,7 +470,7 @@ def test_automatic_sync_with_processes_on_three_hosts(remote, tmp_path):
 def test_after_commit_policy_pushes_in_the_background_and_close_sends_the_rest(
         remote, commit_mode):
     a = clone(remote, "a")
-    before = _children()
+    before = child_pids()
     threads = set(threading.enumerate())
     with open_host(a, sync_after_commit=True, commit_mode=commit_mode) as store:
         store.put("volumes", "v1", {"n": 1})
@@ -480,7 +481,7 @@ def test_after_commit_policy_pushes_in_the_background_and_close_sends_the_rest(
             store.put("volumes", "v3", {})
     # closed: the batch's commit was sent at the latest by close()
     assert git(remote, "log", "-1", "--format=%s") == "two at once\n"
-    assert _children() <= before
+    assert child_pids() <= before
     assert set(threading.enumerate()) <= threads
 
 
