@@ -260,12 +260,12 @@ def test_writer_killed_at_random_moments(tmp_path, mode):
 KILLED_HOLDING_THE_BRANCH_LOCK = """
 import os, signal, sys
 from gitpersist import Store
-from gitpersist.history import History
+from gitpersist.history.refs import Refs
 with Store(sys.argv[1], git=True, watch="off", fsync=False) as store:
     store.put("volumes", "v1", {"n": 1})
     def die(*args, **kwargs):           # called with <branch>.lock held
         os.kill(os.getpid(), signal.SIGKILL)
-    History._append_reflog = die
+    Refs.append_reflog = die
     store.put("volumes", "v1", {"n": 2})
 """
 

@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from gitpersist import ConfigError, HistoryError, Store, files, paths
-from gitpersist.history import DEFAULT_AUTHOR, History
+from gitpersist.history import DEFAULT_AUTHOR
 from helpers import child_pids, eventually, fsck_clean, git, run_python
 
 USER = ["-c", "user.name=Ops User", "-c", "user.email=ops@example.com"]
@@ -333,17 +333,18 @@ def test_a_commit_made_while_ours_is_built_is_kept(tmp_path, monkeypatch):
     (tmp_path / "README").write_text("ops\n")
     with open_store(tmp_path) as store:
         store.put("volumes", "v1", {"size": 1})
-        original = History._write_commit
+        objects = store.history.objects
+        original = objects.write_commit
         moved = []
 
-        def user_commits_meanwhile(self, tree, parent, message):
+        def user_commits_meanwhile(*args, **kwargs):
             if not moved:
                 moved.append(True)
                 git(tmp_path, "add", "README")
                 git(tmp_path, *USER, "commit", "-q", "-m", "user commit")
-            return original(self, tree, parent, message)
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(History, "_write_commit", user_commits_meanwhile)
+        monkeypatch.setattr(objects, "write_commit", user_commits_meanwhile)
         store.put("volumes", "v1", {"size": 2})
     assert subjects(tmp_path)[:3] == ["volumes v1: size 1 -> 2", "user commit",
                                       "volumes v1: created"]
@@ -398,18 +399,19 @@ def test_a_commit_during_an_index_update_is_indexed_too(tmp_path, monkeypatch):
         store.flush()
         store.history.index_delay = 3600    # flush makes the update, not the thread
         store.put("volumes", "v1", {"n": 0})
-        real_run, done = subprocess.run, []
+        runner = store.history.runner
+        real_run, done = runner.run, []
 
-        def run(*args, **kwargs):
-            result = real_run(*args, **kwargs)
+        def run(args, **kwargs):
+            result = real_run(args, **kwargs)
             # in flush's update (not the history thread's): HEAD moves meanwhile
-            if ("update-index" in args[0] and not done
+            if ("update-index" in args and not done
                     and threading.current_thread() is threading.main_thread()):
                 done.append(True)
                 store.put("volumes", "v1", {"n": 1})
             return result
 
-        monkeypatch.setattr(subprocess, "run", run)
+        monkeypatch.setattr(runner, "run", run)
         store.flush()
         assert done
         relpath = paths.record_path("volumes", "v1")
@@ -487,7 +489,7 @@ def _packs(root) -> list:
 
 
 def _idle(history) -> bool:
-    return not history._jobs and history._child is None
+    return history.housekeeping.idle
 
 
 def test_each_commit_is_one_pack_and_small_packs_are_rolled_up(tmp_path):
