@@ -101,14 +101,15 @@ def no_git_identity(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def git_repo(tmp_path, no_git_identity):
-    """A fresh repository (work tree) with one commit on branch main, made
-    by git itself with an identity given on its command line."""
+    """A fresh repository (work tree) with one commit (of README) on branch
+    main, made by git itself as "Git User <git@example.com>"."""
     import subprocess
     repo = tmp_path / "repo"
     repo.mkdir()
+    (repo / "README").write_text("a repository\n")
     env = {**os.environ, "GIT_AUTHOR_NAME": "Git User", "GIT_AUTHOR_EMAIL": "git@example.com",
            "GIT_COMMITTER_NAME": "Git User", "GIT_COMMITTER_EMAIL": "git@example.com"}
-    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "first"]):
+    for args in (["init", "-q", "-b", "main"], ["add", "README"], ["commit", "-q", "-m", "first"]):
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
     return repo
 

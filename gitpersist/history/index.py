@@ -103,11 +103,12 @@ class IndexFollower:
         self.gap = 0.0              # 4x the last update's duration
 
     def committed(self, relpaths: Iterable[str]) -> None:
-        """`relpaths` were committed: schedule their update.  Called with
-        `cond` held."""
-        self.pending.update(relpaths)
-        if self.due is None:
-            self.due = time.monotonic() + max(self.tunables.index_delay, self.gap)
+        """`relpaths` were committed: schedule their update.  (Takes `cond`,
+        which is re-entrant: the history calls it holding it.)"""
+        with self._cond:
+            self.pending.update(relpaths)
+            if self.due is None:
+                self.due = time.monotonic() + max(self.tunables.index_delay, self.gap)
 
     def want(self, relpaths: Iterable[str]) -> None:
         """Update `relpaths` at the next `update`, due now."""

@@ -175,6 +175,16 @@ class ObjectStore:
         self._commit_trees: OrderedDict[str, bytes] = OrderedDict()
         self._unwritten: dict[bytes, tuple[bytes, bytes]] = {}     # id -> (kind, data)
 
+    @property
+    def cached_trees(self) -> int:
+        """How many parsed trees the cache holds."""
+        return len(self._trees)
+
+    @property
+    def unwritten(self) -> int:
+        """How many objects wait for `write_pack`."""
+        return len(self._unwritten)
+
     # -- reading ------------------------------------------------------------
 
     def read(self, binsha: bytes, kind: str) -> bytes:

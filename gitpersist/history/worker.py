@@ -104,9 +104,9 @@ class CommitQueue:
 class Housekeeping:
     """The repack and gc runs due, and the one git child running them.
 
-    Lock rules: guarded by `cond` (the history's): `committed`, `start` and
-    `reap` are called with it held; `stop` takes it; `idle` is an unlocked
-    peek."""
+    Lock rules: guarded by `cond` (the history's, re-entrant): `start` and
+    `reap` are called with it held; `committed` and `stop` take it; `idle`
+    and `ready` are unlocked peeks."""
 
     def __init__(self, runner: GitRunner, cond: threading.Condition,
                  tunables: WorkerTunables) -> None:
@@ -129,10 +129,12 @@ class Housekeeping:
 
     def committed(self) -> None:
         """One more commit: schedule what falls due."""
-        self.commits += 1
-        for every, job in ((self.tunables.repack_every, REPACK), (self.tunables.gc_every, GC)):
-            if self.commits % every == 0 and job not in self.jobs:
-                self.jobs.append(job)
+        with self._cond:
+            self.commits += 1
+            for every, job in ((self.tunables.repack_every, REPACK),
+                               (self.tunables.gc_every, GC)):
+                if self.commits % every == 0 and job not in self.jobs:
+                    self.jobs.append(job)
 
     def start(self) -> None:
         """Start the next command, if one is due and none runs."""
