@@ -403,15 +403,19 @@ class History:
             raise HistoryError(f"history of {self.root} is closed")
 
     def _read_file(self, relpath: str) -> bytes | None | Literal[False]:
-        """The store file's content, None if absent, False if unreadable
-        (a folder or symlink in its place: left out of commits)."""
-        path = os.path.join(self.root, *relpath.split("/"))
-        try:
-            found = files.read(path)
-        except OSError as exc:
-            LOG.warning("%s: not committed: %s", path, exc.strerror or exc)
-            return False
-        return None if found is None else found[0]
+        return read_store_file(self.root, relpath)
+
+
+def read_store_file(root: str, relpath: str) -> bytes | None | Literal[False]:
+    """The store file's content, None if absent, False if unreadable (a
+    folder or symlink in its place: left out of commits)."""
+    path = os.path.join(root, *relpath.split("/"))
+    try:
+        found = files.read(path)
+    except OSError as exc:
+        LOG.warning("%s: not committed: %s", path, exc.strerror or exc)
+        return False
+    return None if found is None else found[0]
 
 
 def _blob_id(data: bytes | None) -> bytes | None:
