@@ -126,6 +126,10 @@ from . import encoding, files, paths
 from .errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
 from .layout import FORMAT_FILE, Change, is_store_file
 from . import formatfile
+from .history.index import index_info, update_index
+from .history.objects import NULL_ID
+from .history.repo import identity_env
+from .history.runner import GitRunner, last_lines
 
 if TYPE_CHECKING:
     from .history import History
@@ -135,7 +139,6 @@ LOG = logging.getLogger(__name__)
 
 SYNC_LOCK = "gitpersist-sync.lock"     # in the repository's git folder
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-_NULL = "0" * 40
 _Entry = tuple[int, str]            # (mode, blob id)
 
 
@@ -244,7 +247,8 @@ class Syncer:
         self.worktree = self._history.worktree
         self.git_dir = self._history.git_dir
         self.prefix = self._history.prefix
-        self._git_exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        self._refs = self._history.refs
+        self.runner = GitRunner(self.worktree, error=SyncError, timeout=self.local_timeout)
         digest = hashlib.sha1(self.prefix.encode("utf-8", "surrogateescape")).hexdigest()
         self._journal = os.path.join(self.git_dir, f"gitpersist-sync-{digest[:12]}.pending")
 
@@ -453,7 +457,12 @@ class Syncer:
             relpath = path[len(self.prefix):]
             self._store.apply_received(relpath, None if entry is None else contents[entry[1]])
             received.append(relpath)
-        if not self._update_ref(ref, new, local, f"gitpersist sync: {subject}"):
+        try:        # git's compare-and-swap, as every commit of the history
+            moved = self._refs.set_if_equals(ref, local, new, f"gitpersist sync: {subject}")
+        except (HistoryError, OSError) as exc:
+            raise SyncError(f"moving {ref} in {self.git_dir} to {new[:12]} failed: "
+                            f"{exc}") from None
+        if not moved:
             raise _Restart()
         files.unlink_quietly(self._journal)
         self._update_index(changes)
@@ -478,7 +487,7 @@ class Syncer:
         or the first sync of two new stores): keep every declaration."""
         contents = self._blobs([mine[1], yours[1]])
         merged = formatfile.merge(contents[mine[1]], contents[yours[1]])
-        return (0o100644, self._git("hash-object", "-w", "--stdin", input=merged).strip())
+        return (0o100644, self.runner.text(["hash-object", "-w", "--stdin"], input=merged).strip())
 
     def _decide(self, path: str, base: str | None, local: str, mine: _Entry | None,
                 remote: str, yours: _Entry | None) -> Conflict:
@@ -503,8 +512,9 @@ class Syncer:
     def _last_change(self, base: str | None, side: str, path: str) -> tuple[str, int]:
         """The newest commit of `side` since `base` that changed `path`,
         and its committer time."""
-        out = self._git("log", "-1", "--format=%H %ct", f"{base}..{side}" if base else side,
-                        "--", f":(literal){path}").strip()
+        out = self.runner.text(["log", "-1", "--format=%H %ct",
+                                f"{base}..{side}" if base else side,
+                                "--", f":(literal){path}"]).strip()
         if not out:     # cannot happen for a path the diff says changed
             raise SyncError(f"{self.git_dir}: no commit in {side} changed {path}")
         commit, stamp = out.split()
@@ -553,26 +563,22 @@ class Syncer:
         git's rules (refusing to overwrite local changes)."""
         # Stat info first, as git checkout and merge do: a file edited and
         # edited back is not a local change.  (Exits 1 when files differ.)
-        self._git_retrying_index("update-index", "-q", "--refresh")
-        run = self._git_retrying_index("read-tree", "-m", "-u", current, target)
+        self.runner.run_retrying_index(["update-index", "-q", "--refresh"])
+        run = self.runner.run_retrying_index(["read-tree", "-m", "-u", current, target])
         if run.returncode != 0:
             raise SyncError(
                 f"sync with {self.remote!r}: the remote changed files outside the store "
                 f"that have local changes in {self.worktree}; commit or stash them and "
-                f"sync again ({_last_lines(run.stderr)})")
+                f"sync again ({last_lines(run.stderr)})")
 
     def _update_index(self, changes: Mapping[str, _Entry | None]) -> None:
         if not changes:
             return
-        lines = b"".join(b"%o %s\t%s\0" % (entry[0] if entry else 0,
-                                            (entry[1] if entry else _NULL).encode(),
-                                            path.encode("utf-8", "surrogateescape"))
-                         for path, entry in sorted(changes.items()))
-        run = self._git_retrying_index("update-index", "-z", "--index-info", input=lines)
+        run = update_index(self.runner, changes)
         if run.returncode != 0:      # the files and the branch are right: not fatal
             LOG.warning("%s: index not updated after sync (git status may show the "
                         "synced files as changed until the next commit): %s",
-                        self.worktree, _last_lines(run.stderr))
+                        self.worktree, last_lines(run.stderr))
 
     def _abspath(self, relpath: str) -> str:
         return os.path.join(self._store.root, *relpath.split("/"))
@@ -644,22 +650,22 @@ class Syncer:
                 or self._remote_head(remote_ref) != expected:
             return False
         raise SyncError(f"sync with remote {self.remote!r} ({self._url}): push failed "
-                        f"({_last_lines(run.stderr or run.stdout)}); local commits are "
+                        f"({last_lines(run.stderr or run.stdout)}); local commits are "
                         "kept, the next sync tries again")
 
     def _network(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        run = self._run(list(args), timeout=self.network_timeout,
-                        what=f"remote {self.remote!r} ({self._url})")
+        run = self.runner.run(args, timeout=self.network_timeout,
+                              what=f"remote {self.remote!r} ({self._url})")
         if check and run.returncode != 0:
             raise SyncError(f"sync with remote {self.remote!r} ({self._url}) failed: git "
-                            f"{args[0]}: {_last_lines(run.stderr)}; local commits are "
+                            f"{args[0]}: {last_lines(run.stderr)}; local commits are "
                             "kept, the next sync tries again")
         return run
 
     # -- git: local plumbing -------------------------------------------------------
 
     def _branch_ref(self) -> str:
-        run = self._run(["symbolic-ref", "-q", "HEAD"])
+        run = self.runner.run(["symbolic-ref", "-q", "HEAD"])
         ref = run.stdout.decode().strip()
         if run.returncode != 0 or not ref.startswith("refs/heads/"):
             raise SyncError(f"sync with {self.remote!r}: HEAD of {self.git_dir} is not on a "
@@ -667,37 +673,37 @@ class Syncer:
         return ref
 
     def _rev(self, ref: str) -> str | None:
-        run = self._run(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"])
+        run = self.runner.run(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"])
         return run.stdout.decode().strip() or None if run.returncode == 0 else None
 
     def _has_commit(self, commit: str) -> bool:
-        return self._run(["cat-file", "-e", f"{commit}^{{commit}}"]).returncode == 0
+        return self.runner.run(["cat-file", "-e", f"{commit}^{{commit}}"]).returncode == 0
 
     def _is_ancestor(self, ancestor: str, commit: str) -> bool:
-        run = self._run(["merge-base", "--is-ancestor", ancestor, commit])
+        run = self.runner.run(["merge-base", "--is-ancestor", ancestor, commit])
         if run.returncode not in (0, 1):
-            raise SyncError(f"git merge-base in {self.worktree}: {_last_lines(run.stderr)}")
+            raise SyncError(f"git merge-base in {self.worktree}: {last_lines(run.stderr)}")
         return run.returncode == 0
 
     def _merge_base(self, a: str, b: str) -> str | None:
-        run = self._run(["merge-base", a, b])
+        run = self.runner.run(["merge-base", a, b])
         if run.returncode not in (0, 1):
-            raise SyncError(f"git merge-base in {self.worktree}: {_last_lines(run.stderr)}")
+            raise SyncError(f"git merge-base in {self.worktree}: {last_lines(run.stderr)}")
         return run.stdout.decode().strip() or None
 
     def _tree_of(self, commit: str) -> str:
-        return self._git("rev-parse", f"{commit}^{{tree}}").strip()
+        return self.runner.text(["rev-parse", f"{commit}^{{tree}}"]).strip()
 
     def _diff(self, tree: str, commit: str) -> dict[str, tuple[_Entry | None, _Entry | None]]:
         """Changed files between `tree` and `commit`: path -> (before, after)."""
-        out = self._git_bytes("diff-tree", "-r", "-z", "--no-renames", tree, commit)
+        out = self.runner.output(["diff-tree", "-r", "-z", "--no-renames", tree, commit])
         fields = out.split(b"\0")
         found = {}
         for i in range(0, len(fields) - 1, 2):
             meta, path = fields[i], fields[i + 1].decode("utf-8", "surrogateescape")
             old_mode, new_mode, old_id, new_id, _ = meta.lstrip(b":").decode().split(" ")
-            found[path] = (None if old_id == _NULL else (int(old_mode, 8), old_id),
-                           None if new_id == _NULL else (int(new_mode, 8), new_id))
+            found[path] = (None if old_id == NULL_ID else (int(old_mode, 8), old_id),
+                           None if new_id == NULL_ID else (int(new_mode, 8), new_id))
         return found
 
     def _merge_other(self, local: str, remote: str, unrelated: bool) -> str:
@@ -706,9 +712,9 @@ class Syncer:
         args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages"]
         if unrelated:
             args.append("--allow-unrelated-histories")
-        run = self._run([*args, local, remote])
+        run = self.runner.run([*args, local, remote])
         if run.returncode not in (0, 1):
-            raise SyncError(f"git merge-tree in {self.worktree}: {_last_lines(run.stderr)}")
+            raise SyncError(f"git merge-tree in {self.worktree}: {last_lines(run.stderr)}")
         fields = [f.decode("utf-8", "surrogateescape") for f in run.stdout.split(b"\0") if f]
         outside = sorted({p for p in fields[1:] if not self._is_store(p)})
         if outside:
@@ -724,35 +730,31 @@ class Syncer:
         index = os.path.join(self.git_dir, f"gitpersist-sync-{secrets.token_hex(6)}.index")
         env = {"GIT_INDEX_FILE": index}
         try:
-            self._git("read-tree", tree, env=env)
+            self.runner.output(["read-tree", tree], env=env)
             trees = []
             for overlay in overlays:
-                lines = b"".join(b"%o %s\t%s\0" % (entry[0] if entry else 0,
-                                                    (entry[1] if entry else _NULL).encode(),
-                                                    path.encode("utf-8", "surrogateescape"))
-                                 for path, entry in sorted(overlay.items()))
-                if lines:
-                    self._git("update-index", "-z", "--index-info", input=lines, env=env)
-                trees.append(self._git("write-tree", env=env).strip())
+                if overlay:
+                    self.runner.output(["update-index", "-z", "--index-info"],
+                                       input=index_info(overlay), env=env)
+                trees.append(self.runner.text(["write-tree"], env=env).strip())
             return trees
         finally:
             for name in (index, index + ".lock"):
                 files.unlink_quietly(name)
 
     def _commit_tree(self, tree: str, parents: list[str], message: str) -> str:
-        author = self._history.author
-        identity = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
-                    for what, value in (("NAME", author.name), ("EMAIL", author.email))}
         args = ["commit-tree", "--no-gpg-sign", tree]
         for parent in parents:
             args += ["-p", parent]
-        return self._git(*args, input=message.encode(), env=identity).strip()
+        return self.runner.text(args, input=message.encode(),
+                                env=identity_env(self._history.author)).strip()
 
     def _blobs(self, ids: list[str]) -> dict[str, bytes]:
         """The content of each blob, in one ``git cat-file --batch``."""
         if not ids:
             return {}
-        out = self._git_bytes("cat-file", "--batch", input="".join(f"{i}\n" for i in ids).encode())
+        out = self.runner.output(["cat-file", "--batch"],
+                                 input="".join(f"{i}\n" for i in ids).encode())
         found, pos = {}, 0
         for blob_id in ids:
             end = out.index(b"\n", pos)
@@ -764,68 +766,6 @@ class Syncer:
             found[blob_id] = out[end + 1:end + 1 + size]
             pos = end + 1 + size + 1
         return found
-
-    def _update_ref(self, ref: str, new: str, old: str, message: str) -> bool:
-        """Move `ref` from `old` to `new` (git's compare-and-swap); False if
-        it no longer holds `old`."""
-        run = self._run(["update-ref", "-m", message, ref, new, old])
-        if run.returncode == 0:
-            return True
-        if self._rev(ref) != old:
-            return False
-        raise SyncError(f"git update-ref {ref} in {self.git_dir} failed: "
-                        f"{_last_lines(run.stderr)}")
-
-    def _git(self, *args: str, input: bytes | None = None,
-             env: Mapping[str, str] | None = None) -> str:
-        return self._git_bytes(*args, input=input, env=env).decode("utf-8", "surrogateescape")
-
-    def _git_bytes(self, *args: str, input: bytes | None = None,
-                   env: Mapping[str, str] | None = None) -> bytes:
-        run = self._run(list(args), input=input, env=env)
-        if run.returncode != 0:
-            raise SyncError(f"git {args[0]} in {self.worktree} failed: {_last_lines(run.stderr)}")
-        return run.stdout
-
-    def _git_retrying_index(self, *args: str, input: bytes | None = None
-                            ) -> subprocess.CompletedProcess:
-        """A command that takes index.lock: another git command (another
-        store's index update, the user's git) may hold it for a moment."""
-        deadline = time.monotonic() + 10
-        while True:
-            run = self._run(list(args), input=input)
-            if run.returncode == 0 or b"index.lock" not in run.stderr \
-                    or time.monotonic() > deadline:
-                return run
-            time.sleep(0.02)
-
-    def _run(self, args: list[str], *, input: bytes | None = None,
-             env: Mapping[str, str] | None = None, timeout: float | None = None,
-             what: str | None = None) -> subprocess.CompletedProcess:
-        """Run git in the work tree and wait for it.  On timeout, SIGTERM
-        (git then removes its lock files), then SIGKILL."""
-        timeout = self.local_timeout if timeout is None else timeout
-        proc = subprocess.Popen(
-            [self._git_exe, *args], cwd=self.worktree,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})})
-        try:
-            out, err = proc.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-            raise SyncError(f"git {args[0]} ({what or self.worktree}) did not finish "
-                            f"within {timeout:g} s; stopped it") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def finish_interrupted(store: StorePort) -> None:
@@ -863,13 +803,6 @@ def finish_interrupted(store: StorePort) -> None:
                     "the files it wrote are committed as found at open: %s", store.root, exc)
     finally:
         files.unlink_quietly(syncer._journal)
-
-
-def _last_lines(text: bytes | str, count: int = 3) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " / ".join(lines[-count:]) or "no message"
 
 
 def _close_at_exit(ref: weakref.ref[Syncer]) -> None:

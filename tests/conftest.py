@@ -119,3 +119,45 @@ def python_without():
     def run(code: str, blocked=CINDERLIB_STACK):
         return run_python(_BLOCKER + textwrap.dedent(code), ",".join(blocked), check=False)
     return run
+
+
+# -- git ---------------------------------------------------------------------------
+
+@pytest.fixture
+def no_git_identity(tmp_path_factory, monkeypatch):
+    """No global or system git config, no identity in the environment (as
+    on a fresh CI machine); the processes a test starts inherit it."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                 "GIT_COMMITTER_EMAIL", "EMAIL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def git_repo(tmp_path, no_git_identity):
+    """A fresh repository (work tree) with one commit (of README) on branch
+    main, made by git itself as "Git User <git@example.com>"."""
+    import subprocess
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("a repository\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Git User", "GIT_AUTHOR_EMAIL": "git@example.com",
+           "GIT_COMMITTER_NAME": "Git User", "GIT_COMMITTER_EMAIL": "git@example.com"}
+    for args in (["init", "-q", "-b", "main"], ["add", "README"], ["commit", "-q", "-m", "first"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
+    return repo
+
+
+@pytest.fixture
+def git_tunables():
+    """What the git layer's parts read of their owner (a History), with
+    short waits: a stand-in owner for testing a part alone."""
+    import types
+    return types.SimpleNamespace(
+        fsync=True, git_lock_timeout=0.3, stale_lock_age=0.2, tree_cache_size=2048,
+        index_delay=0.0, commit_delay=0.0, retry_delay=0.05, repack_every=16, gc_every=1024,
+        child_wait=5.0)

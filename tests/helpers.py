@@ -53,3 +53,23 @@ def git(root, *args: str, check: bool = True, binary: bool = False,
 def git_bytes(root, *args: str, input: bytes | None = None) -> bytes:
     """`git`, stdout as bytes."""
     return git(root, *args, binary=True, input=input)
+
+
+def fsck_clean(cwd) -> None:
+    """``git fsck --strict`` finds nothing wrong in the repository at `cwd`."""
+    run = subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=cwd,
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "error" not in run.stderr, run.stderr
+
+
+def child_pids() -> set[int]:
+    """The pids of this process's children, grandchildren included."""
+    try:
+        import psutil
+    except ImportError:
+        pids = set()
+        for task in os.listdir(f"/proc/{os.getpid()}/task"):
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as file:
+                pids.update(int(pid) for pid in file.read().split())
+        return pids
+    return {child.pid for child in psutil.Process().children(recursive=True)}

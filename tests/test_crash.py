@@ -260,12 +260,12 @@ def test_writer_killed_at_random_moments(tmp_path, mode):
 KILLED_HOLDING_THE_BRANCH_LOCK = """
 import os, signal, sys
 from gitpersist import Store
-from gitpersist.history import History
+from gitpersist.history.refs import Refs
 with Store(sys.argv[1], git=True, watch="off", fsync=False) as store:
     store.put("volumes", "v1", {"n": 1})
     def die(*args, **kwargs):           # called with <branch>.lock held
         os.kill(os.getpid(), signal.SIGKILL)
-    History._append_reflog = die
+    Refs.append_reflog = die
     store.put("volumes", "v1", {"n": 2})
 """
 
@@ -390,10 +390,13 @@ def test_writer_killed_during_syncs(tmp_path):
 KILLED_BEFORE_THE_BRANCH_MOVES = """
 import os, signal, sys
 from gitpersist import Store
-from gitpersist.sync import Syncer
-def die(*args, **kwargs):       # the received files are written, the branch not moved
-    os.kill(os.getpid(), signal.SIGKILL)
-Syncer._update_ref = die
+from gitpersist.history.refs import Refs
+set_if_equals = Refs.set_if_equals
+def die(self, ref, old, new, message, **kwargs):
+    if message.startswith("gitpersist sync:"):  # the received files are written, the branch not moved
+        os.kill(os.getpid(), signal.SIGKILL)
+    return set_if_equals(self, ref, old, new, message, **kwargs)
+Refs.set_if_equals = die
 Store(sys.argv[1], git=True, watch="off", remote="origin").sync()
 """
 

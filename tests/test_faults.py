@@ -19,7 +19,6 @@ import pytest
 from gitpersist import (CorruptRecord, HistoryError, LockTimeout, Store,
                         StoreError, fsck, paths)
 from gitpersist import files as gp_files
-from gitpersist import history as gp_history
 from helpers import GIT_ENV, eventually, git, start_python
 
 
@@ -390,23 +389,26 @@ def test_a_late_background_index_update_never_undoes_a_newer_one(tmp_path, monke
     flush or close): the index would go back to the older version, and a
     plain ``git commit`` would then commit it."""
     root = str(tmp_path / "store")
-    real_run = gp_history.subprocess.run
+    slowed = []
 
-    def slow_in_background(args, *rest, **kwargs):
+    def slow_in_background(args, **kwargs):
         if "update-index" in args and threading.current_thread().name.startswith(
                 "gitpersist-history"):
+            slowed.append(True)
             time.sleep(0.3)
-        return real_run(args, *rest, **kwargs)
+        return real_run(args, **kwargs)
     with Store(root, git=True, watch="off") as store:
         store.put("volumes", "v1", {"n": 0})
         store.flush()
-        monkeypatch.setattr(gp_history.subprocess, "run", slow_in_background)
+        real_run = store.history.runner.run
+        monkeypatch.setattr(store.history.runner, "run", slow_in_background)
         store.history.index_delay = 0
         store.put("volumes", "v1", {"n": 1})    # the thread starts its slow update
         time.sleep(0.1)
         store.put("volumes", "v1", {"n": 2})
         store.flush()
         time.sleep(0.4)                         # the slow update has landed
+        assert slowed
         assert git(root, "diff", "--cached", "--name-only") == ""
         store.put("volumes", "v1", {"n": 3})
         time.sleep(0.1)

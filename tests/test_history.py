@@ -17,33 +17,20 @@ import threading
 import pytest
 
 from gitpersist import ConfigError, HistoryError, Store, files, paths
-from gitpersist.history import DEFAULT_AUTHOR, History
-from helpers import eventually, git, run_python
+from gitpersist.history import DEFAULT_AUTHOR
+from helpers import child_pids, eventually, fsck_clean, git, run_python
 
 USER = ["-c", "user.name=Ops User", "-c", "user.email=ops@example.com"]
 
 
 @pytest.fixture(autouse=True)
-def no_git_identity(tmp_path_factory, monkeypatch):
-    """No global or system git config, no identity in the environment."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                 "GIT_COMMITTER_EMAIL", "EMAIL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(name, raising=False)
+def no_git_identity(no_git_identity):
+    """Every test here runs without a git identity (conftest's fixture;
+    test_ops_repo imports this autouse one)."""
 
 
 def subjects(cwd) -> list[str]:
     return git(cwd, "log", "--format=%s").splitlines()
-
-
-def fsck_clean(cwd) -> None:
-    run = subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=cwd,
-                         capture_output=True, text=True)
-    assert run.returncode == 0 and "error" not in run.stderr, run.stderr
 
 
 def open_store(path, **options) -> Store:
@@ -346,17 +333,18 @@ def test_a_commit_made_while_ours_is_built_is_kept(tmp_path, monkeypatch):
     (tmp_path / "README").write_text("ops\n")
     with open_store(tmp_path) as store:
         store.put("volumes", "v1", {"size": 1})
-        original = History._write_commit
+        objects = store.history.objects
+        original = objects.write_commit
         moved = []
 
-        def user_commits_meanwhile(self, tree, parent, message):
+        def user_commits_meanwhile(*args, **kwargs):
             if not moved:
                 moved.append(True)
                 git(tmp_path, "add", "README")
                 git(tmp_path, *USER, "commit", "-q", "-m", "user commit")
-            return original(self, tree, parent, message)
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(History, "_write_commit", user_commits_meanwhile)
+        monkeypatch.setattr(objects, "write_commit", user_commits_meanwhile)
         store.put("volumes", "v1", {"size": 2})
     assert subjects(tmp_path)[:3] == ["volumes v1: size 1 -> 2", "user commit",
                                       "volumes v1: created"]
@@ -411,18 +399,19 @@ def test_a_commit_during_an_index_update_is_indexed_too(tmp_path, monkeypatch):
         store.flush()
         store.history.index_delay = 3600    # flush makes the update, not the thread
         store.put("volumes", "v1", {"n": 0})
-        real_run, done = subprocess.run, []
+        runner = store.history.runner
+        real_run, done = runner.run, []
 
-        def run(*args, **kwargs):
-            result = real_run(*args, **kwargs)
+        def run(args, **kwargs):
+            result = real_run(args, **kwargs)
             # in flush's update (not the history thread's): HEAD moves meanwhile
-            if ("update-index" in args[0] and not done
+            if ("update-index" in args and not done
                     and threading.current_thread() is threading.main_thread()):
                 done.append(True)
                 store.put("volumes", "v1", {"n": 1})
             return result
 
-        monkeypatch.setattr(subprocess, "run", run)
+        monkeypatch.setattr(runner, "run", run)
         store.flush()
         assert done
         relpath = paths.record_path("volumes", "v1")
@@ -475,20 +464,8 @@ def test_processes_writing_at_once_lose_no_commit(tmp_path):
 
 # -- housekeeping and process hygiene ---------------------------------------------
 
-def _children() -> set[int]:
-    try:
-        import psutil
-    except ImportError:
-        pids = set()
-        for task in os.listdir(f"/proc/{os.getpid()}/task"):
-            with open(f"/proc/{os.getpid()}/task/{task}/children") as file:
-                pids.update(int(pid) for pid in file.read().split())
-        return pids
-    return {child.pid for child in psutil.Process().children(recursive=True)}
-
-
 def test_close_leaves_no_git_process_and_no_thread(tmp_path):
-    before = _children()
+    before = child_pids()
     threads = set(threading.enumerate())
     for mode in ("sync", "async"):
         with open_store(tmp_path, commit_mode=mode) as store:
@@ -497,7 +474,7 @@ def test_close_leaves_no_git_process_and_no_thread(tmp_path):
             store.get_at("volumes", "v1", "HEAD")       # starts git cat-file
             store.history.gc_every = store.history.repack_every = 1    # and git children
             store.put("volumes", "v1", {"mode": mode, "gc": True})
-    assert _children() <= before
+    assert child_pids() <= before
     assert set(threading.enumerate()) <= threads
 
 
@@ -512,7 +489,7 @@ def _packs(root) -> list:
 
 
 def _idle(history) -> bool:
-    return not history._jobs and history._child is None
+    return history.housekeeping.idle
 
 
 def test_each_commit_is_one_pack_and_small_packs_are_rolled_up(tmp_path):

@@ -12,11 +12,13 @@ import threading
 import time
 
 import pytest
-from helpers import eventually, run_python, start_python
+from helpers import child_pids, eventually, fsck_clean, git, run_python, start_python
 
 from gitpersist import ConfigError, HistoryError, Store, StoreError, paths
-from gitpersist.sync import SyncError, Syncer
-from test_history import _children, fsck_clean, git, no_git_identity  # noqa: F401 (fixture)
+from gitpersist.history.runner import GitRunner
+from gitpersist.sync import SyncError
+
+pytestmark = pytest.mark.usefixtures("no_git_identity")     # conftest
 
 META = "meta"       # the store's folder inside each clone (an ops-repository layout)
 
@@ -229,6 +231,49 @@ def test_a_record_changed_on_disk_but_not_committed_is_committed_not_overwritten
         assert clean(a) and clean(b)
 
 
+def test_a_sync_moves_the_branch_as_git_does_with_a_reflog_entry(remote):
+    """The branch moves by the history's compare-and-swap: git reads the
+    entry in the branch's reflog and in HEAD's."""
+    a, b = clone(remote, "a"), clone(remote, "b")
+    with open_host(a) as store_a, open_host(b) as store_b:
+        share(store_a, store_b, {"v1": {"n": 1}})
+        store_a.put("volumes", "v1", {"n": 2})
+        store_b.put("volumes", "v2", {"n": 3})
+        store_a.sync()
+        report = store_b.sync()             # a merge
+        branch = git(b, "symbolic-ref", "HEAD").strip()
+        subject = git(b, "log", "-1", "--format=%s")
+        for ref in (branch, "HEAD"):
+            assert git(b, "reflog", "-1", "--format=%H %gs", ref) == \
+                f"{report.head} gitpersist sync: {subject}"
+        assert git(b, "reflog", "-1", "--format=%gn <%ge>", branch) == "b <b@example.com>\n"
+        store_a.sync()                      # a fast-forward
+        assert git(a, "reflog", "-1", "--format=%gs", "HEAD") == \
+            f"gitpersist sync: fast-forward to origin {branch}\n"
+    fsck_clean(a)
+    fsck_clean(b)
+
+
+def test_a_branch_lock_held_by_git_fails_the_sync_and_the_next_one_finishes(remote):
+    a, b = clone(remote, "a"), clone(remote, "b")
+    with open_host(a) as store_a, open_host(b) as store_b:
+        share(store_a, store_b, {"v1": {"n": 1}})
+        store_a.put("volumes", "v1", {"n": 2})
+        store_a.sync()
+        store_b.history.git_lock_timeout = 0.2
+        lock = b / ".git" / (git(b, "symbolic-ref", "HEAD").strip() + ".lock")
+        lock.write_text("")                 # git is moving the branch (for a while)
+        head = git(b, "rev-parse", "HEAD")
+        with pytest.raises(SyncError, match="lock"):
+            store_b.sync()
+        assert git(b, "rev-parse", "HEAD") == head
+        lock.unlink()
+        store_b.sync()
+        assert store_b.get("volumes", "v1") == {"id": "v1", "n": 2}
+        assert git(b, "rev-parse", "HEAD") == git(a, "rev-parse", "HEAD")
+        assert clean(b)
+
+
 # -- failures -----------------------------------------------------------------------
 
 def test_a_rejected_push_fetches_merges_and_retries(remote, monkeypatch):
@@ -241,15 +286,15 @@ def test_a_rejected_push_fetches_merges_and_retries(remote, monkeypatch):
         store_b.sync()
         store_a.put("volumes", "va", {"n": 10})
         store_b.put("volumes", "vb", {"n": 20})
-        fetch = Syncer._fetch
+        run = GitRunner.run
         raced = []
 
-        def racing_fetch(self, remote_ref):
-            found = fetch(self, remote_ref)
-            if self is store_a._syncer and not raced:    # b pushes after a fetched
-                raced.append(store_b.sync())
-            return found
-        monkeypatch.setattr(Syncer, "_fetch", racing_fetch)
+        def racing_run(self, args, **kwargs):
+            done = run(self, args, **kwargs)
+            if self.worktree == os.path.realpath(a) and args[0] == "ls-remote" and not raced:
+                raced.append(store_b.sync())    # b pushes after a asked for the remote head
+            return done
+        monkeypatch.setattr(GitRunner, "run", racing_run)
         report = store_a.sync()
         assert raced[0].pushed
         assert report.attempts == 2 and report.pushed and not report.conflicts
@@ -292,8 +337,13 @@ def test_an_unreachable_remote_fails_clearly_and_keeps_local_commits(remote, tmp
 KILLED_BEFORE_THE_BRANCH_MOVES = """
 import os, signal, sys
 from gitpersist import Store
-from gitpersist.sync import Syncer
-Syncer._update_ref = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+from gitpersist.history.refs import Refs
+set_if_equals = Refs.set_if_equals
+def die_before_a_sync_moves_the_branch(self, ref, old, new, message, **kwargs):
+    if message.startswith("gitpersist sync:"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return set_if_equals(self, ref, old, new, message, **kwargs)
+Refs.set_if_equals = die_before_a_sync_moves_the_branch
 Store(sys.argv[1], git=True, watch="off", fsync=False, remote="origin", author="a <a@x>").sync()
 """
 
@@ -469,7 +519,7 @@ def test_automatic_sync_with_processes_on_three_hosts(remote, tmp_path):
 def test_after_commit_policy_pushes_in_the_background_and_close_sends_the_rest(
         remote, commit_mode):
     a = clone(remote, "a")
-    before = _children()
+    before = child_pids()
     threads = set(threading.enumerate())
     with open_host(a, sync_after_commit=True, commit_mode=commit_mode) as store:
         store.put("volumes", "v1", {"n": 1})
@@ -480,7 +530,7 @@ def test_after_commit_policy_pushes_in_the_background_and_close_sends_the_rest(
             store.put("volumes", "v3", {})
     # closed: the batch's commit was sent at the latest by close()
     assert git(remote, "log", "-1", "--format=%s") == "two at once\n"
-    assert _children() <= before
+    assert child_pids() <= before
     assert set(threading.enumerate()) <= threads
 
 

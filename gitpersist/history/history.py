@@ -1,0 +1,432 @@
+"""Git history of a store: every change a commit, at a cost that does not
+grow with the store.
+
+`History` is composed of the git layer's parts, each holding its own
+guarantees: `repo` (which repository, who commits), `runner` (git
+commands), `objects` (trees and one pack per commit: cost independent of
+the store's size), `refs` (the branch moved by compare-and-swap: safe next
+to other git users), `index` (the index follows), `worker` (asynchronous
+commits, housekeeping).
+
+Guarantees kept here:
+
+* **One change, one commit.**  `History.record` turns the changed record
+  files into one commit whose message says what changed; a batch is one
+  commit.  A change that leaves the tree as it was (a record rewritten
+  unchanged) makes no commit.  Commits hold the store's paths only: the
+  rest of the tree comes unchanged from HEAD, so the user's own staged,
+  unstaged and untracked work in the repository is never committed.
+  A commit made by another git user while ours is built is kept: ours is
+  rebuilt on top of it (`refs.Refs.set_if_equals` refuses the move).
+* **Crashes lose nothing.**  Record files are durable before `record` is
+  called.  A process that dies before its commit leaves files that differ
+  from HEAD; `recover` (run at every open) commits them in one commit.
+  The objects are on disk before the ref moves (`objects`, `refs`): ``git
+  fsck`` stays clean.  Temp files of a dead writer are removed at open; a
+  branch lock left by a killed writer is removed once `stale_lock_age`
+  seconds old, so the next open waits that long, then commits.
+* **Asynchronous mode.**  With ``commit_mode="async"`` `record` only queues
+  (`worker`).  Commits are made of the files as they are on disk at that
+  moment, under the store lock, so a later write by another process is
+  never overwritten in history by an older queued one.  Bound: a crash
+  drops at most the last `commit_delay` seconds of *commits*, never a
+  change: the files are on disk and the next open's recovery commits them
+  in one commit.  The same folding happens without a crash when another
+  process writes a record whose async change is still queued here: its
+  commit then holds both changes (the queued version is not in history of
+  its own, and the other commit's message describes only its own change).
+  Where several processes write the same records and every version must be
+  in history, use sync mode: a sync-mode write first commits a record it
+  finds changed and not committed (`commit_pending`), so the other
+  process's version keeps a commit of its own (with a generic message).
+* **No leaks.**  One `git.Repo` per history (its ``git cat-file`` processes
+  end in `close`), one background thread, at most one git child.
+  GitPython is not thread-safe: every use of the repo is serialised by one
+  lock.
+
+Locks, in the only order they are taken (the one place it is written):
+
+    the store's write lock (`lock`)
+      -> the index update's turn (`index.IndexFollower`)
+        -> History._git_lock (GitPython, the object store, commit building)
+          -> History._cond (queue, index schedule, housekeeping, closing)
+
+A thread holding one never waits for one above it.  git runs holding
+neither `_git_lock` nor `_cond` (the index update), or holding `_git_lock`
+only (``git status`` at recovery, ``git log``).
+
+Costs (2 cores, ext4, git 2.39, a shared and busy machine;
+``benchmarks/commit_scaling.py`` prints the figures of a run, which it
+measures interleaved with cinderlib's db plugin; the costs of the parts
+are in their modules).  A run of the benchmark (median ms per put, 1k / 20k
+records): sync 2.7 / 2.7 without fsync, 5.0 / 5.1 with; async (what the
+writer waits for) 1.2 / 1.1 and 1.8 / 1.7; cinderlib's db plugin
+set_volume, interleaved: 5.5.  With fsync a versioned write costs 7 fsyncs
+(record file and folder, pack, index, pack folder, ref, ref folder) against
+sqlite's ~3, so on a machine whose disk is busy it can cost more than the
+db plugin; async mode shares one commit's fsyncs among every write of
+`commit_delay`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import difflib
+import functools
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal
+
+from .. import files
+from ..errors import ConfigError, GitpersistError, HistoryError
+from ..layout import META_FILES, Change
+from ..messages import clean_message
+from .index import IndexFollower
+from .objects import TREE_MODE, Entry, ObjectStore, Tree, nest, object_id
+from .refs import Refs
+from .repo import Repository
+from .runner import GitRunner
+from .worker import CommitQueue, Housekeeping, Worker
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One commit that changed a record."""
+    commit: str                 # hex id
+    time: datetime.datetime     # author time, timezone-aware
+    author: str                 # "Name <email>"
+    message: str
+
+
+class History:
+    """The git history of the store at `root` (see the module docstring).
+
+    `lock` is a context manager factory excluding every other writer of the
+    store; `record` and `recover` are called with it held.  The parts are
+    public attributes: `repository`, `runner`, `objects`, `refs`, `index`,
+    `queue`, `housekeeping`, `worker`.  The tunables below are read live by
+    the parts: set them on the class before opening, or on the instance.
+
+    Lock rules: see the module docstring for the order.  `_git_lock` guards
+    the repository, the object store and the closed flag; `_cond` the queue,
+    the index schedule, the housekeeping and the worker's `closing`."""
+
+    index_delay = 0.5           # seconds between a commit and its index update
+    repack_every = 16           # commits between two rollups of our small packs
+    gc_every = 1024             # commits between two ``git gc --auto`` runs
+    child_wait = 5.0            # seconds close() lets a running repack or gc finish
+    git_lock_timeout = 10.0     # seconds to wait for a ref or index lock held by git
+    stale_lock_age = 10.0       # a ref lock this old (mtime) was left by a crash
+    retry_delay = 1.0           # seconds before retrying a failed background step
+    tree_cache_size = 2048      # parsed trees kept (covers 256 shards x 8 types)
+
+    def __init__(self, root: str, *, lock: Callable[[], AbstractContextManager[object]],
+                 author: str | None, commit_mode: str, commit_delay: float,
+                 fsync: bool) -> None:
+        self.root = root
+        self.commit_mode = commit_mode
+        self.commit_delay = float(commit_delay)
+        self.fsync = fsync
+        self._lock = lock
+        self._git_lock = threading.RLock()       # GitPython is not thread-safe
+        self._cond = threading.Condition()
+        self._closed = False
+        self.repository = repo = Repository(root, author)
+        self.worktree, self.prefix, self.author = repo.worktree, repo.prefix, repo.author
+        self.git_dir, self.common_dir = repo.git_dir, repo.common_dir
+        self.runner = GitRunner(self.worktree)
+        self.objects = ObjectStore(repo.repo, repo.objects_dir, self)
+        self.refs = Refs(self.git_dir, self.common_dir, author=self.author,
+                         log_refs=repo.log_refs, tunables=self)
+        self.index = IndexFollower(self.runner, self.prefix, cond=self._cond,
+                                   git_lock=self._git_lock, head_entries=self._head_entries,
+                                   closed=lambda: self._closed, tunables=self)
+        self.queue = CommitQueue(self._cond, self)
+        self.housekeeping = Housekeeping(self.runner, self._cond, self)
+        self.worker = Worker(f"gitpersist-history {root}", cond=self._cond, lock=lock,
+                             drain=self._drain, queue=self.queue, index=self.index,
+                             housekeeping=self.housekeeping, tunables=self, root=root)
+        self.worker.start()
+        # A daemon thread stopped at interpreter exit could leave a ref lock
+        # behind; close() at exit joins it first.
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    # -- writing ------------------------------------------------------------
+
+    def record(self, changes: list[Change], message: str) -> None:
+        """Commit `changes` (sync mode) or queue them (async mode).  Called
+        with the store lock held, after the files are durable."""
+        self._check_open()
+        relpaths = [change.relpath for change in changes]
+        if self.commit_mode == "async":
+            self.queue.put(relpaths, message)
+            return
+        try:
+            with self._git_lock:
+                self._commit({c.relpath: c.data for c in changes}, message)
+        except (OSError, HistoryError) as exc:
+            self.queue.put(relpaths, message)        # the background thread retries
+            raise HistoryError(f"commit of {', '.join(relpaths)} in {self.git_dir} failed "
+                               f"({exc}); the files are written, the commit will be "
+                               "retried") from None
+
+    def commit_pending(self, relpath: str) -> None:
+        """Before a sync-mode change of `relpath` (store lock held): if its
+        file is not what HEAD holds and no commit of ours is queued for it,
+        commit it as it is first.  That is another process's asynchronous
+        change still queued there, a hand edit, or a crashed writer's
+        leftover: it keeps a commit of its own, and the next commit's diff
+        is the change its message describes."""
+        if self.commit_mode != "sync":
+            return              # our own queued changes look just the same
+        if self.queue.holds(relpath):
+            return
+        with self._git_lock:
+            data = self._read_file(relpath)
+            if data is False:
+                return
+            [entry] = self._head_entries([relpath]).values()
+            if _blob_id(data) == (entry and entry[1]):
+                return
+            self._commit({relpath: data}, (
+                f"Commit {relpath}, changed before this process's next change\n\n"
+                "It differed from HEAD: another process's asynchronous commit was\n"
+                "still pending, the file was edited by hand, or a writer stopped\n"
+                "before committing.\n"))
+
+    def recover(self) -> list[str]:
+        """Commit the store files that differ from HEAD, in one commit; return
+        their relpaths.  Called at open with the store lock held."""
+        self._check_open()
+        self.objects.remove_stale_temps()
+        with self._git_lock:
+            candidates = self.runner.changed_store_files(self.prefix)
+        with self._git_lock:
+            changes = {}
+            for relpath, entry in self._head_entries(sorted(candidates)).items():
+                data = self._read_file(relpath)
+                if data is not False and _blob_id(data) != (entry and entry[1]):
+                    changes[relpath] = data
+            if changes and set(changes) <= set(META_FILES) and not any(
+                    self._head_entries(sorted(changes)).values()):
+                self._commit(changes, "gitpersist: new store\n\n"
+                             + "".join(f"- {relpath}\n" for relpath in changes))
+            elif changes:
+                self._commit(changes, (
+                    f"Commit {len(changes)} store files found changed at open\n\n"
+                    "They differed from HEAD: a process stopped between writing and\n"
+                    "committing, a file was edited by hand, or git was just enabled.\n\n"
+                    + "".join(f"- {relpath}\n" for relpath in changes)))
+        self.index.want(candidates)
+        try:
+            self.index.update()
+        except HistoryError as exc:     # e.g. the user's git holds index.lock
+            LOG.warning("%s: index not updated yet, retrying in the background: %s",
+                        self.root, exc)
+        return list(changes)
+
+    def flush(self) -> None:
+        """Return once every change recorded so far is committed and the
+        index is up to date."""
+        if self._closed:
+            return
+        with self._lock():
+            self._drain()
+            for _ in range(3):      # again if HEAD moved under the update
+                self.index.update()
+                if not self.index.pending:
+                    break
+
+    # -- reading ------------------------------------------------------------
+
+    def versions(self, relpath: str, limit: int | None = None) -> list[Version]:
+        """The commits that changed `relpath`, newest first."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ConfigError(f"limit={limit!r}: a number of versions, 0 or more")
+        self._settle()
+        with self._git_lock:
+            if limit == 0 or self.refs.read_ref(self.refs.head_ref()) is None:
+                return []
+            args = ["log", "-z", "--format=%H%x00%aI%x00%an <%ae>%x00%B", "--no-show-signature"]
+            if limit is not None:
+                args.append(f"--max-count={limit}")
+            out = self.runner.text([*args, "HEAD", "--", f":(literal){self.prefix}{relpath}"])
+        fields = out.split("\0") if out else []
+        return [Version(fields[i], datetime.datetime.fromisoformat(fields[i + 1]),
+                        fields[i + 2], fields[i + 3].strip())
+                for i in range(0, len(fields) - 3, 4)]
+
+    def read(self, relpath: str, rev: str) -> bytes | None:
+        """The content of `relpath` at revision `rev`; None if absent there."""
+        self._settle()
+        with self._git_lock:
+            objects = self.objects
+            entry = objects.lookup(objects.commit_tree(objects.resolve(rev)),
+                                   self.prefix + relpath)
+            if entry is None or entry[0] == TREE_MODE:
+                return None
+            return objects.read(entry[1], "blob")
+
+    def diff(self, relpath: str, rev1: str, rev2: str | None = None) -> str:
+        """Unified diff of `relpath` from `rev1` to `rev2` (None: the file as
+        it is now); empty when they are equal."""
+        old = self.read(relpath, rev1)
+        if rev2 is None:
+            new = self._read_file(relpath)
+            new = None if new is False else new
+        else:
+            new = self.read(relpath, rev2)
+        return "".join(difflib.unified_diff(
+            _lines(old), _lines(new), f"a/{relpath}", f"b/{relpath}",
+            rev1, rev2 or "working file"))
+
+    # -- life cycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit what is queued, update the index, stop the thread and the
+        gc child, and release the repository's processes."""
+        if not self.worker.stop():
+            return
+        atexit.unregister(self._atexit)
+        try:
+            if self.queue or self.index.pending:
+                with self._lock():
+                    self._drain()
+                    self.index.update()
+        except (GitpersistError, OSError) as exc:
+            LOG.warning("%s: closing with changes not committed (%s); the store's next "
+                        "open commits them", self.root, exc)
+        finally:
+            # The thread ends at once, unless it waits for the store lock that
+            # our caller holds; then it ends when that is released, finding
+            # nothing left to do.
+            self.worker.join(self.child_wait)
+            self.housekeeping.stop()
+            with self._git_lock:
+                self._closed = True
+                self.repository.close()
+                self.objects.clear()
+
+    def __repr__(self) -> str:
+        return f"<gitpersist.History {self.root} in {self.worktree}>"
+
+    # -- commit building ----------------------------------------------------
+
+    def _commit(self, changes: dict[str, bytes | None], message: str) -> str | None:
+        """Commit `changes` (relpath -> content, None = deleted) on top of
+        HEAD; return the commit id, or None if the tree did not change.
+        `_git_lock` held."""
+        try:
+            return self._try_commit(changes, clean_message(message))
+        finally:
+            self.objects.discard()     # what a failed or empty attempt left
+
+    def _try_commit(self, changes: dict[str, bytes | None], message: str) -> str | None:
+        objects, refs = self.objects, self.refs
+        blobs = {self.prefix + relpath: None if data is None else objects.add(b"blob", data)
+                 for relpath, data in changes.items()}
+        subject = message.split("\n", 1)[0]
+        for _ in range(50):
+            ref = refs.head_ref()
+            parent = refs.read_ref(ref)
+            base = objects.commit_tree(parent) if parent else None
+            tree = objects.apply(base, nest(blobs))
+            if tree == base:
+                return None
+            if tree is None:
+                tree = objects.write_tree(Tree.empty())
+            commit = objects.write_commit(tree, [parent] if parent else [], self.author, message)
+            objects.write_pack()
+            entry = f"commit{'' if parent else ' (initial)'}: {subject}"
+            if refs.set_if_equals(ref, parent, commit, entry, head=True):
+                objects.remember_commit(commit, tree)
+                with self._cond:
+                    self.index.committed(changes)
+                    self.housekeeping.committed()
+                    self._cond.notify_all()
+                return commit
+        raise HistoryError(f"{self.git_dir}: HEAD kept moving; gave up committing")
+
+    def _drain(self) -> None:
+        """Commit the queued changes as the files now are.  Store lock held."""
+        items = self.queue.snapshot()
+        if not items:
+            return
+        changes: dict[str, bytes | None] = {}
+        for relpaths, _ in items:
+            for relpath in relpaths:
+                if relpath not in changes:
+                    data = self._read_file(relpath)
+                    if data is not False:
+                        changes[relpath] = data
+        with self._git_lock:
+            self._commit(changes, self.queue.message(items))
+        self.queue.done(len(items))
+
+    def _sync_index(self, *, only_if_due: bool = False) -> None:
+        """One index update (`index.IndexFollower.update`)."""
+        self.index.update(only_if_due=only_if_due)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _head_entries(self, relpaths: list[str]) -> dict[str, Entry | None]:
+        """The (mode, blob id) of each store path in HEAD, None if absent.
+        `_git_lock` held."""
+        head = self.refs.read_ref(self.refs.head_ref())
+        tree = self.objects.commit_tree(head) if head else None
+        found = {}
+        for relpath in relpaths:
+            entry = self.objects.lookup(tree, self.prefix + relpath)
+            found[relpath] = None if entry is None or entry[0] == TREE_MODE else entry
+        return found
+
+    def _settle(self) -> None:
+        """Commit what this process has queued, so history queries see it."""
+        if self._closed:
+            raise HistoryError(f"history of {self.root} is closed")
+        if self.queue:
+            with self._lock():
+                self._drain()
+
+    def _check_open(self) -> None:
+        if self._closed or self.worker.closing:
+            raise HistoryError(f"history of {self.root} is closed")
+
+    def _read_file(self, relpath: str) -> bytes | None | Literal[False]:
+        return read_store_file(self.root, relpath)
+
+
+def read_store_file(root: str, relpath: str) -> bytes | None | Literal[False]:
+    """The store file's content, None if absent, False if unreadable (a
+    folder or symlink in its place: left out of commits)."""
+    path = os.path.join(root, *relpath.split("/"))
+    try:
+        found = files.read(path)
+    except OSError as exc:
+        LOG.warning("%s: not committed: %s", path, exc.strerror or exc)
+        return False
+    return None if found is None else found[0]
+
+
+def _blob_id(data: bytes | None) -> bytes | None:
+    return None if data is None else object_id(b"blob", data)
+
+
+def _lines(data: bytes | None) -> list[str]:
+    return [] if data is None else data.decode("utf-8", "replace").splitlines(keepends=True)
+
+
+def _close_at_exit(ref: weakref.ref[History]) -> None:
+    history = ref()
+    if history is not None:
+        history.close()
