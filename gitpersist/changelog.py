@@ -84,6 +84,7 @@ class ChangeLog:
                 os.close(fd)
 
     def close(self) -> None:
+        """Release the descriptor (a later read opens it again)."""
         if self._in >= 0:
             os.close(self._in)
             self._in = -1
@@ -108,6 +109,8 @@ class ChangeLog:
             return None
         if stat is None or stat.st_size == self._offset:
             return []
+        if self._in < 0:        # closed with the store: reads go on
+            self._reopen(identity, self._offset)
         data = os.pread(self._in, stat.st_size - self._offset, self._offset)
         end = data.rfind(b"\n") + 1         # whole lines only: the rest next time
         self._offset += end

@@ -44,7 +44,7 @@ import orjson
 from . import encoding, files, paths
 from .errors import CorruptRecord, LockTimeout, StoreError
 from .locate import find_repo, uses_git
-from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_FILES, META_NAMES
+from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_NAMES
 
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
@@ -121,7 +121,7 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
         checker.check_tree()
         checker.check_references()
     if git if git is not None else uses_git(root):
-        checker.check_git()
+        _GitCheck(checker).check()
     return checker.problems
 
 
@@ -389,29 +389,36 @@ class _Checker:
                         f"mode {mode:04o} is looser than {allowed:04o}",
                         fix=lambda: os.chmod(self.path(relpath), mode & allowed))
 
-    # -- git -----------------------------------------------------------------
 
-    def check_git(self) -> None:
-        repo = find_repo(self.root)
+class _GitCheck:
+    """The checks of a store's git side: uncommitted store files (committed
+    by a repair, as a store opened with git does), git's index lock, and
+    ``git fsck`` of the repository."""
+
+    def __init__(self, checker: _Checker) -> None:
+        self.checker = checker
+
+    def check(self) -> None:
+        repo = find_repo(self.checker.root)
         if repo is None:
-            self.report("git-fsck", ".", "the store should keep git history, "
+            self.checker.report("git-fsck", ".", "the store should keep git history, "
                         "but no git repository holds it")
             return
         try:
-            here = os.path.relpath(os.path.realpath(self.root),
+            here = os.path.relpath(os.path.realpath(self.checker.root),
                                    os.path.realpath(repo.working_tree_dir))
             lock = os.path.join(repo.git_dir, "index.lock")
             if os.path.exists(lock):
-                self.report("git-lock", os.path.relpath(lock, self.root),
+                self.checker.report("git-lock", os.path.relpath(lock, self.checker.root),
                             "git's index lock: a git command is running, or one "
                             "crashed (then remove the file)")
             changes = self.uncommitted(repo, here)
             left = changes
-            if changes and self.repair and not os.path.exists(lock):
+            if changes and self.checker.repair and not os.path.exists(lock):
                 self.commit_pending()
                 left = self.uncommitted(repo, here)
             for relpath, what in changes.items():
-                self.problems.append(Problem(
+                self.checker.problems.append(Problem(
                     "uncommitted", relpath, f"{what} since the last commit",
                     repairable=True, repaired=relpath not in left))
             self.git_fsck(repo)
@@ -422,31 +429,23 @@ class _Checker:
         """Record and format files that differ from HEAD: relpath -> what."""
         # Ignored files too: the history commits record files whatever the
         # repository's .gitignore says.
+        from .history.runner import STATUS, parse_status     # GitPython: only for git
         pathspec = "." if here == "." else f":(literal){here}"
-        status, out, err = repo.git.status(
-            "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=traditional",
-            "--no-renames", "--", pathspec,
-            with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False)
+        status, out, err = repo.git.execute(
+            ["git", *STATUS, "--", pathspec], with_extended_output=True,
+            with_exceptions=False, strip_newline_in_stdout=False)
         if status != 0:
-            self.report("git-fsck", ".", f"git status failed: {err.strip()}")
+            self.checker.report("git-fsck", ".", f"git status failed: {err.strip()}")
             return {}
         prefix = "" if here == "." else here.replace(os.sep, "/") + "/"
-        changes = {}
-        for item in out.split("\0"):
-            if len(item) < 4 or not item[3:].startswith(prefix):
-                continue
-            relpath = item[3:][len(prefix):]
-            if relpath in META_FILES \
-                    or paths.split_record_path(relpath) is not None:
-                code = item[1] if item[1] != " " else item[0]
-                changes[relpath] = _STATUS_WORDS.get(code, "changed")
-        return changes
+        return {relpath: _STATUS_WORDS.get(code[1] if code[1] != " " else code[0], "changed")
+                for relpath, code in parse_status(out, prefix).items()}
 
     def commit_pending(self) -> None:
         """Commit what is uncommitted, as a store opened with git does."""
         from .store import Store
-        with Store(self.root, git=True, watch="off", file_mode=self.file_mode,
-                   dir_mode=self.dir_mode):
+        with Store(self.checker.root, git=True, watch="off", file_mode=self.checker.file_mode,
+                   dir_mode=self.checker.dir_mode):
             pass
 
     def git_fsck(self, repo) -> None:
@@ -457,4 +456,4 @@ class _Checker:
         if status != 0 and not lines:
             lines = [f"git fsck exited with status {status}"]
         for line in lines:
-            self.report("git-fsck", os.path.relpath(repo.git_dir, self.root), line)
+            self.checker.report("git-fsck", os.path.relpath(repo.git_dir, self.checker.root), line)

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from . import encoding, files, secret
 from .codec import Codec, Document
@@ -123,6 +123,14 @@ class OnDisk:
     def public_revision(self) -> str | None:
         """The record file's blob id (None: no file)."""
         return None if self.found is None else encoding.revision_of(self.found[0])
+
+    @property
+    def content(self) -> bytes | None | Literal[False]:
+        """The record file's bytes; None if there is none, False if it could
+        not be read (a folder or a symlink in its place)."""
+        if self.found is not None:
+            return self.found[0]
+        return False if self._error is not None else None
 
     @property
     def document(self) -> Document | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .layout import Change
 
@@ -26,7 +26,7 @@ class HistoryPort(Protocol):
 
     def record(self, changes: list[Change], message: str) -> None: ...
 
-    def commit_pending(self, relpath: str) -> None: ...
+    def commit_pending(self, relpath: str, data: bytes | None | Literal[False]) -> None: ...
 
 
 class Recorder:
@@ -42,13 +42,14 @@ class Recorder:
         """True if changes are recorded (a write must describe them)."""
         return self.history is not None
 
-    def before_change(self, relpath: str) -> None:
-        """Before `relpath` is written: a change of it not committed yet
-        (another process's queued one, a hand edit) and not part of this
-        batch gets its own commit first (`History.commit_pending`)."""
+    def before_change(self, relpath: str, data: bytes | None | Literal[False]) -> None:
+        """Before `relpath` is written (it holds `data` now: None if absent,
+        False if unreadable): a change of it not committed yet (another
+        process's queued one, a hand edit) and not part of this batch gets
+        its own commit first (`History.commit_pending`)."""
         if self.history is not None and not (
                 self._batch is not None and any(c.relpath == relpath for c in self._batch)):
-            self.history.commit_pending(relpath)
+            self.history.commit_pending(relpath, data)
 
     def record(self, change: Change, message: str) -> None:
         """`change` is durable on disk: commit it (or add it to the batch)."""

@@ -246,7 +246,7 @@ class Store:
             keys = self._cache.keys_of(type, record.document, f"{type} {id!r}")
             now = self._current(record.relpath, expect, record.hidden)
             self._check_expected(type, id, expect, now)
-            self._recorder.before_change(record.relpath)
+            self._recorder.before_change(record.relpath, now.content if now else None)
             kept = (self._sides.stage(record, now.side, now.public_revision) if now
                     else self._sides.stage(record, None, None))
             stat = self._files.write(record.relpath, record.public_data)
@@ -269,7 +269,7 @@ class Store:
         with self._lock.exclusive():
             now = self._current(relpath, expect)
             self._check_expected(type, id, expect, now)
-            self._recorder.before_change(relpath)
+            self._recorder.before_change(relpath, now.content if now else None)
             removed = self._files.remove(relpath)
             self._sides.remove(relpath)         # after the record: never torn
             if removed:

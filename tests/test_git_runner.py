@@ -89,8 +89,8 @@ def test_parse_status_keeps_store_files_below_the_prefix():
     record = paths.record_path("volumes", "v1")
     out = "\0".join([f" M m/{record}", f"?? m/{record}x", f"!! other/{record}",
                      "?? m/.gitpersist/format.json", "?? m/.gitpersist/write.lock", ""])
-    assert parse_status(out, "m/") == {record, ".gitpersist/format.json"}
-    assert parse_status(f"A  {record}\0", "") == {record}
+    assert set(parse_status(out, "m/")) == {record, ".gitpersist/format.json"}
+    assert parse_status(f"A  {record}\0", "") == {record: "A "}
 
 
 def test_last_lines():

@@ -12,9 +12,7 @@ from gitpersist.layout import side_path
 SECRETS = {"connections": ["connection_info"]}
 
 
-@pytest.mark.parametrize("git", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason="History.commit_pending reads the record file again"))],
-    ids=["plain", "git"])
+@pytest.mark.parametrize("git", [False, True], ids=["plain", "git"])
 def test_a_put_reads_the_record_and_its_side_file_once(tmp_path, monkeypatch, git):
     with Store(tmp_path, git=git, watch="off", fsync=False, secret_fields=SECRETS) as store:
         revision = store.put("connections", "c1", {"connection_info": {"password": "a"}})

@@ -11,8 +11,8 @@ class FakeHistory:
     def record(self, changes, message):
         self.commits.append(([c.relpath for c in changes], message))
 
-    def commit_pending(self, relpath):
-        self.pending.append(relpath)
+    def commit_pending(self, relpath, data):
+        self.pending.append((relpath, data))
 
 
 def change(name):
@@ -23,7 +23,7 @@ def test_without_history_nothing_is_recorded():
     recorder = Recorder(None)
     recorder.listeners.append(lambda: 1 / 0)
     assert not recorder.active
-    recorder.before_change("volumes/ab/a.json")
+    recorder.before_change("volumes/ab/a.json", b"{}")
     recorder.record(change("a"), "m")
     with recorder.batch("b"):
         recorder.record(change("b"), "m")
@@ -38,11 +38,11 @@ def test_a_batch_is_one_commit_and_listeners_hear_each_commit():
         recorder.record(change("b"), "b")
         with recorder.batch("inner"):           # joins the outer batch
             recorder.record(change("c"), "c")
-        recorder.before_change("volumes/ab/b.json")     # ours, in this batch: no pending commit
-        recorder.before_change("volumes/ab/d.json")
+        recorder.before_change("volumes/ab/b.json", b"{}")     # ours, in this batch: none
+        recorder.before_change("volumes/ab/d.json", None)
     assert history.commits == [(["volumes/ab/a.json"], "a: created"),
                                (["volumes/ab/b.json", "volumes/ab/c.json"], "import")]
-    assert history.pending == ["volumes/ab/d.json"]
+    assert history.pending == [("volumes/ab/d.json", None)]
     assert heard == [1, 2]
 
 

@@ -179,19 +179,20 @@ class History:
                                f"({exc}); the files are written, the commit will be "
                                "retried") from None
 
-    def commit_pending(self, relpath: str) -> None:
-        """Before a sync-mode change of `relpath` (store lock held): if its
-        file is not what HEAD holds and no commit of ours is queued for it,
-        commit it as it is first.  That is another process's asynchronous
-        change still queued there, a hand edit, or a crashed writer's
-        leftover: it keeps a commit of its own, and the next commit's diff
-        is the change its message describes."""
+    def commit_pending(self, relpath: str, data: bytes | None | Literal[False]) -> None:
+        """Before a sync-mode change of `relpath` (store lock held), whose
+        file holds `data` now (None: absent; False: unreadable, as
+        `read_store_file` says; the caller has read it already): if that is
+        not what HEAD holds and no commit of ours is queued for it, commit
+        it as it is first.  That is another process's asynchronous change
+        still queued there, a hand edit, or a crashed writer's leftover: it
+        keeps a commit of its own, and the next commit's diff is the change
+        its message describes."""
         if self.commit_mode != "sync":
             return              # our own queued changes look just the same
         if self.queue.holds(relpath):
             return
         with self._git_lock:
-            data = self._read_file(relpath)
             if data is False:
                 return
             [entry] = self._head_entries([relpath]).values()

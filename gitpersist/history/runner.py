@@ -123,20 +123,20 @@ class GitRunner:
         status reports as differing anywhere between HEAD, the index and the
         work tree, ignored files included."""
         out = self.text([*STATUS, "--", f":(literal){prefix}" if prefix else "."])
-        return parse_status(out, prefix)
+        return set(parse_status(out, prefix))
 
 
-def parse_status(out: str, prefix: str) -> set[str]:
-    """The store relpaths in ``git status --porcelain=v1 -z --no-renames``
-    output: paths below `prefix` that name store files."""
-    found = set()
+def parse_status(out: str, prefix: str) -> dict[str, str]:
+    """The store files in ``git status --porcelain=v1 -z --no-renames``
+    output (`STATUS`): relpath (below `prefix`) -> git's two-letter code."""
+    found = {}
     for item in out.split("\0"):
         path = item[3:]
-        if not path.startswith(prefix):
+        if len(item) < 4 or not path.startswith(prefix):
             continue
         relpath = path[len(prefix):]
         if is_store_file(relpath):
-            found.add(relpath)
+            found[relpath] = item[:2]
     return found
 
 
