@@ -83,7 +83,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-from .. import files
+from .. import files, green
 from ..errors import ConfigError, GitpersistError, HistoryError
 from ..layout import META_FILES, Change
 from ..messages import clean_message
@@ -137,7 +137,7 @@ class History:
         self.fsync = fsync
         self._lock = lock
         self._git_lock = threading.RLock()       # GitPython is not thread-safe
-        self._cond = threading.Condition()
+        self._cond = green.Condition()
         self._closed = False
         self.repository = repo = Repository(root, author)
         self.worktree, self.prefix, self.author = repo.worktree, repo.prefix, repo.author

@@ -47,7 +47,7 @@ import gitdb.exc  # type: ignore[import-untyped]
 
 from .. import files, packfile
 from ..errors import HistoryError
-from .repo import signature
+from .repo import Author, signature
 
 TREE_MODE, FILE_MODE = 0o40000, 0o100644
 NULL_ID = "0" * 40              # "no object", in refs, reflogs and index lines
@@ -139,7 +139,7 @@ def nest(blobs: dict[str, bytes | None]) -> dict[str, object]:
     return tree
 
 
-def commit_data(tree: bytes, parents: list[str], author: git.Actor, message: str,
+def commit_data(tree: bytes, parents: list[str], author: Author, message: str,
                 when: int | None = None) -> bytes:
     """A commit object's content, as ``git commit-tree`` writes it (author
     and committer `author`, now, in the local time zone)."""
@@ -283,7 +283,7 @@ class ObjectStore:
         new = base.changed(updates)
         return self.write_tree(new) if new.entries else None
 
-    def write_commit(self, tree: bytes, parents: list[str], author: git.Actor,
+    def write_commit(self, tree: bytes, parents: list[str], author: Author,
                      message: str) -> str:
         """Add a commit of `tree` to the pack; return its id (hex)."""
         return self.add(b"commit", commit_data(tree, parents, author, message)).hex()

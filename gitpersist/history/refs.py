@@ -33,12 +33,11 @@ import os
 import time
 from typing import Protocol
 
-import git
 
 from .. import files
 from ..errors import HistoryError
 from .objects import HEX_ID, NULL_ID
-from .repo import signature
+from .repo import Author, signature
 
 LOG = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class Refs:
     reads, and `set_if_equals` excludes every other writer, in this process
     or another, git included, by the ref's lock file."""
 
-    def __init__(self, git_dir: str, common_dir: str, *, author: git.Actor, log_refs: bool,
+    def __init__(self, git_dir: str, common_dir: str, *, author: Author, log_refs: bool,
                  tunables: RefTunables) -> None:
         self.git_dir = git_dir
         self.common_dir = common_dir

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import git
 
@@ -75,11 +76,23 @@ class Repository:
                 explicit = options.parse_author(
                     f"user.name/user.email in {self.git_dir}/config",
                     f"{name or default[0]} <{email or default[1]}>")
-        self.author = git.Actor(*explicit)
+        self.author = Author(*explicit)
 
     def close(self) -> None:
         """End GitPython's ``git cat-file`` processes."""
         self.repo.close()
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who commits: "Name <email>".  Not GitPython's Actor: its ``==``
+    fails on other types, and eventlet's monkey_patch compares every value
+    of every dict holding a lock with that lock (it crashed, issue 12)."""
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
 
 
 def open_repo(root: str) -> git.Repo:
@@ -96,7 +109,7 @@ def open_repo(root: str) -> git.Repo:
         raise HistoryError(f"git init {root} failed: {(exc.stderr or '').strip()}") from None
 
 
-def signature(author: git.Actor, when: int | None = None) -> str:
+def signature(author: Author, when: int | None = None) -> str:
     """``Name <email> <seconds> <+hhmm>`` as commits and reflogs write it,
     in the local time zone."""
     now = int(time.time()) if when is None else when
@@ -105,7 +118,7 @@ def signature(author: git.Actor, when: int | None = None) -> str:
     return f"{author.name} <{author.email}> {now} {tz}"
 
 
-def identity_env(author: git.Actor) -> dict[str, str]:
+def identity_env(author: Author) -> dict[str, str]:
     """The environment that makes a git command commit as `author`."""
     return {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
             for what, value in (("NAME", author.name or ""), ("EMAIL", author.email or ""))}

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from ..green import green_threads
 from ..errors import GitpersistError, StoreError
 from ..messages import clean_message
 from .index import IndexFollower
@@ -198,6 +199,7 @@ class Worker:
         self._lock = lock
         self._drain = drain
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._green = green_threads()
 
     def start(self) -> None:
         self._thread.start()
@@ -213,10 +215,23 @@ class Worker:
 
     def join(self, timeout: float) -> None:
         """Wait for the thread (not from the thread itself)."""
-        if self._thread is not threading.current_thread():
+        if self._thread is not threading.current_thread() and not self._patched():
             self._thread.join(timeout)
 
+    def _patched(self) -> bool:
+        """True if eventlet patched threading after the thread started."""
+        return green_threads() != self._green
+
     def _run(self) -> None:
+        self._loop()
+        if self._patched():
+            # Ending now would make threading's bookkeeping, patched under
+            # this thread, print a KeyError traceback: stay, parked.
+            with self._cond:
+                while True:
+                    self._cond.wait()
+
+    def _loop(self) -> None:
         queue, index, housekeeping = self.queue, self.index, self.housekeeping
         while True:
             with self._cond:
