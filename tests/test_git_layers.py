@@ -10,7 +10,7 @@ import pathlib
 import gitpersist
 
 PACKAGE = pathlib.Path(gitpersist.__file__).parent
-ALLOWED = {"errors", "layout", "files", "packfile", "paths", "options", "messages"}
+ALLOWED = {"errors", "layout", "files", "packfile", "paths", "options", "messages", "green"}
 
 
 def imports(path: pathlib.Path) -> list[tuple[str, list[str]]]:
