@@ -7,9 +7,14 @@ Guarantees:
   over the target and fsyncs the folder (the fsyncs only when asked).
 * Folders below the store root are opened one by one without following
   symlinks, so a symlink planted inside the store cannot redirect a write.
-* Temp files are named ``.<name>.<pid>.<random>.tmp``.  Readers ignore names
-  starting with a dot; `is_stale_temp` tells when the writer that left one is
-  gone, so it can be removed.
+* Temp files are named ``.<name>.<pid>.<host>.<random>.tmp``.  Readers
+  ignore names starting with a dot; `is_stale_temp` tells when the writer
+  that left one is gone, so it can be removed.  `<host>` (`HOST`) stands for
+  this boot of this host and this PID namespace: whether a pid is alive is
+  asked of the kernel only for temp files of our own namespace.  Any other
+  (another host on a shared folder, a container, an older gitpersist) is
+  stale only once `STALE_AGE` seconds old; a writer holds one for
+  milliseconds.
 
 The file functions work on ``dir_fd``s rather than paths: that is what makes
 O_NOFOLLOW cover every folder on the way, and it costs the same syscalls.
@@ -18,8 +23,11 @@ O_NOFOLLOW cover every folder on the way, and it costs the same syscalls.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from stat import S_ISREG
@@ -30,6 +38,26 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 # (it does nothing for regular files).
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 TEMP_SUFFIX = ".tmp"
+STALE_AGE = 3600.0      # seconds: a temp file of another host or namespace this old is stale
+
+
+def _host() -> str:
+    """8 hex digits naming this boot of this host and this PID namespace."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id",):
+        try:
+            with open(path) as file:
+                parts.append(file.read().strip())
+        except OSError:
+            pass
+    try:
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+HOST = _host()
 
 
 @contextmanager
@@ -62,7 +90,7 @@ def write_atomic(root: str, relpath: str, data: bytes, *, fsync: bool,
     """Replace root/relpath with `data`; return the new file's stat."""
     *folders, name = relpath.split("/")
     with _open_dirs(root, folders, create=True, dir_mode=dir_mode, fsync=fsync) as dir_fd:
-        temp = f".{name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        temp = f".{name}.{os.getpid()}.{HOST}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
         fd = os.open(temp, _TEMP_FLAGS, file_mode, dir_fd=dir_fd)
         try:
             try:
@@ -121,15 +149,25 @@ def signature(stat: os.stat_result) -> tuple[int, int, int]:
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-def is_stale_temp(name: str) -> bool:
-    """True for a temp file whose writing process no longer exists."""
+def is_stale_temp(name: str, path: str) -> bool:
+    """True for a temp file (`name`, at `path`) whose writer is gone."""
     if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
         return False
+    parts = name.rsplit(".", 4)
+    pid, host = (parts[1], parts[2]) if len(parts) == 5 else ("", "")
+    return is_stale(pid, host, path)
+
+
+def is_stale(pid: str, host: str, path: str) -> bool:
+    """Whether a temp file at `path` left by process `pid` of `host` (its
+    `HOST`) is stale: that process is gone, if it is one of this host and
+    namespace; else the file is older than `STALE_AGE`."""
+    if host == HOST and pid.isdigit():
+        return not process_alive(int(pid))
     try:
-        pid = int(name.rsplit(".", 3)[-3])
-    except (ValueError, IndexError):
+        return time.time() - os.lstat(path).st_mtime > STALE_AGE
+    except FileNotFoundError:
         return False
-    return not process_alive(pid)
 
 
 def process_alive(pid: int) -> bool:

@@ -209,7 +209,7 @@ class _Checker:
                 self.check_mode(relpath, entry.stat(follow_symlinks=False))
             elif entry.name == "secrets" and entry.is_dir():
                 self.check_secrets(relpath)
-            elif files.is_stale_temp(entry.name):
+            elif files.is_stale_temp(entry.name, entry.path):
                 self.report_stale_temp(relpath)
             else:
                 self.report("unknown-file", relpath,
@@ -227,7 +227,7 @@ class _Checker:
                 record = relpath[len(relfolder) + 1:]
                 if os.path.islink(path):
                     self.report("symlink", relpath, "is a symlink; the store never writes one")
-                elif files.is_stale_temp(name):
+                elif files.is_stale_temp(name, path):
                     self.report_stale_temp(relpath)
                 elif name in dirs or record == "key" or name.startswith("."):
                     self.check_mode(relpath, os.lstat(path))
@@ -272,7 +272,7 @@ class _Checker:
                 self.report("symlink", entry.name, "is a symlink; the store never writes one")
             elif entry.is_dir() and paths.is_type(entry.name):
                 type_folders.append(entry)
-            elif files.is_stale_temp(entry.name):
+            elif files.is_stale_temp(entry.name, entry.path):
                 self.report_stale_temp(entry.name)
             else:
                 what = "folder" if entry.is_dir() else "file"
@@ -298,7 +298,7 @@ class _Checker:
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
             elif entry.is_dir() and _SHARD_RE.fullmatch(entry.name):
                 shards.append((type_entry.name, entry))
-            elif files.is_stale_temp(entry.name):
+            elif files.is_stale_temp(entry.name, entry.path):
                 self.report_stale_temp(relpath)
             else:
                 what = "folder" if entry.is_dir() else "file"
@@ -314,7 +314,7 @@ class _Checker:
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
             elif entry.name.startswith(".") and entry.name.endswith(files.TEMP_SUFFIX):
-                if files.is_stale_temp(entry.name):
+                if files.is_stale_temp(entry.name, entry.path):
                     self.report_stale_temp(relpath)
                 else:
                     self.report("write-in-progress", relpath,

@@ -93,7 +93,7 @@ class RecordFiles:
         """(relpath, path) of the record files in the shard folder
         `relfolder`; stale temp files there are removed."""
         for file in os.scandir(folder or self.path(relfolder)):
-            if files.is_stale_temp(file.name):
+            if files.is_stale_temp(file.name, file.path):
                 files.unlink_quietly(file.path)
             elif paths.split_record_path(f"{relfolder}/{file.name}") is not None:
                 yield f"{relfolder}/{file.name}", file.path

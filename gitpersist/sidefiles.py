@@ -120,6 +120,6 @@ class SideFiles:
                 for file in os.scandir(folder):
                     relpath = f"{type}/{os.path.basename(shard)}/{file.name}"
                     if (paths.split_record_path(relpath) is not None
-                            or files.is_stale_temp(file.name)):
+                            or files.is_stale_temp(file.name, file.path)):
                         yield relpath
 

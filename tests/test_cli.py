@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gitpersist import Store, cli, paths
+from gitpersist.files import HOST
 from gitpersist.progress import Progress
 from helpers import git
 
@@ -311,7 +312,7 @@ def test_fsck_checks_a_store_made_with_other_modes_against_them(run, tmp_path, c
 def test_fsck_names_each_problem_and_repair_fixes_the_safe_ones(run, store_path):
     volume = record_file(store_path, "volumes", "v1")
     volume.chmod(0o644)
-    stale = volume.parent / f".{volume.name}.999999999.abcd1234.tmp"
+    stale = volume.parent / f".{volume.name}.999999999.{HOST}.abcd1234.tmp"
     stale.write_text("half")
     (store_path / "volumes" / "notes.txt").write_text("?")
     record_file(store_path, "volumes", "v2").write_text('{"id": "other"}')

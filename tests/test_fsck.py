@@ -11,6 +11,7 @@ import filelock
 import pytest
 
 from gitpersist import Store, fsck, paths
+from gitpersist.files import HOST
 from gitpersist.cinder import schema
 from gitpersist.fsck import Problem
 from helpers import git
@@ -153,8 +154,8 @@ def test_symlinks_are_reported_and_never_followed(root, tmp_path):
 
 def test_stale_temp_files_are_removed_live_ones_are_a_note(root):
     shard = record_file(root, "volumes", "v1").parent
-    stale = shard / ".v9.json.999999999.0badcafe.tmp"
-    live = shard / f".v8.json.{os.getpid()}.0badcafe.tmp"
+    stale = shard / f".v9.json.999999999.{HOST}.0badcafe.tmp"
+    live = shard / f".v8.json.{os.getpid()}.{HOST}.0badcafe.tmp"
     stale.write_text("half")
     live.write_text("half")
     problems = fsck.check(root)

@@ -12,6 +12,7 @@ import pytest
 from helpers import fsck_clean, git, git_bytes
 
 from gitpersist import HistoryError
+from gitpersist.files import HOST
 from gitpersist.history.objects import (FILE_MODE, TREE_MODE, ObjectStore, Tree, commit_data,
                                         nest, object_id)
 
@@ -125,7 +126,7 @@ def test_stale_pack_temps_of_dead_processes_are_removed(git_repo, store):
     folder.mkdir(parents=True, exist_ok=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    names = [f"tmp_pack_{dead.pid}_abcd", f"tmp_idx_{os.getpid()}_abcd", "tmp_other_1_2"]
+    names = [f"tmp_pack_{dead.pid}_{HOST}_abcd", f"tmp_idx_{os.getpid()}_{HOST}_abcd", "tmp_other_1_2"]
     for name in names:
         (folder / name).write_bytes(b"")
     store.remove_stale_temps()

@@ -17,6 +17,7 @@ import threading
 import pytest
 
 from gitpersist import ConfigError, HistoryError, Store, files, paths
+from gitpersist.files import HOST
 from gitpersist.history import DEFAULT_AUTHOR
 from helpers import child_pids, eventually, fsck_clean, git, run_python
 
@@ -226,7 +227,7 @@ def test_files_changed_while_git_was_off_are_committed_at_open(tmp_path):
         plain.delete("volumes", "gone")
     # a stale temp file of a dead writer and the lock file are never committed
     shard = tmp_path / os.path.dirname(paths.record_path("volumes", "new"))
-    (shard / ".x.json.999999999.abcd.tmp").write_bytes(b"{}")
+    (shard / f".x.json.999999999.{HOST}.abcd.tmp").write_bytes(b"{}")
     head = git(tmp_path, "rev-parse", "HEAD")
 
     with open_store(tmp_path) as store:
@@ -238,7 +239,7 @@ def test_files_changed_while_git_was_off_are_committed_at_open(tmp_path):
                                       f"M\t{paths.record_path('volumes', 'kept')}",
                                       f"D\t{paths.record_path('volumes', 'gone')}"])
     assert git(tmp_path, "status", "--porcelain") == \
-        f"?? {shard.relative_to(tmp_path)}/.x.json.999999999.abcd.tmp\n"
+        f"?? {shard.relative_to(tmp_path)}/.x.json.999999999.{HOST}.abcd.tmp\n"
     fsck_clean(tmp_path)
 
 

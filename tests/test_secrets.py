@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from gitpersist import CorruptRecord, Store, StoreError, encoding, fsck, paths
+from gitpersist.files import HOST
 from gitpersist import files as gp_files
 from gitpersist.records import RecordFiles
 from helpers import git_bytes
@@ -336,7 +337,7 @@ def test_fsck_checks_the_side_files(tmp_path):
     os.unlink(record_file(root, "connections", "c2"))     # a deletion cut short
     os.chmod(side_file(root, "connections", "c1"), 0o644)
     stale = os.path.join(os.path.dirname(side_file(root, "connections", "c1")),
-                         f".c1.json.{2 ** 22 + 7}.abcd.tmp")
+                         f".c1.json.{2 ** 22 + 7}.{HOST}.abcd.tmp")
     open(stale, "w").close()
     problems = {(p.kind, p.path) for p in fsck.check(root) if not p.note}
     relpath = paths.record_path("connections", "c1")
@@ -475,7 +476,7 @@ def test_secrets_of_a_deletion_cut_short_go_at_the_next_open(tmp_path):
         store.put("connections", "c1", CONNECTION)
     os.unlink(record_file(root, "connections", "c1"))     # killed before the side file went
     stale = os.path.join(os.path.dirname(side_file(root, "connections", "c1")),
-                         f".c1.json.{2 ** 22 + 7}.abcd.tmp")      # and a writer killed meanwhile
+                         f".c1.json.{2 ** 22 + 7}.{HOST}.abcd.tmp")      # and a writer killed meanwhile
     open(stale, "w").close()
     with Store(root, watch="off") as store:
         assert not os.path.exists(side_file(root, "connections", "c1"))

@@ -13,6 +13,7 @@ import pytest
 from gitpersist import (ABSENT, ConfigError, ConflictError, CorruptRecord,
                         FormatError, InvalidDocument, InvalidId, Store,
                         StoreError, paths)
+from gitpersist.files import HOST
 from gitpersist import files as gp_files
 
 
@@ -223,7 +224,7 @@ def test_leftover_temp_files_ignored_and_cleaned(store):
     store.put("volumes", "v1", {"v": 1})
     folder = os.path.dirname(record_file(store, "volumes", "v1"))
     dead_pid = 2 ** 22 + 12345          # above the default pid_max
-    stale = os.path.join(folder, f".v2.json.{dead_pid}.abcd.tmp")
+    stale = os.path.join(folder, f".v2.json.{dead_pid}.{HOST}.abcd.tmp")
     with open(stale, "w") as f:
         f.write('{"id": "v2", "torn')
     with Store(store.root, watch="off") as fresh:

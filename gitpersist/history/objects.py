@@ -315,7 +315,8 @@ class ObjectStore:
         temps = []
         try:
             for data, kind in ((pack_data, "pack"), (index_data, "idx")):
-                temp = os.path.join(folder, f"tmp_{kind}_{os.getpid()}_{secrets.token_hex(4)}")
+                temp = os.path.join(folder, f"tmp_{kind}_{os.getpid()}_{files.HOST}_"
+                                            f"{secrets.token_hex(4)}")
                 fd = os.open(temp, _CREATE, 0o444)
                 temps.append(temp)
                 try:
@@ -342,8 +343,9 @@ class ObjectStore:
             return
         for name in names:
             parts = name.split("_")
-            if (len(parts) == 4 and parts[0] == "tmp" and parts[1] in ("pack", "idx")
-                    and parts[2].isdigit() and not files.process_alive(int(parts[2]))):
+            if len(parts) in (4, 5) and parts[0] == "tmp" and parts[1] in ("pack", "idx") \
+                    and files.is_stale(parts[2], parts[3] if len(parts) == 5 else "",
+                                       os.path.join(folder, name)):
                 files.unlink_quietly(os.path.join(folder, name))
 
     def clear(self) -> None:
