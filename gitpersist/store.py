@@ -141,17 +141,18 @@ class Store:
         self._cache = Cache(self._files, self._reader, self._sides, self._log, indexes or {})
         open_store_folder(self.root, opts.dir_mode)
         self._lock = WriteLock(self.root, timeout=opts.lock_timeout, file_mode=opts.file_mode)
-        self._log.open()
-        self._format = FormatFile(self._files, self._lock.exclusive)
-        grown = self._declare(self._format.open(wanted), wanted)
         self._recorder = Recorder(None)
-        if opts.watch != "off":
-            watcher = self._watcher = Watcher(self.root, self._cache.changed, self._cache.lost,
-                                              mode=opts.watch, poll_interval=opts.poll_interval)
-            self._cache.unwatched = lambda: not watcher.healthy
-        for type in grown:      # before recovery could commit them
-            self._split_secrets(type)
+        self._format = FormatFile(self._files, self._lock.exclusive)
         try:
+            self._log.open()
+            grown = self._declare(self._format.open(wanted), wanted)
+            if opts.watch != "off":
+                watcher = self._watcher = Watcher(
+                    self.root, self._cache.changed, self._cache.lost, mode=opts.watch,
+                    poll_interval=opts.poll_interval)
+                self._cache.unwatched = lambda: not watcher.healthy
+            for type in grown:      # before recovery could commit them
+                self._split_secrets(type)
             if opts.git:
                 self._open_history()
             if opts.syncing:    # a background syncer, and a sync on open if asked
@@ -161,7 +162,7 @@ class Store:
                                       on_open=opts.sync_on_open,
                                       after_commit=opts.sync_after_commit)
                 self._recorder.listeners.append(self._syncer.committed)
-        except BaseException:   # release the history's thread and the watcher
+        except BaseException:   # release the lock file, the watcher, the history's thread
             self.close()
             raise
 

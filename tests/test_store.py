@@ -448,3 +448,14 @@ def test_corrupt_names_what_a_listing_left_out(tmp_path, caplog):
         with pytest.raises(CorruptRecord, match="here.json"):
             store.get("volumes", "here")
         assert store.corrupt("snapshots") == []
+
+
+def test_a_store_that_fails_to_open_leaves_no_descriptor_or_thread(tmp_path):
+    import threading
+    (tmp_path / ".gitpersist").mkdir()
+    (tmp_path / ".gitpersist" / "format.json").write_text('{"format": 99}')
+    before = (len(os.listdir("/proc/self/fd")), threading.active_count())
+    for _ in range(5):
+        with pytest.raises(FormatError, match="newer"):
+            Store(tmp_path, watch="native")
+    assert (len(os.listdir("/proc/self/fd")), threading.active_count()) == before
