@@ -39,6 +39,7 @@ from . import paths
 from .codec import Document
 from .changelog import ChangeLog
 from .errors import ConfigError, CorruptRecord, InvalidDocument
+from .layout import FORMAT_FILE
 from .reader import Entry, Reader
 from .records import RecordFiles
 from .sidefiles import SideFiles
@@ -133,6 +134,9 @@ class Cache:
         # True while nothing reports changes made by other means (hand edits,
         # git): reads then check their files themselves (see `validating`).
         self.unwatched: Callable[[], bool] = lambda: False
+        # Called when the change log says the format file changed: returns
+        # the types whose secret fields grew (their entries are forgotten).
+        self.declaration_changed: Callable[[], list[str]] = lambda: []
 
     # -- reads ---------------------------------------------------------------------
 
@@ -368,6 +372,10 @@ class Cache:
         """A store wrote `relpath` with `revision` (None: removed): unless
         the cache holds just that, the next read of it goes to the file,
         whatever the file's signature says."""
+        if relpath == FORMAT_FILE:      # another process declared secret fields
+            for type in self.declaration_changed():
+                self._forget(type)
+            return
         type = relpath.split("/", 1)[0]
         cache = self._types.get(type)
         if cache is None:

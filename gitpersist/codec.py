@@ -55,6 +55,16 @@ class Codec:
     def __init__(self, fields: secret.Fields | None = None, key: bytes = b"") -> None:
         self.fields: secret.Fields = dict(fields or {})
         self.key = key
+        self.generation = 0     # counts the times the declaration grew
+
+    def declare(self, fields: secret.Fields) -> list[str]:
+        """Add `fields` to the declaration; the types that grew."""
+        grown = sorted(type for type, names in fields.items() if names - self.names(type))
+        if grown:
+            self.fields = {type: self.names(type) | fields.get(type, frozenset())
+                           for type in self.fields.keys() | fields.keys()}
+            self.generation += 1
+        return grown
 
     def names(self, type: str) -> frozenset[str]:
         """The secret field names of `type` (empty: none)."""

@@ -87,9 +87,11 @@ class FormatFile:
     a store on a read-only mount opens as long as nothing is missing."""
 
     def __init__(self, files: RecordFiles,
-                 exclusive: Callable[[], AbstractContextManager[None]]) -> None:
+                 exclusive: Callable[[], AbstractContextManager[None]],
+                 wrote: Callable[[str], None]) -> None:
         self._files = files
         self._exclusive = exclusive
+        self._wrote = wrote         # tells the other processes (the change log)
         self.path = files.path(FORMAT_FILE)
 
     def open(self, fields: secret.Fields) -> Document:
@@ -129,7 +131,22 @@ class FormatFile:
                 for type, names in declared_secrets(document, self.path).items():
                     fields[type] = fields.get(type, frozenset()) | names
                 self._files.write(FORMAT_FILE, render(document, fields))
+                self._wrote(FORMAT_FILE)
         return fields, grown
+
+    def declared(self) -> secret.Fields:
+        """What the format file on disk declares now (another process may
+        have declared more since we opened); {} if it cannot be read."""
+        found = self.read()
+        try:
+            return declared_secrets(parse(found, self.path), self.path) if found else {}
+        except FormatError:
+            return {}
+
+    def read_key(self) -> bytes:
+        """The store's key as it is on disk (b"" if there is none yet)."""
+        found = self._files.read(KEY_FILE)
+        return b"" if found is None else found[0]
 
     def key(self) -> bytes:
         """The store's secret key (`gitpersist.codec`), made if missing."""

@@ -68,11 +68,16 @@ class SideFiles:
               on_disk_revision: str | None) -> bool:
         """Step 1: write `record`'s secrets, keeping the entry of the record
         version on disk (`on_disk_revision`, its public revision; `side`,
-        the side file now).  True if that previous entry was kept."""
-        if not record.hidden:
-            return False
-        previous = (secret.entry_for(side, on_disk_revision)
-                    if side is not None and on_disk_revision is not None else None)
+        the side file now).  Both versions are named, also one without
+        secrets (fields {}): a reader between the steps, or after a crash,
+        gets the old record with the old secrets or the new with the new,
+        never one with the other's.  True if a previous entry was kept."""
+        if not self.codec.names(record.type) or (not record.hidden and side is None):
+            return False        # no secrets before or after: nothing to stage
+        previous = None
+        if on_disk_revision is not None:
+            entry = secret.entry_for(side, on_disk_revision) if side is not None else None
+            previous = {"for": on_disk_revision, "fields": (entry or {}).get("fields", {})}
         self._files.write(side_path(record.relpath), secret.side_data(
             record.id, record.public_revision, record.hidden, previous, record.relpath))
         return previous is not None

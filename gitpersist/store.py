@@ -142,7 +142,9 @@ class Store:
         open_store_folder(self.root, opts.dir_mode)
         self._lock = WriteLock(self.root, timeout=opts.lock_timeout, file_mode=opts.file_mode)
         self._recorder = Recorder(None)
-        self._format = FormatFile(self._files, self._lock.exclusive)
+        self._format = FormatFile(self._files, self._lock.exclusive,
+                                  lambda relpath: self._log.wrote(relpath, UNKNOWN))
+        self._cache.declaration_changed = self._declaration_changed
         try:
             self._log.open()
             grown = self._declare(self._format.open(wanted), wanted)
@@ -242,10 +244,14 @@ class Store:
         happens if the record's current revision is `expect` (or the record
         is absent, for `ABSENT`).
         """
+        generation = self._codec.generation
         record = self._codec.prepare(type, id, document)
         with self._lock.exclusive():
+            self._cache.settle()        # another process's declaration, first
+            if self._codec.generation != generation:
+                record = self._codec.prepare(type, id, document)
             keys = self._cache.keys_of(type, record.document, f"{type} {id!r}")
-            now = self._current(record.relpath, expect, record.hidden)
+            now = self._current(record.relpath, expect, bool(record.hidden))
             self._check_expected(type, id, expect, now)
             self._recorder.before_change(record.relpath, now.content if now else None)
             kept = (self._sides.stage(record, now.side, now.public_revision) if now
@@ -351,6 +357,7 @@ class Store:
         ``watch="off"`` nothing else does).  Called inside `exclusive`."""
         if data is None:
             self._files.remove(relpath)
+            self._sides.remove(relpath)         # a record made again must not inherit them
         else:
             self._files.write(relpath, data)
         self._log.wrote(relpath, None if data is None else UNKNOWN)
@@ -427,6 +434,15 @@ class Store:
             self._sides.sweep(self._lock.exclusive)
         return grown
 
+    def _declaration_changed(self) -> list[str]:
+        """The change log says another process wrote the format file: take
+        the secret fields it declares now (reads and writes honour them from
+        here on); the types that grew."""
+        grown = self._codec.declare(self._format.declared())
+        if grown and not self._codec.key:
+            self._codec.key = self._format.read_key()
+        return grown
+
     def _format_document(self, data: bytes) -> Document:
         from .formatfile import parse
         return parse(data, self._format.path)
@@ -439,14 +455,15 @@ class Store:
                 self.put(type, document["id"], document,
                          message=f"{type} {document['id']}: secret fields kept local")
 
-    def _current(self, relpath: str, expect: object,
-                 hidden: Mapping[str, Any] | None = None) -> OnDisk | None:
+    def _current(self, relpath: str, expect: object, secrets: bool = False) -> OnDisk | None:
         """The record as it is on disk now, read once, when the write needs
-        it: to check `expect`, to describe the change, to stage secrets.
-        Read under the write lock from the file, not the cache: another
-        process may have written it a moment ago and its event may not have
-        arrived yet."""
-        if expect is None and not self._recorder.active and not hidden:
+        it: to check `expect`, to describe the change, to stage secrets (the
+        write has some, or the type may have side files).  Read under the write lock from the file,
+        not the cache: another process may have written it a moment ago and
+        its event may not have arrived yet."""
+        type = relpath.split("/", 1)[0]
+        if expect is None and not self._recorder.active and not secrets and not (
+                self._codec.names(type) and self._sides.may_have(type)):
             return None
         return self._reader.current(relpath)
 
