@@ -38,6 +38,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -54,6 +55,17 @@ def _identity(path: str, *, follow: bool) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+_LOCKS: weakref.WeakSet[WriteLock] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_LOCKS):
+        lock._after_fork()      # noqa: SLF001  (this module's own class)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class FileLock:
     """An exclusive ``flock`` on a lock file, kept open between acquires.
 
@@ -64,8 +76,9 @@ class FileLock:
     threading after the store opened ("RuntimeError: cannot notify on
     un-acquired lock", issue 12).  Here a waiting acquire polls with
     `time.sleep` (green under eventlet).  Not thread-safe: `WriteLock`'s
-    mutex serialises it.  After a fork the file is opened again (a flock
-    belongs to the open file, which a child shares); a lock file removed or
+    mutex serialises it.  A forked child closes the descriptor it
+    inherited and opens its own (a flock belongs to the open file, which a
+    child shares: `WriteLock` arranges it with ``os.register_at_fork``); a lock file removed or
     replaced while we waited is opened again and locked anew, so two
     processes never hold locks on two different files."""
 
@@ -73,7 +86,6 @@ class FileLock:
         self.path = path
         self.mode = mode
         self._fd = -1
-        self._pid = 0
         self._file_id: tuple[int, int] | None = None
 
     def acquire(self, timeout: float) -> None:
@@ -97,17 +109,22 @@ class FileLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._fd >= 0 and self._pid == os.getpid():
+        if self._fd >= 0:
             os.close(self._fd)
         self._fd = -1
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: close the descriptor inherited from the parent
+        (a flock belongs to the open file: kept, it would keep the parent's
+        lock alive after the parent dies, or let the child in beside it)."""
+        self.close()
+
     def _open(self) -> int:
-        if self._fd < 0 or self._pid != os.getpid():
+        if self._fd < 0:
             # read-only: flock needs no more, and a file kept open for
             # writing would stop its file system from being remounted ro
             self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                                self.mode)
-            self._pid = os.getpid()
             stat = os.fstat(self._fd)
             self._file_id = (stat.st_dev, stat.st_ino)
         return self._fd
@@ -127,6 +144,14 @@ class WriteLock:
         self._depth = 0             # how deep the mutex's owner is in exclusive()
         self._closed = False
         self._file_lock = FileLock(os.path.join(root, LOCK_FILE), mode=file_mode)
+        _LOCKS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: nothing of the parent's holding carries over
+        (its thread mutex and depth, its lock file descriptor)."""
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._file_lock.forget_after_fork()
 
     @property
     def lock_file(self) -> str:
@@ -139,7 +164,12 @@ class WriteLock:
             # eventlet patched threading since: a real lock would let every
             # greenlet of this thread in (they share its identity).
             self._green, self._mutex = True, threading.RLock()
-        with self._mutex:
+        deadline = time.monotonic() + self.timeout
+        mutex = self._mutex
+        if not mutex.acquire(timeout=self.timeout):
+            raise LockTimeout(f"could not lock {self.lock_file} within {self.timeout:g} s "
+                              "(lock_timeout): another thread of this process holds it")
+        try:
             if self._depth:     # held by this thread already
                 self.check_root()
                 self._depth += 1
@@ -152,7 +182,7 @@ class WriteLock:
                 raise StoreError(f"store {self.root} is closed")
             self.check_root()           # first: taking the lock recreates its file
             try:
-                self._file_lock.acquire(self.timeout)
+                self._file_lock.acquire(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 raise LockTimeout(f"could not lock {self.lock_file} within "
                                   f"{self.timeout:g} s (lock_timeout)") from None
@@ -168,6 +198,8 @@ class WriteLock:
             finally:
                 self._depth = 0
                 self._file_lock.release()
+        finally:
+            mutex.release()
 
     def check_root(self) -> None:
         """Refuse to write once the store folder was removed, moved or

@@ -18,7 +18,9 @@ def lock(tmp_path):
     return WriteLock(str(tmp_path), timeout=0.2, file_mode=0o600)
 
 
-def test_exclusive_is_reentrant_and_excludes_other_threads(lock):
+def test_exclusive_is_reentrant_and_excludes_other_threads(tmp_path):
+    open_store_folder(str(tmp_path), 0o700)
+    lock = WriteLock(str(tmp_path), timeout=10, file_mode=0o600)
     entered = threading.Event()
     with lock.exclusive():
         with lock.exclusive():      # a write inside a batch
