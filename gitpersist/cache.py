@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -40,7 +41,7 @@ from .codec import Document
 from .changelog import ChangeLog
 from .errors import ConfigError, CorruptRecord, InvalidDocument
 from .layout import FORMAT_FILE
-from .reader import Entry, Reader
+from .reader import Entry, Reader, racy
 from .records import RecordFiles
 from .sidefiles import SideFiles
 
@@ -69,7 +70,8 @@ class TypeCache:
         self.entries: dict[str, Entry] = {}
         self.id_of_path: dict[str, str] = {}
         self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
-        self.corrupt_signatures: dict[str, tuple[int, int, int]] = {}
+        # relpath -> (signature, time.time_ns() before it was read)
+        self.corrupt_signatures: dict[str, tuple[tuple[int, int, int], int]] = {}
         self.complete = False
         self.index_keys = index_keys
         self.indexes: dict[str, dict[Any, set[str]]] = {name: {} for name in index_keys}
@@ -169,7 +171,10 @@ class Cache:
             scan = {}
             for name, value in filters.items():
                 if name in cache.indexes:
-                    found = cache.indexes[name].get(hashable(value), set())
+                    try:
+                        found = cache.indexes[name].get(hashable(value), set())
+                    except TypeError:       # not a JSON value: no record has it
+                        found = set()
                     ids = set(found) if ids is None else ids & found
                 else:
                     scan[name] = value
@@ -286,8 +291,10 @@ class Cache:
         old_id = cache.id_of_path.get(relpath)
         old = cache.entries.get(old_id) if old_id is not None else None
         if relpath in cache.corrupt:
+            seen = cache.corrupt_signatures.get(relpath)
             try:
-                if self._files.signature(path) == cache.corrupt_signatures.get(relpath):
+                if seen is not None and self._files.signature(path) == seen[0] \
+                        and not racy(*seen):
                     return      # the same broken file: already reported
             except FileNotFoundError:
                 pass
@@ -299,26 +306,29 @@ class Cache:
             except FileNotFoundError:
                 pass
             self._discard(cache, type, old.document["id"])
+        checked = time.time_ns()
         try:
             entry = self._reader.read(relpath, path, sides)
         except CorruptRecord as exc:
-            self._broken(cache, relpath, path, exc)
+            self._broken(cache, relpath, path, exc, checked)
             return
         if entry is None:
             return
         id = entry.document["id"]
         if paths.record_path(type, id) != relpath:
             self._broken(cache, relpath, path, CorruptRecord(
-                path, f"it holds id {id!r}, which belongs at another path"))
+                path, f"it holds id {id!r}, which belongs at another path"), checked)
             return
         self._add(cache, entry)
 
     @staticmethod
-    def _broken(cache: TypeCache, relpath: str, path: str, exc: CorruptRecord) -> None:
+    def _broken(cache: TypeCache, relpath: str, path: str, exc: CorruptRecord,
+                checked: int) -> None:
+        """`relpath` is broken as read at `checked` (time.time_ns() before)."""
         LOG.warning("skipping %s", exc)
         cache.corrupt[relpath] = exc
         try:
-            cache.corrupt_signatures[relpath] = RecordFiles.signature(path)
+            cache.corrupt_signatures[relpath] = (RecordFiles.signature(path), checked)
         except OSError:
             cache.corrupt_signatures.pop(relpath, None)
 

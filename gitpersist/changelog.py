@@ -33,9 +33,11 @@ with the cache's lock held.  The two sides keep their own descriptors.
 
 from __future__ import annotations
 
+import errno
 import os
 
-from .layout import CHANGES_FILE
+from .errors import StoreError
+from .layout import CHANGES_FILE, is_store_file
 from .records import RecordFiles
 
 UNKNOWN = "?"
@@ -60,8 +62,11 @@ class ChangeLog:
         readers do not see it appear later (and forget everything)."""
         try:
             os.close(self._append())
-        except OSError:
-            pass    # a read-only store: nothing will be written
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise StoreError(f"cannot open {self.path}: {exc.strerror or exc} (the "
+                                 "store never follows a symlink)") from None
+            # a read-only store: nothing will be written
         stat = self._stat()
         self._reopen(None if stat is None else _identity(stat), 0 if stat is None else stat.st_size)
 
@@ -71,14 +76,25 @@ class ChangeLog:
         """Record that the file at `relpath` now has `revision` (None:
         removed; `UNKNOWN`: not known)."""
         line = f"{revision or DELETED} {relpath}\n".encode("utf-8", "surrogateescape")
-        fd = self._append()
+        fd = -1
         try:
-            if os.fstat(fd).st_size + len(line) > self.MAX_SIZE:
+            fd = self._append()
+            size = os.fstat(fd).st_size
+            if size + len(line) > self.MAX_SIZE:
                 os.close(fd)
                 fd = -1
                 self._files.write(CHANGES_FILE, b"")       # a new, empty log
-                fd = self._append()
-            os.write(fd, line)      # O_APPEND: one write, whole
+                fd, size = self._append(), 0
+            # O_APPEND, one write: whole, never interleaved (we hold the
+            # write lock).  A short one (a full disk) is taken back: its rest
+            # would glue the next writer's line onto it.
+            if os.write(fd, line) != len(line):
+                os.ftruncate(fd, size)
+                raise OSError(errno.ENOSPC, "the line was cut short")
+        except OSError as exc:
+            raise StoreError(f"cannot append to {self.path}: {exc.strerror or exc} (the "
+                             f"change of {relpath} is on disk; other processes see it "
+                             "through their watcher only)") from None
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -117,8 +133,9 @@ class ChangeLog:
         found = []
         for line in data[:end].decode("utf-8", "surrogateescape").splitlines():
             revision, _, relpath = line.partition(" ")
-            if relpath:
-                found.append((relpath, None if revision == DELETED else revision))
+            if not (revision and is_store_file(relpath)):
+                return None     # not a line of ours (a cut one glued to the next?): forget all
+            found.append((relpath, None if revision == DELETED else revision))
         return found
 
     def _stat(self) -> os.stat_result | None:
@@ -138,6 +155,9 @@ class ChangeLog:
             except FileNotFoundError:
                 self._in_id = None
                 return
+            except OSError as exc:
+                raise StoreError(f"cannot read {self.path}: {exc.strerror or exc} (the "
+                                 "store never follows a symlink)") from None
             stat = os.fstat(self._in)
             if _identity(stat) != identity:     # replaced in between
                 self._in_id, self._offset = _identity(stat), stat.st_size

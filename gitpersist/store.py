@@ -258,12 +258,12 @@ class Store:
                     else self._sides.stage(record, None, None))
             stat = self._files.write(record.relpath, record.public_data)
             self._sides.settle(record, kept)
-            self._log.wrote(record.relpath, record.revision)
-            if self._watcher is not None:
-                self._watcher.watch_type(type, resync=False)
             self._cache.stored(Entry(record.relpath, record.document, record.data,
                                      record.revision, files.signature(stat),
                                      time.time_ns()), keys)
+            self._log.wrote(record.relpath, record.revision)
+            if self._watcher is not None:
+                self._watcher.watch_type(type, resync=False)
             self._recorder.record(Change(record.relpath, record.public_data,
                                          record.public_revision),
                                   message or self._message(record, now))
@@ -279,9 +279,9 @@ class Store:
             self._recorder.before_change(relpath, now.content if now else None)
             removed = self._files.remove(relpath)
             self._sides.remove(relpath)         # after the record: never torn
+            self._cache.removed(type, id)
             if removed:
                 self._log.wrote(relpath, None)
-            self._cache.removed(type, id)
             if removed and self._recorder.active:
                 old = self._codec.public(type, now.document if now else None)
                 self._recorder.record(Change(relpath, None, None),

@@ -9,6 +9,7 @@ import atexit  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import subprocess  # noqa: E402
 import threading  # noqa: E402
 
 import pytest  # noqa: E402
@@ -161,3 +162,30 @@ def git_tunables():
         fsync=True, git_lock_timeout=0.3, stale_lock_age=0.2, tree_cache_size=2048,
         index_delay=0.0, commit_delay=0.0, retry_delay=0.05, repack_every=16, gc_every=1024,
         child_wait=5.0)
+
+
+# -- a file system with coarse timestamps -----------------------------------------
+
+@pytest.fixture
+def coarse_fs(tmp_path):
+    """An ext4 file system with 1-second timestamps (128-byte inodes), loop
+    mounted; skips where this machine does not allow it."""
+    if shutil.which("mkfs.ext4") is None or os.geteuid() != 0:
+        pytest.skip("needs root and mkfs.ext4 to loop-mount a file system")
+    image, point = tmp_path / "coarse.img", tmp_path / "coarse"
+    with open(image, "wb") as file:
+        file.truncate(32 << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-I", "128", str(image)],
+                          capture_output=True, text=True)
+    point.mkdir()
+    mounted = made.returncode == 0 and subprocess.run(
+        ["mount", "-o", "loop", str(image), str(point)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip(f"cannot loop-mount a file system here: {made.stderr.strip()}")
+    try:
+        (point / "probe").write_text("x")
+        if os.stat(point / "probe").st_mtime_ns % 1_000_000_000:
+            pytest.skip("the loop-mounted file system has fine timestamps")
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)

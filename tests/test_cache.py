@@ -62,3 +62,10 @@ def test_a_changed_file_is_read_again_and_reindexed(store, tmp_path):
 def test_unhashable_index_values_are_found(store):
     store.put("volumes", "v1", {"host": {"name": "a", "pool": [1, 2]}})
     assert [d["id"] for d in store.find("volumes", host={"pool": [1, 2], "name": "a"})] == ["v1"]
+
+
+def test_a_filter_value_json_cannot_hold_finds_nothing(store):
+    """Indexed or not, the same answer (an indexed one raised a TypeError)."""
+    store.put("volumes", "v", {"host": "a"})
+    assert store.find("volumes", size={1, 2}) == []
+    assert store.find("volumes", host={1, 2}) == []

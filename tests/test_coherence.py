@@ -76,31 +76,6 @@ def test_two_processes_one_lists_then_the_other_creates(tmp_path):
 
 # -- coarse timestamps ------------------------------------------------------------------
 
-@pytest.fixture
-def coarse_fs(tmp_path):
-    """An ext4 file system with 1-second timestamps (128-byte inodes), loop
-    mounted; skips where this machine does not allow it."""
-    if shutil.which("mkfs.ext4") is None or os.geteuid() != 0:
-        pytest.skip("needs root and mkfs.ext4 to loop-mount a file system")
-    image, point = tmp_path / "coarse.img", tmp_path / "coarse"
-    with open(image, "wb") as file:
-        file.truncate(32 << 20)
-    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-I", "128", str(image)],
-                          capture_output=True, text=True)
-    point.mkdir()
-    mounted = made.returncode == 0 and subprocess.run(
-        ["mount", "-o", "loop", str(image), str(point)], capture_output=True).returncode == 0
-    if not mounted:
-        pytest.skip(f"cannot loop-mount a file system here: {made.stderr.strip()}")
-    try:
-        (point / "probe").write_text("x")
-        if os.stat(point / "probe").st_mtime_ns % 1_000_000_000:
-            pytest.skip("the loop-mounted file system has fine timestamps")
-        yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
 def same_second() -> None:
     """Wait for the start of a second: the next few writes share it."""
     time.sleep(1 - time.time() % 1 + 0.01)
@@ -189,3 +164,17 @@ def test_a_reader_in_another_pid_namespace_leaves_a_live_writers_temp_file(tmp_p
         writer.wait()
     run_python(READ_IN_A_NAMESPACE, str(root))              # here, the writer is gone: removed
     assert not os.path.exists(temp)
+
+
+def test_a_broken_file_fixed_in_place_in_the_same_second_is_read(coarse_fs):
+    """The same signature as the broken version it replaced (found by review)."""
+    root = coarse_fs / "s"
+    with Store(root, watch="native") as store:
+        store.put("volumes", "v", {"n": 0})
+        path = root / paths.record_path("volumes", "v")
+        same_second()
+        path.write_text('{"id": "v", "n": 1,}')           # broken (a trailing comma)
+        assert eventually(lambda: store.all("volumes") == [] and store.corrupt("volumes"), 5)
+        path.write_text('{"id": "v", "n": 12}')           # fixed in place: same size
+        assert eventually(lambda: store.all("volumes") == [{"id": "v", "n": 12}], 5), (
+            store.corrupt("volumes"))
