@@ -15,8 +15,8 @@ import pytest
 from helpers import child_pids, eventually, fsck_clean, git, run_python, start_python
 
 from gitpersist import ConfigError, HistoryError, Store, StoreError, paths
-from gitpersist.history.runner import GitRunner
 from gitpersist.sync import SyncError
+from gitpersist.sync.remote import Remote
 
 pytestmark = pytest.mark.usefixtures("no_git_identity")     # conftest
 
@@ -286,15 +286,15 @@ def test_a_rejected_push_fetches_merges_and_retries(remote, monkeypatch):
         store_b.sync()
         store_a.put("volumes", "va", {"n": 10})
         store_b.put("volumes", "vb", {"n": 20})
-        run = GitRunner.run
+        head = Remote.head
         raced = []
 
-        def racing_run(self, args, **kwargs):
-            done = run(self, args, **kwargs)
-            if self.worktree == os.path.realpath(a) and args[0] == "ls-remote" and not raced:
+        def racing_head(self, remote_ref):
+            found = head(self, remote_ref)
+            if self.git.worktree == os.path.realpath(a) and not raced:
                 raced.append(store_b.sync())    # b pushes after a asked for the remote head
-            return done
-        monkeypatch.setattr(GitRunner, "run", racing_run)
+            return found
+        monkeypatch.setattr(Remote, "head", racing_head)
         report = store_a.sync()
         assert raced[0].pushed
         assert report.attempts == 2 and report.pushed and not report.conflicts

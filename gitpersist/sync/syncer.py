@@ -9,31 +9,27 @@ import logging
 import os
 import random
 import secrets
-import subprocess
 import threading
 import time
 import weakref
 from collections.abc import Mapping
 
 import filelock
-import git
 import orjson
 
 from .. import encoding, files, formatfile, paths
-from ..errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
+from ..errors import GitpersistError, HistoryError, StoreError, SyncError
 from ..history.index import index_info, update_index
-from ..history.objects import NULL_ID
-from ..history.repo import identity_env
-from ..history.runner import GitRunner, last_lines
-from ..layout import FORMAT_FILE, Change, is_store_file
+from ..history.runner import last_lines
+from ..layout import FORMAT_FILE, Change
+from .plumbing import EMPTY_TREE, Entry, LocalGit
 from .port import StorePort
+from .remote import Remote
 from .report import Conflict, SyncReport
 
 LOG = logging.getLogger(__package__)   # gitpersist.sync, as before it was a package
 
 SYNC_LOCK = "gitpersist-sync.lock"     # in the repository's git folder
-_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-_Entry = tuple[int, str]            # (mode, blob id)
 
 
 class _Restart(Exception):
@@ -55,7 +51,7 @@ class Syncer:
         self._bind(store, remote)
         self.every = None if every is None else float(every)
         self.after_commit = after_commit
-        self._url = self._check_remote()
+        self.link = Remote(remote, self.git, self)
         self._mutex = threading.Lock()
         self._file_lock = filelock.FileLock(os.path.join(self._history.common_dir, SYNC_LOCK),
                                             timeout=self.lock_timeout, mode=store.options.file_mode,
@@ -83,12 +79,13 @@ class Syncer:
         """What the git work needs (all that `finish_interrupted` sets up)."""
         self._store = store
         self._history = store.history
-        self.remote = self._url = remote
-        self.worktree = self._history.worktree
-        self.git_dir = self._history.git_dir
-        self.prefix = self._history.prefix
+        self.remote = remote
+        self.git = LocalGit.of(self._history, timeout=self.local_timeout)
+        self.worktree = self.git.worktree
+        self.git_dir = self.git.git_dir
+        self.prefix = self.git.prefix
         self._refs = self._history.refs
-        self.runner = GitRunner(self.worktree, error=SyncError, timeout=self.local_timeout)
+        self.runner = self.git.runner
         digest = hashlib.sha1(self.prefix.encode("utf-8", "surrogateescape")).hexdigest()
         self._journal = os.path.join(self.git_dir, f"gitpersist-sync-{digest[:12]}.pending")
 
@@ -185,27 +182,27 @@ class Syncer:
     # -- one sync ----------------------------------------------------------------
 
     def _sync(self) -> SyncReport:
-        self._url = self._check_remote(SyncError)
+        self.link.refresh()
         self._store.flush()
-        ref = self._branch_ref()
-        remote_ref = self._remote_ref(ref)
-        report = SyncReport(self.remote, remote_ref, self._rev(ref), None, None)
+        ref = self.git.branch_ref(self.remote)
+        remote_ref = self.link.upstream(ref)
+        report = SyncReport(self.remote, remote_ref, self.git.rev(ref), None, None)
         for attempt in range(1, self.attempts + 1):
             report.attempts = attempt
-            remote_head = self._fetch(remote_ref)
+            remote_head = self.link.fetch(remote_ref)
             report.remote_head = remote_head
             with self._store.exclusive():     # the store's write lock
                 head = self._integrate(ref, remote_head, report)
             report.head = head
             if head is None or head == remote_head:
                 return report
-            if self._push(head, remote_ref, remote_head):
+            if self.link.push(head, remote_ref, remote_head):
                 report.pushed = True
                 return report
             LOG.info("%s: push to %r rejected (the remote moved); again", self.worktree,
                      self.remote)
             time.sleep(random.uniform(0.05, 0.3) * attempt)    # two hosts: don't lockstep
-        raise SyncError(f"sync with remote {self.remote!r} ({self._url}): the push was "
+        raise SyncError(f"sync with remote {self.remote!r} ({self.link.url}): the push was "
                         f"rejected {self.attempts} times (the remote keeps moving); local "
                         "commits are kept, the next sync tries again")
 
@@ -222,26 +219,26 @@ class Syncer:
                         "moving during the merge; try again")
 
     def _integrate_once(self, ref: str, remote: str | None, report: SyncReport) -> str | None:
-        local = self._rev(ref)
+        local = self.git.rev(ref)
         if remote is None or remote == local:
             return local
         if local is None:
             raise SyncError(f"sync with remote {self.remote!r}: {ref} has no commit yet")
-        if self._is_ancestor(remote, local):
+        if self.git.is_ancestor(remote, local):
             return local                        # nothing new: just push
-        base = self._merge_base(local, remote)
-        base_tree = self._tree_of(base) if base else _EMPTY_TREE
-        ours = self._diff(base_tree, local)     # full path -> (before, after)
-        theirs = self._diff(base_tree, remote)
-        store_paths = sorted(p for p in ours.keys() | theirs.keys() if self._is_store(p))
-        ours_other = [p for p in ours if not self._is_store(p)]
-        theirs_other = [p for p in theirs if not self._is_store(p)]
+        base = self.git.merge_base(local, remote)
+        base_tree = self.git.tree_of(base) if base else EMPTY_TREE
+        ours = self.git.diff(base_tree, local)     # full path -> (before, after)
+        theirs = self.git.diff(base_tree, remote)
+        store_paths = sorted(p for p in ours.keys() | theirs.keys() if self.git.is_store(p))
+        ours_other = [p for p in ours if not self.git.is_store(p)]
+        theirs_other = [p for p in theirs if not self.git.is_store(p)]
 
-        def value(side: dict, other: dict, path: str) -> _Entry | None:
+        def value(side: dict, other: dict, path: str) -> Entry | None:
             return side[path][1] if path in side else other[path][0]
 
-        decided: dict[str, _Entry | None] = {}
-        local_values: dict[str, _Entry | None] = {}
+        decided: dict[str, Entry | None] = {}
+        local_values: dict[str, Entry | None] = {}
         conflicts: list[Conflict] = []
         for path in store_paths:
             mine, yours = value(ours, theirs, path), value(theirs, ours, path)
@@ -265,9 +262,9 @@ class Syncer:
 
         # The tree outside the store: ours, theirs, or git's merge of both.
         if not theirs_other:
-            other_tree, others_change = self._tree_of(local), False
+            other_tree, others_change = self.git.tree_of(local), False
         elif not ours_other or base == local:
-            other_tree, others_change = self._tree_of(remote), True
+            other_tree, others_change = self.git.tree_of(remote), True
         else:
             other_tree, others_change = self._merge_other(local, remote, base is None), True
         overlays = [local_values] if others_change else []
@@ -279,13 +276,13 @@ class Syncer:
             subject = f"fast-forward to {self.remote} {report.branch}"
         else:
             message = self._merge_message(report.branch, changes, conflicts)
-            new = self._commit_tree(trees[-1], [local, remote], message)
+            new = self.git.commit_tree(trees[-1], [local, remote], message)
             subject = message.split("\n", 1)[0]
 
         self._commit_uncommitted(changes, local_values)     # may raise _Restart
-        contents = self._blobs(sorted({e[1] for e in changes.values() if e is not None}))
+        contents = self.git.blobs(sorted({e[1] for e in changes.values() if e is not None}))
         if others_change:
-            self._checkout_other(self._tree_of(local), trees[0])
+            self._checkout_other(self.git.tree_of(local), trees[0])
         # From the first file written to the branch moved, a note says what
         # to finish if the process dies (see `finish_interrupted`).
         files.write_atomic(self.git_dir, os.path.basename(self._journal), orjson.dumps(
@@ -322,19 +319,19 @@ class Syncer:
 
     # -- deciding conflicts --------------------------------------------------------
 
-    def _merged_format(self, mine: _Entry, yours: _Entry) -> _Entry:
+    def _merged_format(self, mine: Entry, yours: Entry) -> Entry:
         """Both hosts changed the format file (each declared secret fields,
         or the first sync of two new stores): keep every declaration."""
-        contents = self._blobs([mine[1], yours[1]])
+        contents = self.git.blobs([mine[1], yours[1]])
         merged = formatfile.merge(contents[mine[1]], contents[yours[1]])
-        return (0o100644, self.runner.text(["hash-object", "-w", "--stdin"], input=merged).strip())
+        return (0o100644, self.git.write_blob(merged))
 
-    def _decide(self, path: str, base: str | None, local: str, mine: _Entry | None,
-                remote: str, yours: _Entry | None) -> Conflict:
+    def _decide(self, path: str, base: str | None, local: str, mine: Entry | None,
+                remote: str, yours: Entry | None) -> Conflict:
         """The later change wins; equal times: the larger blob id (a
         deletion is the smallest)."""
-        mine_commit, mine_time = self._last_change(base, local, path)
-        yours_commit, yours_time = self._last_change(base, remote, path)
+        mine_commit, mine_time = self.git.last_change(base, local, path)
+        yours_commit, yours_time = self.git.last_change(base, remote, path)
         mine_key = (mine_time, mine[1] if mine else "", mine[0] if mine else 0)
         yours_key = (yours_time, yours[1] if yours else "", yours[0] if yours else 0)
         relpath = path[len(self.prefix):]
@@ -349,18 +346,7 @@ class Syncer:
             winner_commit=mine_commit if local_wins else yours_commit,
             loser_commit=yours_commit if local_wins else mine_commit)
 
-    def _last_change(self, base: str | None, side: str, path: str) -> tuple[str, int]:
-        """The newest commit of `side` since `base` that changed `path`,
-        and its committer time."""
-        out = self.runner.text(["log", "-1", "--format=%H %ct",
-                                f"{base}..{side}" if base else side,
-                                "--", f":(literal){path}"]).strip()
-        if not out:     # cannot happen for a path the diff says changed
-            raise SyncError(f"{self.git_dir}: no commit in {side} changed {path}")
-        commit, stamp = out.split()
-        return commit, int(stamp)
-
-    def _merge_message(self, branch: str, changes: Mapping[str, _Entry | None],
+    def _merge_message(self, branch: str, changes: Mapping[str, Entry | None],
                        conflicts: list[Conflict]) -> str:
         lines = [f"Sync with {self.remote} {branch}: {len(changes)} store file(s) "
                  f"from the remote, {len(conflicts)} conflict(s)"]
@@ -374,8 +360,8 @@ class Syncer:
 
     # -- the work tree -----------------------------------------------------------
 
-    def _commit_uncommitted(self, changes: Mapping[str, _Entry | None],
-                            local_values: Mapping[str, _Entry | None]) -> None:
+    def _commit_uncommitted(self, changes: Mapping[str, Entry | None],
+                            local_values: Mapping[str, Entry | None]) -> None:
         """Commit the files about to change whose content on disk is neither
         the local commit's nor the merge's (a change not committed yet), then
         restart: the merge must see them."""
@@ -411,7 +397,7 @@ class Syncer:
                 f"that have local changes in {self.worktree}; commit or stash them and "
                 f"sync again ({last_lines(run.stderr)})")
 
-    def _update_index(self, changes: Mapping[str, _Entry | None]) -> None:
+    def _update_index(self, changes: Mapping[str, Entry | None]) -> None:
         if not changes:
             return
         run = update_index(self.runner, changes)
@@ -419,132 +405,6 @@ class Syncer:
             LOG.warning("%s: index not updated after sync (git status may show the "
                         "synced files as changed until the next commit): %s",
                         self.worktree, last_lines(run.stderr))
-
-    def _abspath(self, relpath: str) -> str:
-        return os.path.join(self._store.root, *relpath.split("/"))
-
-    def _is_store(self, path: str) -> bool:
-        if not path.startswith(self.prefix):
-            return False
-        return is_store_file(path[len(self.prefix):])
-
-    # -- git: the remote -----------------------------------------------------------
-
-    def _check_remote(self, error: type[Exception] = ConfigError) -> str:
-        """The remote's URL, read again at each sync (it may be changed)."""
-        with git.Repo(self.worktree) as repo, repo.config_reader() as config:
-            section = f'remote "{self.remote}"'
-            if not config.has_section(section) or not config.has_option(section, "url"):
-                raise error(f"remote={self.remote!r}: no such git remote in "
-                            f"{self.git_dir} (add it: git remote add {self.remote} URL)")
-            return str(config.get_value(section, "url"))
-
-    def _remote_ref(self, ref: str) -> str:
-        """The remote's branch to sync with: the upstream of `ref` if it is
-        on our remote, else the branch of the same name."""
-        name = ref[len("refs/heads/"):]
-        with git.Repo(self.worktree) as repo, repo.config_reader() as config:
-            section = f'branch "{name}"'
-            if (config.has_option(section, "remote") and config.has_option(section, "merge")
-                    and str(config.get_value(section, "remote")) == self.remote):
-                merge = str(config.get_value(section, "merge"))
-                if merge.startswith("refs/heads/"):
-                    return merge
-        return ref
-
-    def _fetch(self, remote_ref: str) -> str | None:
-        """The remote branch's commit, fetched; None if the branch (or the
-        whole remote) is empty."""
-        found = self._remote_head(remote_ref)
-        if found is None or self._has_commit(found):
-            return found
-        tracking = f"refs/remotes/{self.remote}/{remote_ref[len('refs/heads/'):]}"
-        self._network("fetch", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
-                      "--recurse-submodules=no", self.remote, f"+{remote_ref}:{tracking}")
-        fetched = self._rev(tracking)
-        if fetched is None:
-            raise SyncError(f"sync with remote {self.remote!r} ({self._url}): fetching "
-                            f"{remote_ref} left no {tracking}")
-        return fetched
-
-    def _remote_head(self, remote_ref: str) -> str | None:
-        """The commit of the remote's branch (``git ls-remote``), None if
-        it has none."""
-        out = self._network("ls-remote", self.remote, remote_ref).stdout
-        found = [line.split("\t")[0] for line in out.decode().splitlines()
-                 if line.endswith("\t" + remote_ref)]
-        return found[0] if found else None
-
-    def _push(self, commit: str, remote_ref: str, expected: str | None) -> bool:
-        """Push `commit` to the remote branch; False if it was refused
-        because the remote branch moved away from `expected` meanwhile
-        (fetch and merge again)."""
-        run = self._network("push", "--porcelain", self.remote, f"{commit}:{remote_ref}",
-                            check=False)
-        if run.returncode == 0:
-            return True
-        out = run.stdout.decode(errors="replace")
-        # "[rejected]": not a fast-forward.  A push racing another one can
-        # also fail on the remote's ref lock: then the branch has moved.
-        if any(line.startswith("!\t") and "[rejected]" in line for line in out.splitlines()) \
-                or self._remote_head(remote_ref) != expected:
-            return False
-        raise SyncError(f"sync with remote {self.remote!r} ({self._url}): push failed "
-                        f"({last_lines(run.stderr or run.stdout)}); local commits are "
-                        "kept, the next sync tries again")
-
-    def _network(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        run = self.runner.run(args, timeout=self.network_timeout,
-                              what=f"remote {self.remote!r} ({self._url})")
-        if check and run.returncode != 0:
-            raise SyncError(f"sync with remote {self.remote!r} ({self._url}) failed: git "
-                            f"{args[0]}: {last_lines(run.stderr)}; local commits are "
-                            "kept, the next sync tries again")
-        return run
-
-    # -- git: local plumbing -------------------------------------------------------
-
-    def _branch_ref(self) -> str:
-        run = self.runner.run(["symbolic-ref", "-q", "HEAD"])
-        ref = run.stdout.decode().strip()
-        if run.returncode != 0 or not ref.startswith("refs/heads/"):
-            raise SyncError(f"sync with {self.remote!r}: HEAD of {self.git_dir} is not on a "
-                            "branch (detached); check out the branch to sync")
-        return ref
-
-    def _rev(self, ref: str) -> str | None:
-        run = self.runner.run(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"])
-        return run.stdout.decode().strip() or None if run.returncode == 0 else None
-
-    def _has_commit(self, commit: str) -> bool:
-        return self.runner.run(["cat-file", "-e", f"{commit}^{{commit}}"]).returncode == 0
-
-    def _is_ancestor(self, ancestor: str, commit: str) -> bool:
-        run = self.runner.run(["merge-base", "--is-ancestor", ancestor, commit])
-        if run.returncode not in (0, 1):
-            raise SyncError(f"git merge-base in {self.worktree}: {last_lines(run.stderr)}")
-        return run.returncode == 0
-
-    def _merge_base(self, a: str, b: str) -> str | None:
-        run = self.runner.run(["merge-base", a, b])
-        if run.returncode not in (0, 1):
-            raise SyncError(f"git merge-base in {self.worktree}: {last_lines(run.stderr)}")
-        return run.stdout.decode().strip() or None
-
-    def _tree_of(self, commit: str) -> str:
-        return self.runner.text(["rev-parse", f"{commit}^{{tree}}"]).strip()
-
-    def _diff(self, tree: str, commit: str) -> dict[str, tuple[_Entry | None, _Entry | None]]:
-        """Changed files between `tree` and `commit`: path -> (before, after)."""
-        out = self.runner.output(["diff-tree", "-r", "-z", "--no-renames", tree, commit])
-        fields = out.split(b"\0")
-        found = {}
-        for i in range(0, len(fields) - 1, 2):
-            meta, path = fields[i], fields[i + 1].decode("utf-8", "surrogateescape")
-            old_mode, new_mode, old_id, new_id, _ = meta.lstrip(b":").decode().split(" ")
-            found[path] = (None if old_id == NULL_ID else (int(old_mode, 8), old_id),
-                           None if new_id == NULL_ID else (int(new_mode, 8), new_id))
-        return found
 
     def _merge_other(self, local: str, remote: str, unrelated: bool) -> str:
         """git's merge of both trees, for the files outside the store; the
@@ -556,7 +416,7 @@ class Syncer:
         if run.returncode not in (0, 1):
             raise SyncError(f"git merge-tree in {self.worktree}: {last_lines(run.stderr)}")
         fields = [f.decode("utf-8", "surrogateescape") for f in run.stdout.split(b"\0") if f]
-        outside = sorted({p for p in fields[1:] if not self._is_store(p)})
+        outside = sorted({p for p in fields[1:] if not self.git.is_store(p)})
         if outside:
             raise SyncError(
                 f"sync with remote {self.remote!r}: files outside the store changed on both "
@@ -564,7 +424,7 @@ class Syncer:
                 "'git pull', then sync again (local commits are kept)")
         return fields[0]
 
-    def _overlay(self, tree: str, overlays: list[Mapping[str, _Entry | None]]) -> list[str]:
+    def _overlay(self, tree: str, overlays: list[Mapping[str, Entry | None]]) -> list[str]:
         """The trees made by applying each overlay in turn (cumulatively) to
         `tree`, built in a scratch index (the user's index is not touched)."""
         index = os.path.join(self.git_dir, f"gitpersist-sync-{secrets.token_hex(6)}.index")
@@ -582,30 +442,8 @@ class Syncer:
             for name in (index, index + ".lock"):
                 files.unlink_quietly(name)
 
-    def _commit_tree(self, tree: str, parents: list[str], message: str) -> str:
-        args = ["commit-tree", "--no-gpg-sign", tree]
-        for parent in parents:
-            args += ["-p", parent]
-        return self.runner.text(args, input=message.encode(),
-                                env=identity_env(self._history.author)).strip()
-
-    def _blobs(self, ids: list[str]) -> dict[str, bytes]:
-        """The content of each blob, in one ``git cat-file --batch``."""
-        if not ids:
-            return {}
-        out = self.runner.output(["cat-file", "--batch"],
-                                 input="".join(f"{i}\n" for i in ids).encode())
-        found, pos = {}, 0
-        for blob_id in ids:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split(b" ")
-            if len(header) != 3 or header[1] != b"blob":
-                raise SyncError(f"{self.git_dir}: {blob_id} is not a blob "
-                                f"({out[pos:end].decode(errors='replace')})")
-            size = int(header[2])
-            found[blob_id] = out[end + 1:end + 1 + size]
-            pos = end + 1 + size + 1
-        return found
+    def _abspath(self, relpath: str) -> str:
+        return os.path.join(self._store.root, *relpath.split("/"))
 
 
 def finish_interrupted(store: StorePort) -> None:
@@ -629,12 +467,12 @@ def finish_interrupted(store: StorePort) -> None:
         LOG.warning("%s: unreadable note of an interrupted sync, ignored: %s", store.root, exc)
         files.unlink_quietly(syncer._journal)
         return
-    syncer.remote = syncer._url = str(remote)
+    syncer.remote = str(remote)
     try:
-        ref = syncer._branch_ref()
-        if not (isinstance(commit, str) and syncer._has_commit(commit)):
+        ref = syncer.git.branch_ref(syncer.remote)
+        if not (isinstance(commit, str) and syncer.git.has_commit(commit)):
             raise SyncError(f"{syncer.git_dir}: commit {commit} of the note is missing")
-        report = SyncReport(syncer.remote, str(branch), syncer._rev(ref), None, str(commit))
+        report = SyncReport(syncer.remote, str(branch), syncer.git.rev(ref), None, str(commit))
         syncer._integrate(ref, commit, report)
         LOG.warning("%s: finished a sync with %r interrupted before it moved the branch "
                     "(%d file(s))", store.root, syncer.remote, len(report.received))
