@@ -29,6 +29,15 @@ Entry = tuple[int, str]             # (mode, blob id) of a file in a tree
 Diff = dict[str, tuple[Entry | None, Entry | None]]     # path -> (before, after)
 
 
+def store_relpath(prefix: str, path: str) -> str | None:
+    """The store relpath of work-tree path `path` if it names one of the
+    committed files of the store below `prefix`, else None."""
+    if not path.startswith(prefix):
+        return None
+    relpath = path[len(prefix):]
+    return relpath if is_store_file(relpath) else None
+
+
 class LocalGit:
     """git commands in the repository of a store whose files lie below
     `prefix` in the work tree of `runner`; commits are made as `author`."""
@@ -53,9 +62,7 @@ class LocalGit:
 
     def is_store(self, path: str) -> bool:
         """True for a path of one of the store's committed files."""
-        if not path.startswith(self.prefix):
-            return False
-        return is_store_file(path[len(self.prefix):])
+        return store_relpath(self.prefix, path) is not None
 
     def relpath(self, path: str) -> str:
         """The store relpath of the store file at work-tree path `path`."""

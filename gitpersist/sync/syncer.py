@@ -17,11 +17,12 @@ from collections.abc import Mapping
 import filelock
 import orjson
 
-from .. import encoding, files, formatfile, paths
+from .. import encoding, files
 from ..errors import GitpersistError, HistoryError, StoreError, SyncError
 from ..history.index import index_info, update_index
 from ..history.runner import last_lines
 from ..layout import FORMAT_FILE, Change
+from .merge import LOCAL, FormatUnion, LaterChangeWins, Resolver, plan
 from .plumbing import EMPTY_TREE, Entry, LocalGit
 from .port import StorePort
 from .remote import Remote
@@ -85,6 +86,7 @@ class Syncer:
         self.git_dir = self.git.git_dir
         self.prefix = self.git.prefix
         self._refs = self._history.refs
+        self.resolvers: list[Resolver] = [FormatUnion(self.git), LaterChangeWins()]
         self.runner = self.git.runner
         digest = hashlib.sha1(self.prefix.encode("utf-8", "surrogateescape")).hexdigest()
         self._journal = os.path.join(self.git_dir, f"gitpersist-sync-{digest[:12]}.pending")
@@ -230,30 +232,15 @@ class Syncer:
         base_tree = self.git.tree_of(base) if base else EMPTY_TREE
         ours = self.git.diff(base_tree, local)     # full path -> (before, after)
         theirs = self.git.diff(base_tree, remote)
-        store_paths = sorted(p for p in ours.keys() | theirs.keys() if self.git.is_store(p))
         ours_other = [p for p in ours if not self.git.is_store(p)]
         theirs_other = [p for p in theirs if not self.git.is_store(p)]
 
-        def value(side: dict, other: dict, path: str) -> Entry | None:
-            return side[path][1] if path in side else other[path][0]
-
-        decided: dict[str, Entry | None] = {}
-        local_values: dict[str, Entry | None] = {}
-        conflicts: list[Conflict] = []
-        for path in store_paths:
-            mine, yours = value(ours, theirs, path), value(theirs, ours, path)
-            local_values[path] = mine
-            if path not in theirs or mine == yours:
-                decided[path] = mine
-            elif path not in ours:
-                decided[path] = yours
-            elif path == self.prefix + FORMAT_FILE and mine and yours:
-                decided[path] = self._merged_format(mine, yours)    # not a conflict
-            else:
-                conflict = self._decide(path, base, local, mine, remote, yours)
-                conflicts.append(conflict)
-                decided[path] = mine if conflict.winner == "local" else yours
-        changes = {path: entry for path, entry in decided.items() if entry != local_values[path]}
+        def last_change(side: str, path: str) -> tuple[str, int]:
+            return self.git.last_change(base, local if side == LOCAL else remote, path)
+        decisions = plan(ours, theirs, prefix=self.git.prefix, last_change=last_change,
+                         resolvers=self.resolvers)
+        decided, local_values = decisions.decided, decisions.local
+        conflicts, changes = decisions.conflicts, decisions.changes
         for path, entry in changes.items():
             if entry is not None and entry[0] not in (0o100644, 0o100755):
                 raise SyncError(f"sync with remote {self.remote!r}: {path} in {remote[:12]} "
@@ -316,35 +303,6 @@ class Syncer:
         report.received.extend(received)
         report.conflicts.extend(conflicts)
         return new
-
-    # -- deciding conflicts --------------------------------------------------------
-
-    def _merged_format(self, mine: Entry, yours: Entry) -> Entry:
-        """Both hosts changed the format file (each declared secret fields,
-        or the first sync of two new stores): keep every declaration."""
-        contents = self.git.blobs([mine[1], yours[1]])
-        merged = formatfile.merge(contents[mine[1]], contents[yours[1]])
-        return (0o100644, self.git.write_blob(merged))
-
-    def _decide(self, path: str, base: str | None, local: str, mine: Entry | None,
-                remote: str, yours: Entry | None) -> Conflict:
-        """The later change wins; equal times: the larger blob id (a
-        deletion is the smallest)."""
-        mine_commit, mine_time = self.git.last_change(base, local, path)
-        yours_commit, yours_time = self.git.last_change(base, remote, path)
-        mine_key = (mine_time, mine[1] if mine else "", mine[0] if mine else 0)
-        yours_key = (yours_time, yours[1] if yours else "", yours[0] if yours else 0)
-        relpath = path[len(self.prefix):]
-        split = paths.split_record_path(relpath)
-        type, id = split if split else (None, None)
-        local_wins = mine_key > yours_key
-        winner, loser = (mine, yours) if local_wins else (yours, mine)
-        return Conflict(
-            relpath, type, id, "local" if local_wins else "remote",
-            winner_revision=winner[1] if winner else None,
-            loser_revision=loser[1] if loser else None,
-            winner_commit=mine_commit if local_wins else yours_commit,
-            loser_commit=yours_commit if local_wins else mine_commit)
 
     def _merge_message(self, branch: str, changes: Mapping[str, Entry | None],
                        conflicts: list[Conflict]) -> str:
