@@ -38,12 +38,15 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 from .errors import LockTimeout, StoreError
 from .green import green_threads
 from .layout import LOCK_FILE, META_DIR
+
+LockT = TypeVar("LockT")
 
 
 def _identity(path: str, *, follow: bool) -> tuple[int, int] | None:
@@ -113,6 +116,26 @@ class FileLock:
         return self._fd
 
 
+class Mutex(Generic[LockT]):
+    """A thread lock (made by `factory`) that is made again, when no one
+    holds it, once eventlet has patched threading since it was made: a lock
+    made before the patching would let every greenlet of a thread in (they
+    share its identity).  The one home of that rule: the store's write lock
+    and the sync's mutex (`gitpersist.sync.syncer`) use it."""
+
+    def __init__(self, factory: Callable[[], LockT]) -> None:
+        self._factory = factory
+        self._green = green_threads()
+        self.lock = factory()
+
+    def current(self, *, idle: bool) -> LockT:
+        """The lock to take now.  `idle`: the caller knows that no one
+        holds it; only then can it be replaced."""
+        if self._green != green_threads() and idle:
+            self._green, self.lock = True, self._factory()
+        return self.lock
+
+
 class WriteLock:
     """The write lock of the store at `root` (an existing store folder)."""
 
@@ -122,8 +145,7 @@ class WriteLock:
         self._meta = os.path.join(root, META_DIR)
         self._root_id = _identity(root, follow=True)
         self._meta_id = _identity(self._meta, follow=False)
-        self._green = green_threads()
-        self._mutex = threading.RLock()
+        self._mutex = Mutex(threading.RLock)
         self._depth = 0             # how deep the mutex's owner is in exclusive()
         self._closed = False
         self._file_lock = FileLock(os.path.join(root, LOCK_FILE), mode=file_mode)
@@ -135,11 +157,7 @@ class WriteLock:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Exclude every other writer for the block (see the module doc)."""
-        if self._green != green_threads() and not self._depth:
-            # eventlet patched threading since: a real lock would let every
-            # greenlet of this thread in (they share its identity).
-            self._green, self._mutex = True, threading.RLock()
-        with self._mutex:
+        with self._mutex.current(idle=not self._depth):
             if self._depth:     # held by this thread already
                 self.check_root()
                 self._depth += 1
@@ -182,6 +200,6 @@ class WriteLock:
 
     def close(self) -> None:
         """Refuse writes from now on (a write under way finishes first)."""
-        with self._mutex:
+        with self._mutex.lock:
             self._closed = True
             self._file_lock.close()
