@@ -33,6 +33,7 @@ Guarantees (tests: ``tests/test_locking.py``, ``tests/test_processes.py``):
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
@@ -117,11 +118,14 @@ class FileLock:
 
 
 class Mutex(Generic[LockT]):
-    """A thread lock (made by `factory`) that is made again, when no one
-    holds it, once eventlet has patched threading since it was made: a lock
-    made before the patching would let every greenlet of a thread in (they
-    share its identity).  The one home of that rule: the store's write lock
-    and the sync's mutex (`gitpersist.sync.syncer`) use it."""
+    """A thread lock that is made again, when no one holds it, once eventlet
+    has patched threading since it was made: a lock made before the patching
+    would let every greenlet of a thread in (they share its identity), or
+    block them all.  `factory` makes it, now and at each renewal, and must
+    look the lock type up when called (`thread_lock`, `thread_rlock`:
+    ``threading.Lock`` itself is the unpatched one).  The one home of that
+    rule: the store's write lock and the sync's mutex
+    (`gitpersist.sync.syncer`) use it."""
 
     def __init__(self, factory: Callable[[], LockT]) -> None:
         self._factory = factory
@@ -136,6 +140,16 @@ class Mutex(Generic[LockT]):
         return self.lock
 
 
+def thread_lock() -> _thread.LockType:
+    """A `threading.Lock`, eventlet's once it has patched threading."""
+    return threading.Lock()
+
+
+def thread_rlock() -> _thread.RLock:
+    """A `threading.RLock`, eventlet's once it has patched threading."""
+    return threading.RLock()
+
+
 class WriteLock:
     """The write lock of the store at `root` (an existing store folder)."""
 
@@ -145,7 +159,7 @@ class WriteLock:
         self._meta = os.path.join(root, META_DIR)
         self._root_id = _identity(root, follow=True)
         self._meta_id = _identity(self._meta, follow=False)
-        self._mutex = Mutex(threading.RLock)
+        self._mutex = Mutex(thread_rlock)
         self._depth = 0             # how deep the mutex's owner is in exclusive()
         self._closed = False
         self._file_lock = FileLock(os.path.join(root, LOCK_FILE), mode=file_mode)

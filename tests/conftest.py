@@ -161,3 +161,28 @@ def git_tunables():
         fsync=True, git_lock_timeout=0.3, stale_lock_age=0.2, tree_cache_size=2048,
         index_delay=0.0, commit_delay=0.0, retry_delay=0.05, repack_every=16, gc_every=1024,
         child_wait=5.0)
+
+
+# -- sync ----------------------------------------------------------------------------
+
+@pytest.fixture
+def bare_remote(tmp_path, no_git_identity):
+    """An empty bare repository (HEAD: main): a remote to sync with."""
+    import subprocess
+    path = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+@pytest.fixture
+def clone_of(bare_remote):
+    """``clone_of(name)``: a host, a clone of `bare_remote` (which may be
+    empty) next to it, whose remote "origin" is it."""
+    import subprocess
+
+    def clone(name: str):
+        subprocess.run(["git", "clone", "-q", str(bare_remote), name], check=True,
+                       capture_output=True, cwd=bare_remote.parent)
+        return bare_remote.parent / name
+    return clone

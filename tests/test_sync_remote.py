@@ -16,15 +16,14 @@ from gitpersist.sync.remote import Remote
 
 
 @pytest.fixture
-def bare(tmp_path):
-    path = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(path))
-    return path
+def bare(bare_remote):
+    return bare_remote
 
 
 @pytest.fixture
 def local(git_repo, bare):
-    """git_repo (one commit on main) with `bare` as its remote "origin"."""
+    """git_repo (one commit on main) with `bare` (conftest's bare_remote)
+    as its remote "origin"."""
     git(git_repo, "remote", "add", "origin", str(bare))
     return LocalGit(GitRunner(str(git_repo), error=SyncError),
                     git_dir=str(git_repo / ".git"), prefix="",

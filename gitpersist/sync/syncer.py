@@ -40,7 +40,7 @@ import weakref
 
 from ..errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
 from ..green import green_threads
-from ..locking import FileLock, Mutex
+from ..locking import FileLock, Mutex, thread_lock
 from .integrate import Integrator
 from .journal import Journal
 from .plumbing import LocalGit
@@ -70,7 +70,7 @@ class Syncer:
                  link: Remote | None = None, integrator: Integrator | None = None) -> None:
         history = store.history
         if history is None:
-            raise ConfigError(f"remote: {remote!r} needs git true")
+            raise ConfigError(f"remote: {remote!r} needs git true (syncing goes through git)")
         self._store = store
         self.remote = remote
         self.every = None if every is None else float(every)
@@ -78,14 +78,15 @@ class Syncer:
         self.git = LocalGit.of(history, timeout=self.local_timeout)
         self.link = link or Remote(remote, self.git, self)
         self.integrator = integrator or Integrator(store, remote, git=self.git)
-        self._mutex = Mutex(threading.Lock)
+        self._mutex = Mutex(thread_lock)
         self._file_lock = FileLock(os.path.join(history.common_dir, SYNC_LOCK),
                                    mode=store.options.file_mode)
-        self._cond = threading.Condition()
+        # over a Lock, not the default RLock: eventlet's patching swaps the RLocks
+        # it finds for green ones, which breaks a Condition made before it
+        self._cond = threading.Condition(threading.Lock())
         self._unsent = False        # commits since the last successful sync
         self._due: float | None = None
         self._stopping = self._closed = False
-        self._left = False          # the thread waits for the process's end (see close)
         self._thread: threading.Thread | None = None
         if on_open:
             try:
@@ -139,17 +140,15 @@ class Syncer:
     def close(self) -> None:
         """Stop the background thread (after its current sync); with
         ``sync_after_commit``, send what is still unsent, once."""
-        thread = self._thread
         with self._cond:
-            if self._stopping or self._left:
+            if self._stopping:
                 return
-            if thread is not None and self._green != green_threads():
-                self._left = True   # eventlet patched since it started: let it be
-            else:
-                self._stopping = True
-                self._cond.notify_all()
+            self._stopping = True
+            self._cond.notify_all()
         atexit.unregister(self._atexit)
-        if thread is not None and not self._left and thread is not threading.current_thread():
+        thread = self._thread
+        if (thread is not None and thread is not threading.current_thread()
+                and self._green == green_threads()):    # else it never ends: see _end
             thread.join(self.network_timeout * 3)
         if self.after_commit and self._unsent:
             try:
@@ -168,44 +167,70 @@ class Syncer:
     # -- the background thread -------------------------------------------------
 
     def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._stopping:
-                        return
-                    now = time.monotonic()
-                    if self._left:
-                        self._cond.wait()       # until the process ends (see close)
-                        continue
-                    if self._due is not None and now >= self._due:
-                        break
-                    if self.after_commit and self._unsent:
-                        break
-                    self._cond.wait(None if self._due is None else self._due - now)
-            try:
-                self.sync()
-                failed = False
-            except Exception as exc:    # the thread lives on: retry later
-                if isinstance(exc, StoreError | HistoryError) and self._stopping:
-                    return
-                failed = True
-                LOG.warning("%s: automatic sync with %r failed, retrying: %s",
-                            self._store.root, self.remote, exc,
-                            exc_info=not isinstance(exc, GitpersistError | OSError))
-            with self._cond:
+        while self._wait_for_turn():
+            failed = self._attempt()
+            if failed is None:
+                break
+            self._schedule(failed)
+        self._end()
+
+    def _wait_for_turn(self) -> bool:
+        """Wait until a sync is due; False once the thread is to end."""
+        with self._cond:
+            while True:
+                if self._stopping or self._green != green_threads():
+                    return False
                 now = time.monotonic()
-                if self.every is not None:
-                    self._due = now + (min(self.every, self.retry_delay) if failed
-                                       else self.every)
-                elif failed:
-                    self._due = now + self.retry_delay
-                else:
-                    self._due = None
-                due = self._due
-                if failed and self.after_commit and due is not None:
-                    # wait for the retry time even though commits are unsent
-                    self._cond.wait_for(lambda: self._stopping or time.monotonic() >= due,
-                                        self.retry_delay)
+                if self._due is not None and now >= self._due:
+                    return True
+                if self.after_commit and self._unsent:
+                    return True
+                self._cond.wait(None if self._due is None else self._due - now)
+
+    def _attempt(self) -> bool | None:
+        """One automatic sync; whether it failed (None: the store is closing)."""
+        try:
+            self.sync()
+            return False
+        except Exception as exc:    # the thread lives on: retry later
+            if isinstance(exc, StoreError | HistoryError) and self._stopping:
+                return None
+            LOG.warning("%s: automatic sync with %r failed, retrying: %s",
+                        self._store.root, self.remote, exc,
+                        exc_info=not isinstance(exc, GitpersistError | OSError))
+            return True
+
+    def _schedule(self, failed: bool) -> None:
+        """When the next automatic sync is due."""
+        with self._cond:
+            now = time.monotonic()
+            if self.every is not None:
+                self._due = now + (min(self.every, self.retry_delay) if failed
+                                   else self.every)
+            elif failed:
+                self._due = now + self.retry_delay
+            else:
+                self._due = None
+            due = self._due
+            if failed and self.after_commit and due is not None \
+                    and self._green == green_threads():
+                # wait for the retry time even though commits are unsent
+                self._cond.wait_for(lambda: self._stopping or time.monotonic() >= due,
+                                    self.retry_delay)
+
+    def _end(self) -> None:
+        """End the thread, unless eventlet patched threading since it
+        started: then it cannot share locks with green threads (it syncs no
+        more), and ending would make threading's bookkeeping print a
+        KeyError traceback, so it sleeps until the process ends."""
+        if self._green == green_threads():
+            return
+        if not self._stopping:
+            LOG.warning("%s: eventlet patched threading after the store opened: no more "
+                        "automatic syncs with %r (their thread cannot run green); "
+                        "Store.sync and close still sync", self._store.root, self.remote)
+        while True:
+            time.sleep(3600)
 
     # -- one sync ----------------------------------------------------------------
 
