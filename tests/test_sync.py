@@ -476,12 +476,13 @@ def test_other_processes_on_the_host_see_synced_records_through_their_watcher(re
 HOST = """
 import sys, time
 from gitpersist import Store
+from gitpersist.sync import Syncer
 root, me, total, policy = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 options = {"after": {"sync_after_commit": True}, "every": {"sync_every": 0.3},
            "both": {"sync_after_commit": True, "sync_every": 0.3}}[policy]
+Syncer.retry_delay = 0.2            # the tunable, for every syncer of this process
 with Store(root, git=True, fsync=False, remote="origin", author=f"{me} <{me}@x>",
            **options) as store:
-    store._syncer.retry_delay = 0.2
     for n in range(5):
         store.put("volumes", f"{me}-{n}", {"n": n, "host": me})
         time.sleep(0.05)
