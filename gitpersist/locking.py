@@ -33,18 +33,22 @@ Guarantees (tests: ``tests/test_locking.py``, ``tests/test_processes.py``):
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 from .errors import LockTimeout, StoreError
 from .green import green_threads
 from .layout import LOCK_FILE, META_DIR
+
+LockT = TypeVar("LockT")
 
 
 def _identity(path: str, *, follow: bool) -> tuple[int, int] | None:
@@ -130,6 +134,39 @@ class FileLock:
         return self._fd
 
 
+class Mutex(Generic[LockT]):
+    """A thread lock that is made again, when no one holds it, once eventlet
+    has patched threading since it was made: a lock made before the patching
+    would let every greenlet of a thread in (they share its identity), or
+    block them all.  `factory` makes it, now and at each renewal, and must
+    look the lock type up when called (`thread_lock`, `thread_rlock`:
+    ``threading.Lock`` itself is the unpatched one).  The one home of that
+    rule: the store's write lock and the sync's mutex
+    (`gitpersist.sync.syncer`) use it."""
+
+    def __init__(self, factory: Callable[[], LockT]) -> None:
+        self._factory = factory
+        self._green = green_threads()
+        self.lock = factory()
+
+    def current(self, *, idle: bool) -> LockT:
+        """The lock to take now.  `idle`: the caller knows that no one
+        holds it; only then can it be replaced."""
+        if self._green != green_threads() and idle:
+            self._green, self.lock = True, self._factory()
+        return self.lock
+
+
+def thread_lock() -> _thread.LockType:
+    """A `threading.Lock`, eventlet's once it has patched threading."""
+    return threading.Lock()
+
+
+def thread_rlock() -> _thread.RLock:
+    """A `threading.RLock`, eventlet's once it has patched threading."""
+    return threading.RLock()
+
+
 class WriteLock:
     """The write lock of the store at `root` (an existing store folder)."""
 
@@ -139,8 +176,7 @@ class WriteLock:
         self._meta = os.path.join(root, META_DIR)
         self._root_id = _identity(root, follow=True)
         self._meta_id = _identity(self._meta, follow=False)
-        self._green = green_threads()
-        self._mutex = threading.RLock()
+        self._mutex = Mutex(thread_rlock)
         self._depth = 0             # how deep the mutex's owner is in exclusive()
         self._closed = False
         self._file_lock = FileLock(os.path.join(root, LOCK_FILE), mode=file_mode)
@@ -149,7 +185,7 @@ class WriteLock:
     def _after_fork(self) -> None:
         """In a forked child: nothing of the parent's holding carries over
         (its thread mutex and depth, its lock file descriptor)."""
-        self._mutex = threading.RLock()
+        self._mutex = Mutex(thread_rlock)
         self._depth = 0
         self._file_lock.forget_after_fork()
 
@@ -160,12 +196,8 @@ class WriteLock:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Exclude every other writer for the block (see the module doc)."""
-        if self._green != green_threads() and not self._depth:
-            # eventlet patched threading since: a real lock would let every
-            # greenlet of this thread in (they share its identity).
-            self._green, self._mutex = True, threading.RLock()
         deadline = time.monotonic() + self.timeout
-        mutex = self._mutex
+        mutex = self._mutex.current(idle=not self._depth)
         if not mutex.acquire(timeout=self.timeout):
             raise LockTimeout(f"could not lock {self.lock_file} within {self.timeout:g} s "
                               "(lock_timeout): another thread of this process holds it")
@@ -214,6 +246,6 @@ class WriteLock:
 
     def close(self) -> None:
         """Refuse writes from now on (a write under way finishes first)."""
-        with self._mutex:
+        with self._mutex.lock:
             self._closed = True
             self._file_lock.close()

@@ -64,6 +64,7 @@ from . import encoding, files, options, paths, secret
 from .cache import Cache, CacheListener, IndexKey
 from .changelog import UNKNOWN, ChangeLog
 from .codec import Codec, Document, Prepared
+from .declaration import Declaration
 from .errors import ConflictError, CorruptRecord, StoreError
 from .formatfile import FormatFile
 from .layout import FORMAT_FILE, Change
@@ -144,10 +145,12 @@ class Store:
         self._recorder = Recorder(None)
         self._format = FormatFile(self._files, self._lock.exclusive,
                                   lambda relpath: self._log.wrote(relpath, UNKNOWN))
-        self._cache.declaration_changed = self._declaration_changed
+        self._declaration = Declaration(self._format, self._codec, self._sides,
+                                        self._lock.exclusive)
+        self._cache.declaration_changed = self._declaration.changed
         try:
             self._log.open()
-            grown = self._declare(self._format.open(wanted), wanted)
+            grown = self._declaration.open(wanted)
             if opts.watch != "off":
                 watcher = self._watcher = Watcher(
                     self.root, self._cache.changed, self._cache.lost, mode=opts.watch,
@@ -368,18 +371,12 @@ class Store:
         already here to side files (as at open).  A declaration is never
         dropped: fields declared here and missing there are written back."""
         with self._lock.exclusive():
-            found = self._format.read()
-            if found is None:
-                return
-            before = dict(self._codec.fields)
-            self._declare(self._format_document(found), before)
-            data = self._format.read()
-            if data is not None and data != found:
-                self._recorder.commit([Change(FORMAT_FILE, data, encoding.revision_of(data))],
+            grown, written = self._declaration.adopt()
+            if written is not None:
+                self._recorder.commit([Change(FORMAT_FILE, written, encoding.revision_of(written))],
                                       "gitpersist: keep the secret fields declared here")
-            for type, names in sorted(self._codec.fields.items()):
-                if names != before.get(type):
-                    self._split_secrets(type)
+            for type in grown:
+                self._split_secrets(type)
 
     # -- life cycle ----------------------------------------------------------
 
@@ -422,30 +419,6 @@ class Store:
             from .sync import finish_interrupted
             finish_interrupted(self)
             self._history.recover()
-
-    def _declare(self, document: Document, wanted: secret.Fields) -> list[str]:
-        """Take the secret fields `document` declares plus `wanted`; return
-        the types whose declaration grew (their records are split)."""
-        fields, grown = self._format.declare(document, wanted)
-        if fields and not self._codec.key:
-            self._codec.key = self._format.key()
-        self._codec.fields = fields
-        if fields:
-            self._sides.sweep(self._lock.exclusive)
-        return grown
-
-    def _declaration_changed(self) -> list[str]:
-        """The change log says another process wrote the format file: take
-        the secret fields it declares now (reads and writes honour them from
-        here on); the types that grew."""
-        grown = self._codec.declare(self._format.declared())
-        if grown and not self._codec.key:
-            self._codec.key = self._format.read_key()
-        return grown
-
-    def _format_document(self, data: bytes) -> Document:
-        from .formatfile import parse
-        return parse(data, self._format.path)
 
     def _split_secrets(self, type: str) -> None:
         """Move newly declared secret fields of `type`'s records to side files."""

@@ -189,3 +189,28 @@ def coarse_fs(tmp_path):
         yield point
     finally:
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+# -- sync ----------------------------------------------------------------------------
+
+@pytest.fixture
+def bare_remote(tmp_path, no_git_identity):
+    """An empty bare repository (HEAD: main): a remote to sync with."""
+    import subprocess
+    path = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+@pytest.fixture
+def clone_of(bare_remote):
+    """``clone_of(name)``: a host, a clone of `bare_remote` (which may be
+    empty) next to it, whose remote "origin" is it."""
+    import subprocess
+
+    def clone(name: str):
+        subprocess.run(["git", "clone", "-q", str(bare_remote), name], check=True,
+                       capture_output=True, cwd=bare_remote.parent)
+        return bare_remote.parent / name
+    return clone

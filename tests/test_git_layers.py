@@ -58,7 +58,7 @@ def test_the_history_modules_form_no_cycle():
 
 
 def test_no_private_names_cross_the_git_layer():
-    for path in [*(PACKAGE / "history").glob("*.py"), PACKAGE / "sync.py"]:
+    for path in [*(PACKAGE / "history").glob("*.py"), *(PACKAGE / "sync").glob("*.py")]:
         for module, names in imports(path):
             if module.startswith("gitpersist"):
                 private = [n for n in names if n.startswith("_") and n != "__future__"]

@@ -15,8 +15,8 @@ import pytest
 from helpers import child_pids, eventually, fsck_clean, git, run_python, start_python
 
 from gitpersist import ConfigError, HistoryError, Store, StoreError, paths
-from gitpersist.history.runner import GitRunner
 from gitpersist.sync import SyncError
+from gitpersist.sync.remote import Remote
 
 pytestmark = pytest.mark.usefixtures("no_git_identity")     # conftest
 
@@ -286,15 +286,15 @@ def test_a_rejected_push_fetches_merges_and_retries(remote, monkeypatch):
         store_b.sync()
         store_a.put("volumes", "va", {"n": 10})
         store_b.put("volumes", "vb", {"n": 20})
-        run = GitRunner.run
+        head = Remote.head
         raced = []
 
-        def racing_run(self, args, **kwargs):
-            done = run(self, args, **kwargs)
-            if self.worktree == os.path.realpath(a) and args[0] == "ls-remote" and not raced:
+        def racing_head(self, remote_ref):
+            found = head(self, remote_ref)
+            if self.git.worktree == os.path.realpath(a) and not raced:
                 raced.append(store_b.sync())    # b pushes after a asked for the remote head
-            return done
-        monkeypatch.setattr(GitRunner, "run", racing_run)
+            return found
+        monkeypatch.setattr(Remote, "head", racing_head)
         report = store_a.sync()
         assert raced[0].pushed
         assert report.attempts == 2 and report.pushed and not report.conflicts
@@ -476,12 +476,13 @@ def test_other_processes_on_the_host_see_synced_records_through_their_watcher(re
 HOST = """
 import sys, time
 from gitpersist import Store
+from gitpersist.sync import Syncer
 root, me, total, policy = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 options = {"after": {"sync_after_commit": True}, "every": {"sync_every": 0.3},
            "both": {"sync_after_commit": True, "sync_every": 0.3}}[policy]
+Syncer.retry_delay = 0.2            # the tunable, for every syncer of this process
 with Store(root, git=True, fsync=False, remote="origin", author=f"{me} <{me}@x>",
            **options) as store:
-    store._syncer.retry_delay = 0.2
     for n in range(5):
         store.put("volumes", f"{me}-{n}", {"n": n, "host": me})
         time.sleep(0.05)

@@ -1,0 +1,67 @@
+"""The secret fields a store keeps out of its record files: what its format
+file declares plus what it was asked to keep, a set that only grows.
+
+`Declaration` is the one owner of that set's changes: at open (the option's
+fields written to the format file, the key made, orphan side files swept),
+after a sync brought another host's format file (`adopt`: the union,
+written back if the file lacks any), and when another process on this host
+declared more (`changed`, from the change log).  The current set lives in
+the `Codec` every read and write uses.  Writes take the store's write lock
+through `exclusive`; `changed` is called with the cache's lock held and
+only reads.  Tests: ``tests/test_secret_protocol.py``, ``tests/test_sync.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from . import secret
+from .codec import Codec, Document
+from .formatfile import FormatFile, parse
+from .sidefiles import SideFiles
+
+
+class Declaration:
+    def __init__(self, format: FormatFile, codec: Codec, sides: SideFiles,
+                 exclusive: Callable[[], AbstractContextManager[None]]) -> None:
+        self._format = format
+        self._codec = codec
+        self._sides = sides
+        self._exclusive = exclusive
+
+    def open(self, wanted: secret.Fields) -> list[str]:
+        """At open: the format file's fields plus `wanted`; the types whose
+        declaration grew (their records are to be split)."""
+        return self._take(self._format.open(wanted), wanted)
+
+    def adopt(self) -> tuple[list[str], bytes | None]:
+        """After a sync wrote another host's format file (write lock held):
+        (the types that grew, the format file's content if it had to be
+        written back with fields declared here and missing there)."""
+        found = self._format.read()
+        if found is None:
+            return [], None
+        before = dict(self._codec.fields)
+        self._take(parse(found, self._format.path), before)
+        data = self._format.read()
+        grown = [type for type, names in sorted(self._codec.fields.items())
+                 if names != before.get(type)]
+        return grown, (data if data is not None and data != found else None)
+
+    def changed(self) -> list[str]:
+        """Another process wrote the format file (the change log says so):
+        take what it declares now; the types that grew."""
+        grown = self._codec.declare(self._format.declared())
+        if grown and not self._codec.key:
+            self._codec.key = self._format.read_key()
+        return grown
+
+    def _take(self, document: Document, wanted: secret.Fields) -> list[str]:
+        fields, grown = self._format.declare(document, wanted)
+        if fields and not self._codec.key:
+            self._codec.key = self._format.key()
+        self._codec.fields = fields
+        if fields:
+            self._sides.sweep(self._exclusive)
+        return grown
