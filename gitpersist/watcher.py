@@ -33,6 +33,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
                              FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from .errors import ConfigError
@@ -65,7 +66,7 @@ class Watcher(FileSystemEventHandler):
         self._observer = (PollingObserver(timeout=poll_interval) if mode == "polling"
                           else Observer())
         self._observer.daemon = True
-        self._watched: dict[str, object] = {}
+        self._watched: dict[str, ObservedWatch] = {}
         self._lock = threading.Lock()
         self._observer.schedule(self, root, recursive=False, event_filter=self._events)
         self._observer.start()

@@ -203,7 +203,8 @@ def _backend(name: str | None) -> Any:
 
 # -- the plugin ----------------------------------------------------------------
 
-class FilePersistence(persistence_base.PersistenceDriverBase):
+# cinderlib has no type hints: its base class is Any to mypy
+class FilePersistence(persistence_base.PersistenceDriverBase):  # type: ignore[misc]
     """cinderlib persistence in a gitpersist store (see the module docs)."""
 
     def __init__(self, **config: Any) -> None:
@@ -298,8 +299,8 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         ovo.volume_attachment = cinder_objs.VolumeAttachmentList(
             context=cl_objects.CONTEXT, objects=[self._attachment_ovo(conn)
                                                  for conn in connections])
-        for name in ("cluster", "consistencygroup", "group"):
-            setattr(ovo, name, None)     # as cinderlib creates volumes
+        for field in ("cluster", "consistencygroup", "group"):
+            setattr(ovo, field, None)    # as cinderlib creates volumes
         ovo.obj_reset_changes()
         name = backend_of_host(ovo.host)
         backend = _backend(name)
@@ -425,11 +426,14 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
 
 def _not_found(type: str, id: str) -> Exception:
     """What cinder's DB API raises when a row to update is not there."""
+    error: Exception
     if type == VOLUMES:
-        return cinder_exception.VolumeNotFound(volume_id=id)
-    if type == SNAPSHOTS:
-        return cinder_exception.SnapshotNotFound(snapshot_id=id)
-    return cinder_exception.VolumeAttachmentNotFound(filter=f"attachment_id = {id}")
+        error = cinder_exception.VolumeNotFound(volume_id=id)
+    elif type == SNAPSHOTS:
+        error = cinder_exception.SnapshotNotFound(snapshot_id=id)
+    else:
+        error = cinder_exception.VolumeAttachmentNotFound(filter=f"attachment_id = {id}")
+    return error
 
 
 def _value(type: str, doc: Document, name: str) -> Any:
