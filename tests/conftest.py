@@ -35,6 +35,13 @@ else:
     cfg.CONF.set_override("state_path", _cinder_state)
 
 
+def pytest_runtest_setup(item):
+    """A test marked ``cinderlib`` skips, saying why, without the stack."""
+    if item.get_closest_marker("cinderlib") is not None:
+        from helpers import CINDERLIB_MISSING
+        pytest.importorskip("cinderlib", reason=CINDERLIB_MISSING)
+
+
 @pytest.fixture(autouse=True)
 def _logging_enabled():
     """cinderlib.setup() (default disable_logs=True) disables logging for

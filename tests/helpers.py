@@ -53,3 +53,8 @@ def git(root, *args: str, check: bool = True, binary: bool = False,
 def git_bytes(root, *args: str, input: bytes | None = None) -> bytes:
     """`git`, stdout as bytes."""
     return git(root, *args, binary=True, input=input)
+
+
+# Why a test marked ``cinderlib`` skips (conftest), in one place.
+CINDERLIB_MISSING = ("needs the cinderlib stack: pip install 'gitpersist[cinderlib]' "
+                     "on Python 3.11")

@@ -34,6 +34,7 @@ def test_the_package_imports_nothing_of_cinderlib(python_without):
     assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
 
 
+@pytest.mark.cinderlib
 def test_the_entry_point_is_the_plugin_and_its_names_stay():
     pytest.importorskip("cinderlib")
     from importlib.metadata import entry_points

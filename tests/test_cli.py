@@ -866,6 +866,7 @@ def test_migrate_from_a_database_written_by_cinderlibs_db_plugin(run, tmp_path):
     (lambda path: _sqlite(path, "CREATE TABLE volumes (id TEXT)"),
      "sqlite:///{path} is not a cinderlib database"),
 ])
+@pytest.mark.cinderlib
 def test_migrate_refuses_what_is_not_a_cinderlib_database(run, tmp_path, make, message):
     pytest.importorskip("cinderlib")        # without it, migrate says to install it
     database = tmp_path / "other.sqlite"
@@ -898,6 +899,7 @@ def test_cinderlib_commands_without_cinderlib_say_what_is_missing(run, tmp_path,
     "mysql+pymysql://admin:s3cret@db.example:33o6/cinder",    # a typo in the port
     "admin:s3cret@db.example",                                  # no scheme at all
 ])
+@pytest.mark.cinderlib
 def test_migrate_hides_passwords_in_messages(run, tmp_path, url):
     pytest.importorskip("cinderlib")
     assert run("--path", tmp_path / "s", "init")[0] == 0
