@@ -549,8 +549,8 @@ def _need_cinderlib(what: str) -> None:
     try:
         import cinderlib  # noqa: F401
     except ImportError:
-        raise CommandError(f"{what} needs cinderlib: install gitpersist[cinderlib] "
-                           "(with its constraints file)") from None
+        from .cinder import INSTALL
+        raise CommandError(f"{what} needs cinderlib: {INSTALL}") from None
 
 
 if __name__ == "__main__":

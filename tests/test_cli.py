@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gitpersist import Store, cli, paths
+from gitpersist.cinder import INSTALL
 from gitpersist.progress import Progress
 from helpers import git
 
@@ -890,8 +891,7 @@ def test_cinderlib_commands_without_cinderlib_say_what_is_missing(run, tmp_path,
                        (["migrate", "--from-db", "sqlite:///x"], "migrate")):
         code, out, err = run("--path", tmp_path / "s", *argv)
         assert (code, out) == (1, "")
-        assert err == (f"gitpersist: error: {what} needs cinderlib: install "
-                       "gitpersist[cinderlib] (with its constraints file)\n")
+        assert err == f"gitpersist: error: {what} needs cinderlib: {INSTALL}\n"
 
 
 @pytest.mark.parametrize("url", [
