@@ -12,6 +12,13 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# The first text strategy of a run builds hypothesis's Unicode tables
+# (.hypothesis/unicode_data, about two seconds; every fresh clone and every
+# new Python's Unicode version needs them): that is not slow input generation.
+settings.register_profile("gitpersist", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gitpersist")
 
 try:
     import eventlet
