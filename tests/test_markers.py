@@ -12,13 +12,15 @@ from helpers import CINDERLIB_MISSING, run_python
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
-# A pytest plugin: lists the collected tests that need cinderlib (by their
-# fixtures, their module, or what their body imports) but lack the marker.
+# A pytest plugin: lists the collected tests that need the cinderlib stack
+# (cinderlib, cinder, oslo, SQLAlchemy: by their fixtures, their module, or
+# what their body imports) but lack the marker.
 _UNMARKED = r'''
 import inspect, re, sys
 import pytest
 
-NEEDS = re.compile(r'importorskip\("cinderlib"|cinderlib_run\(|^\s*(import|from) cinder(lib)?\b',
+NEEDS = re.compile(r'importorskip\("(cinderlib|cinder|sqlalchemy|oslo_\w+)"|cinderlib_run\('
+                   r'|^\s*(import|from) (cinder(lib)?|sqlalchemy|oslo_\w+)\b',
                    re.M)
 FIXTURES = {"cinderlib_setup", "cinderlib_store", "fresh_plugin"}
 
