@@ -64,6 +64,10 @@ def fresh(version: str, extras: str, args: list[str]) -> int:
     try:
         subprocess.run([python, "-m", "venv", str(folder)], check=True)
         venv_python = str(folder / "bin" / "python")
+        # pip 23.2 (Python 3.11.7's and 3.12.1's own) backtracks for ten
+        # minutes over the cinderlib extra's bounds; pip 26 resolves it in one.
+        subprocess.run([venv_python, "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "--upgrade", "pip"], check=True, env=env)
         print(f"tests/run.py: pip install -e '.[{extras}]' into a new Python {version} "
               "environment (no constraints)", flush=True)
         subprocess.run([venv_python, "-m", "pip", "install", "--quiet",
