@@ -1,22 +1,18 @@
 """gitpersist without cinderlib: a store of your own records.
 
-    python3 examples/generic_store.py
+    python examples/generic_store.py      (with gitpersist installed: pip install gitpersist)
 
 Puts, reads and finds records (with declared indexes), writes safely with
 ``expect=``, groups writes in a batch, and walks the git history of a
 record: versions, an old version, a diff, a restore.  Everything happens in
 a temporary folder that is removed at the end."""
 
-import sys, pathlib
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import devenv  # noqa: E402
-devenv.enter()   # creates .venv with the pinned dependencies and re-runs this script in it
+import pathlib
+import tempfile
 
-import tempfile  # noqa: E402
+import git
 
-import git  # noqa: E402
-
-from gitpersist import ABSENT, ConflictError, Store, cli  # noqa: E402
+from gitpersist import ABSENT, ConflictError, Store, cli
 
 
 def show(title: str, value: object) -> None:

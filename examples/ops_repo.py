@@ -1,6 +1,6 @@
 """A store inside an ops repository that holds other things too.
 
-    python3 examples/ops_repo.py
+    python examples/ops_repo.py      (with gitpersist installed: pip install gitpersist)
 
 The repository has the team's playbooks, with work in progress (a staged
 change, an unstaged change, an untracked file).  A store in its
@@ -9,15 +9,12 @@ paths only: the team's files, staged or not, are never committed or
 touched.  ``git log --stat`` shows it.  Runs in a temporary folder that is
 removed at the end."""
 
-import sys, pathlib
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import devenv  # noqa: E402
-devenv.enter()   # creates .venv with the pinned dependencies and re-runs this script in it
+import pathlib
+import subprocess
+import tempfile
 
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
+from gitpersist import Store, cli
 
-from gitpersist import Store, cli  # noqa: E402
 
 # The team's commits name their author explicitly: no global git identity
 # is needed to run this example.

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     as_json.add_argument("--json", action="store_true", help="print JSON")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help: str, *parents: argparse.ArgumentParser):
+    def command(name: str, help: str,
+                *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help,
                                   parents=[common, *parents])
         sub.set_defaults(run=globals()[f"cmd_{name}"])
@@ -182,7 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler, propagate = _log_to_stderr(), LOG.propagate
     LOG.propagate = False
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            # eventlet >= 0.40 warns on import that it is deprecated; cinder
+            # 23 imports it, and our users can do nothing about it.
+            warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+            return args.run(args) or 0
     except GitpersistError as exc:
         print(f"gitpersist: error: {exc}", file=sys.stderr)
         return 1
@@ -543,8 +549,8 @@ def _need_cinderlib(what: str) -> None:
     try:
         import cinderlib  # noqa: F401
     except ImportError:
-        raise CommandError(f"{what} needs cinderlib: install gitpersist[cinderlib] "
-                           "(with its constraints file)") from None
+        from .cinder import INSTALL
+        raise CommandError(f"{what} needs cinderlib: {INSTALL}") from None
 
 
 if __name__ == "__main__":

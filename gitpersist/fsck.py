@@ -29,6 +29,7 @@ problem comes back with ``repaired=True``; everything else is left as found.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -36,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import filelock
 import orjson
@@ -45,6 +46,9 @@ from . import encoding, files, paths
 from .errors import CorruptRecord, LockTimeout, StoreError
 from .locate import find_repo, uses_git
 from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_NAMES
+
+if TYPE_CHECKING:
+    import git
 
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
@@ -236,7 +240,7 @@ class _Checker:
                 elif not os.path.lexists(self.path(record)):
                     self.report("orphan-secret", relpath, f"secret fields of {record}, which "
                                 "is gone (a deletion stopped between its two files)",
-                                fix=lambda path=path: os.unlink(path))
+                                fix=functools.partial(os.unlink, path))
                 else:
                     self.check_mode(relpath, os.lstat(path))
             dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
@@ -290,7 +294,7 @@ class _Checker:
         for type_entry in type_folders:
             self.remove_if_empty(type_entry.name)
 
-    def shards_of(self, type_entry: os.DirEntry) -> list[tuple[str, os.DirEntry]]:
+    def shards_of(self, type_entry: os.DirEntry[str]) -> list[tuple[str, os.DirEntry[str]]]:
         shards = []
         for entry in sorted(os.scandir(type_entry.path), key=lambda e: e.name):
             relpath = f"{type_entry.name}/{entry.name}"
@@ -306,7 +310,7 @@ class _Checker:
                             f"{what} the store cannot account for (not a shard folder)")
         return shards
 
-    def check_shard(self, type: str, shard: os.DirEntry) -> None:
+    def check_shard(self, type: str, shard: os.DirEntry[str]) -> None:
         relfolder = f"{type}/{shard.name}"
         self.check_mode(relfolder, shard.stat(follow_symlinks=False))
         for entry in sorted(os.scandir(shard.path), key=lambda e: e.name):
@@ -404,6 +408,7 @@ class _GitCheck:
             self.checker.report("git-fsck", ".", "the store should keep git history, "
                         "but no git repository holds it")
             return
+        assert repo.working_tree_dir is not None        # find_repo: never bare
         try:
             here = os.path.relpath(os.path.realpath(self.checker.root),
                                    os.path.realpath(repo.working_tree_dir))
@@ -425,7 +430,7 @@ class _GitCheck:
         finally:
             repo.close()
 
-    def uncommitted(self, repo, here: str) -> dict[str, str]:
+    def uncommitted(self, repo: git.Repo, here: str) -> dict[str, str]:
         """Record and format files that differ from HEAD: relpath -> what."""
         # Ignored files too: the history commits record files whatever the
         # repository's .gitignore says.
@@ -448,7 +453,7 @@ class _GitCheck:
                    dir_mode=self.checker.dir_mode):
             pass
 
-    def git_fsck(self, repo) -> None:
+    def git_fsck(self, repo: git.Repo) -> None:
         status, out, err = repo.git.fsck("--no-dangling", "--no-progress",
                                          with_extended_output=True, with_exceptions=False)
         lines = [line.strip() for line in f"{out}\n{err}".splitlines()]

@@ -36,7 +36,7 @@ class Condition(threading.Condition):
             self.__dict__.pop(name, None)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)     # type: ignore[attr-defined]
+        return bool(self._lock.acquire(blocking, timeout))     # type: ignore[attr-defined]
 
     def release(self) -> None:
         self._lock.release()    # type: ignore[attr-defined]

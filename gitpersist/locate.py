@@ -15,8 +15,12 @@ Guarantees:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .layout import FORMAT_FILE
+
+if TYPE_CHECKING:
+    import git
 
 
 def is_store(root: str | os.PathLike[str]) -> bool:
@@ -24,7 +28,7 @@ def is_store(root: str | os.PathLike[str]) -> bool:
     return os.path.isfile(os.path.join(os.fspath(root), *FORMAT_FILE.split("/")))
 
 
-def find_repo(root: str | os.PathLike[str]):  # -> git.Repo | None
+def find_repo(root: str | os.PathLike[str]) -> git.Repo | None:
     """The non-bare git repository whose work tree holds `root`, or None."""
     import git     # GitPython loads only when needed
     try:
@@ -47,6 +51,7 @@ def uses_git(root: str | os.PathLike[str]) -> bool:
         return False
     try:
         format_path = os.path.join(root, *FORMAT_FILE.split("/"))
+        assert repo.working_tree_dir is not None        # find_repo: never bare
         relative = os.path.relpath(format_path, os.path.realpath(repo.working_tree_dir))
         return bool(repo.git.ls_files("--", relative))
     finally:

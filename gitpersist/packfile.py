@@ -55,7 +55,8 @@ def build(objects: dict[bytes, tuple[bytes, bytes]],
         while count < len(ids) and ids[count][0] == first:
             count += 1
         fanout.append(count)
-    small, large = [], []
+    small: list[int] = []
+    large: list[int] = []
     for binsha in ids:
         offset = where[binsha][0]
         if offset < _LARGE:

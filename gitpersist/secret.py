@@ -85,7 +85,7 @@ def as_format(fields: Fields) -> dict[str, list[str]]:
     return {type: sorted(names) for type, names in sorted(fields.items())}
 
 
-def split(document: Mapping[str, Any], names: frozenset[str]) -> tuple[dict, dict]:
+def split(document: Mapping[str, Any], names: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(public part, secret part) of `document`."""
     public = {key: value for key, value in document.items() if key not in names}
     secret = {key: value for key, value in document.items() if key in names}
@@ -135,7 +135,8 @@ def entry_for(side: Mapping[str, Any] | None, public_revision: str) -> dict[str,
     file was replaced by other means: a sync, a hand edit)."""
     if side is None:
         return None
-    current, previous = side["current"], side.get("previous")
+    current: dict[str, Any] = side["current"]
+    previous: dict[str, Any] | None = side.get("previous")
     if current["for"] != public_revision and previous and previous["for"] == public_revision:
         return previous
     return current

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -160,11 +161,11 @@ def read_export(document: dict[str, Any], source: str = "import") -> list[Record
 
 
 def import_export(store: Store, writes: list[Record], *, source: str = "import",
-                  progress: Progress | None = None) -> Counter:
+                  progress: Progress | None = None) -> Counter[str]:
     """Store the records `read_export` returned, in one batch; return how
     many records of each type were written."""
     progress = progress or NoProgress()
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     progress.total = len(writes)
     with store.batch(f"Import {len(writes)} records from {os.path.basename(source)}"):
         for type, id, record in writes:
@@ -176,7 +177,7 @@ def import_export(store: Store, writes: list[Record], *, source: str = "import",
 
 # -- helpers -----------------------------------------------------------------
 
-def describe_counts(counts: Counter) -> str:
+def describe_counts(counts: Mapping[str, int]) -> str:
     """``2 volumes, 1 snapshots`` (or ``nothing``)."""
     return ", ".join(f"{count} {type}" for type, count in sorted(counts.items())) \
         or "nothing"

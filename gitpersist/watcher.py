@@ -45,6 +45,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
                              FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from .errors import ConfigError
@@ -78,7 +79,7 @@ class Watcher(FileSystemEventHandler):
         self.on_lost = on_lost
         self.problem: str | None = None      # why it is not healthy
         self._events = _POLLING_EVENTS if mode == "polling" else _EVENTS
-        self._watched: dict[str, object] = {}
+        self._watched: dict[str, ObservedWatch] = {}
         self._lock = threading.Lock()
         self._green = green_threads()
         self._observer = (PollingObserver(timeout=poll_interval) if mode == "polling"

@@ -13,6 +13,13 @@ import subprocess  # noqa: E402
 import threading  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# The first text strategy of a run builds hypothesis's Unicode tables
+# (.hypothesis/unicode_data, about two seconds; every fresh clone and every
+# new Python's Unicode version needs them): that is not slow input generation.
+settings.register_profile("gitpersist", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gitpersist")
 
 try:
     import eventlet
@@ -34,6 +41,13 @@ else:
     _cinder_state = tempfile.mkdtemp(prefix="gitpersist-tests-cinder-")
     atexit.register(shutil.rmtree, _cinder_state, ignore_errors=True)
     cfg.CONF.set_override("state_path", _cinder_state)
+
+
+def pytest_runtest_setup(item):
+    """A test marked ``cinderlib`` skips, saying why, without the stack."""
+    if item.get_closest_marker("cinderlib") is not None:
+        from helpers import CINDERLIB_MISSING
+        pytest.importorskip("cinderlib", reason=CINDERLIB_MISSING)
 
 
 @pytest.fixture(autouse=True)

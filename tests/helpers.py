@@ -73,3 +73,8 @@ def child_pids() -> set[int]:
                 pids.update(int(pid) for pid in file.read().split())
         return pids
     return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+# Why a test marked ``cinderlib`` skips (conftest), in one place.
+CINDERLIB_MISSING = ("needs the cinderlib stack: pip install 'gitpersist[cinderlib]' "
+                     "on Python 3.11")

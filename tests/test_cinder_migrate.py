@@ -28,6 +28,7 @@ def test_what_is_a_cinderlib_dump(document, dump):
     assert migrate.is_dump(document) is dump
 
 
+@pytest.mark.cinderlib        # SQLAlchemy comes with the cinderlib extra
 @pytest.mark.parametrize("url, shown", [
     ("postgresql://admin:s3cret@db.example/cinder", "postgresql://admin:***@db.example/cinder"),
     ("admin:s3cret@db.example", "admin:***@db.example"),        # not a URL: masked anyway
@@ -38,6 +39,7 @@ def test_urls_are_shown_without_their_password(url, shown):
     assert migrate.safe_url(url) == shown
 
 
+@pytest.mark.cinderlib        # SQLAlchemy comes with the cinderlib extra
 def test_an_in_memory_database_is_refused():
     pytest.importorskip("sqlalchemy")
     with pytest.raises(TransferError, match="an in-memory database holds nothing"):

@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from gitpersist.cinder import INSTALL, install_hint
+
+
+def test_the_hint_names_the_python_the_stack_runs_on():
+    assert install_hint((3, 11)) == "install gitpersist[cinderlib]"
+    for python in ((3, 12), (3, 13)):
+        hint = install_hint(python)
+        assert hint.startswith("install gitpersist[cinderlib] on Python 3.11 (")
+        assert f"not {python[0]}.{python[1]}, where the extra installs nothing" in hint
+
 
 @pytest.mark.parametrize("module", ["gitpersist.plugin", "gitpersist.cinder.plugin",
                                     "gitpersist.cinder.records"])
@@ -19,8 +29,7 @@ def test_without_cinderlib_the_plugin_says_what_to_install(python_without, modul
     assert done.returncode == 0, done.stderr
     kind, message = done.stdout.splitlines()
     assert kind == "ModuleNotFoundError cinderlib"
-    assert message.startswith("gitpersist's cinderlib plugin needs cinderlib: install "
-                              "gitpersist[cinderlib] (with its constraints file) ")
+    assert message.startswith(f"gitpersist's cinderlib plugin needs cinderlib: {INSTALL} (")
     assert "No module named 'cinderlib'" in message
 
 
@@ -34,6 +43,7 @@ def test_the_package_imports_nothing_of_cinderlib(python_without):
     assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
 
 
+@pytest.mark.cinderlib
 def test_the_entry_point_is_the_plugin_and_its_names_stay():
     pytest.importorskip("cinderlib")
     from importlib.metadata import entry_points

@@ -7,7 +7,10 @@ import types
 
 import pytest
 
-pytest.importorskip("cinderlib")
+from helpers import CINDERLIB_MISSING
+
+pytestmark = pytest.mark.cinderlib
+pytest.importorskip("cinderlib", reason=CINDERLIB_MISSING)
 
 from cinder import objects as cinder_objs  # noqa: E402
 from cinderlib import objects as cl_objects  # noqa: E402

@@ -14,6 +14,7 @@ import pytest
 
 from gitpersist import Store, cli, paths
 from gitpersist.files import HOST
+from gitpersist.cinder import INSTALL
 from gitpersist.progress import Progress
 from helpers import git
 
@@ -867,6 +868,7 @@ def test_migrate_from_a_database_written_by_cinderlibs_db_plugin(run, tmp_path):
     (lambda path: _sqlite(path, "CREATE TABLE volumes (id TEXT)"),
      "sqlite:///{path} is not a cinderlib database"),
 ])
+@pytest.mark.cinderlib
 def test_migrate_refuses_what_is_not_a_cinderlib_database(run, tmp_path, make, message):
     pytest.importorskip("cinderlib")        # without it, migrate says to install it
     database = tmp_path / "other.sqlite"
@@ -890,8 +892,7 @@ def test_cinderlib_commands_without_cinderlib_say_what_is_missing(run, tmp_path,
                        (["migrate", "--from-db", "sqlite:///x"], "migrate")):
         code, out, err = run("--path", tmp_path / "s", *argv)
         assert (code, out) == (1, "")
-        assert err == (f"gitpersist: error: {what} needs cinderlib: install "
-                       "gitpersist[cinderlib] (with its constraints file)\n")
+        assert err == f"gitpersist: error: {what} needs cinderlib: {INSTALL}\n"
 
 
 @pytest.mark.parametrize("url", [
@@ -899,6 +900,7 @@ def test_cinderlib_commands_without_cinderlib_say_what_is_missing(run, tmp_path,
     "mysql+pymysql://admin:s3cret@db.example:33o6/cinder",    # a typo in the port
     "admin:s3cret@db.example",                                  # no scheme at all
 ])
+@pytest.mark.cinderlib
 def test_migrate_hides_passwords_in_messages(run, tmp_path, url):
     pytest.importorskip("cinderlib")
     assert run("--path", tmp_path / "s", "init")[0] == 0

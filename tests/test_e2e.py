@@ -12,9 +12,10 @@ import subprocess
 
 import pytest
 
-from helpers import run_python
+from helpers import CINDERLIB_MISSING, run_python
 
-pytest.importorskip("cinderlib")
+pytestmark = pytest.mark.cinderlib
+pytest.importorskip("cinderlib", reason=CINDERLIB_MISSING)
 
 EXAMPLES = str(pathlib.Path(__file__).resolve().parents[1] / "examples")
 CONNECTOR = {"host": "e2e-host", "initiator": "iqn.2024-01.org.example:e2e",

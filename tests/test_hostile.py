@@ -196,6 +196,7 @@ PLUGIN_HOSTILE = ["../../etc/passwd", ".git", "nul\x00byte", "line\nSigned-off-b
                   "\x1b]0;pwned\x07", "CON", "x" * 5000, "\u202eevil", "Vol", "vol"]
 
 
+@pytest.mark.cinderlib
 @pytest.mark.parametrize("use_git", [False, True], ids=["plain", "git"])
 @pytest.mark.filterwarnings("ignore::FutureWarning")     # ids that are not UUIDs
 def test_hostile_names_ids_and_keys_through_the_plugin(cinderlib_setup, tmp_path, use_git):

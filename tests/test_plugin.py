@@ -11,7 +11,10 @@ import threading
 
 import pytest
 
-pytest.importorskip("cinderlib")
+from helpers import CINDERLIB_MISSING  # noqa: E402
+
+pytestmark = pytest.mark.cinderlib
+pytest.importorskip("cinderlib", reason=CINDERLIB_MISSING)
 
 import cinderlib  # noqa: E402
 from cinderlib.persistence import base as persistence_base  # noqa: E402

@@ -393,6 +393,7 @@ def plugin_connection(cinderlib, backend):
     return vol, conn
 
 
+@pytest.mark.cinderlib
 def test_connection_credentials_stay_on_the_host(cinderlib_setup, tmp_path):
     """Host a connects a volume with CHAP credentials and syncs; nothing in
     a's repository, the remote or host b has the password; a reads it back,
@@ -436,6 +437,7 @@ def test_connection_credentials_stay_on_the_host(cinderlib_setup, tmp_path):
         p.read_bytes() for p in b.rglob("*") if p.is_file())
 
 
+@pytest.mark.cinderlib
 def test_local_secrets_off_keeps_connection_info_in_the_record(fresh_plugin, tmp_path):
     cinderlib = pytest.importorskip("cinderlib")
     from cinderlib.tests.unit import utils as cl_utils
@@ -487,6 +489,7 @@ def test_secrets_of_a_deletion_cut_short_go_at_the_next_open(tmp_path):
         assert store.get("connections", "c1") == {"id": "c1", "volume_id": "v2"}
 
 
+@pytest.mark.cinderlib
 def test_a_real_connect_keeps_chap_credentials_out_of_git(cinderlib_setup, tmp_path, monkeypatch):
     """cinderlib's own connect path, with a driver answering as an iSCSI
     driver with CHAP does; then a disconnect removes both files."""

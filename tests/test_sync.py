@@ -630,6 +630,7 @@ def test_gitpersist_sync_command(remote, capsys):
     ({"git": True, "remote": "origin", "sync_on_open": "yes"}, "sync_on_open"),
     ({"git": True, "sync_after_commit": True}, "sync_after_commit"),
 ])
+@pytest.mark.cinderlib
 def test_plugin_sync_options_are_checked_naming_the_key(tmp_path, config, key):
     pytest.importorskip("cinderlib")
     from gitpersist.plugin import FilePersistence
@@ -652,6 +653,7 @@ plugin.close()
 """
 
 
+@pytest.mark.cinderlib
 @pytest.mark.slow
 def test_a_volume_created_through_cinderlib_on_host_a_is_seen_on_host_b(
         remote, cinderlib_setup):

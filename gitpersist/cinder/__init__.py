@@ -9,13 +9,30 @@ what goes with it, as an application of the generic store.
 * `migrate`: cinderlib dumps and cinderlib's db-plugin databases into a
   store through the plugin (cinderlib and SQLAlchemy load when called).
 
-`records` and `plugin` need cinderlib (``pip install gitpersist[cinderlib]``);
-this package itself imports nothing.
+`records` and `plugin` need cinderlib (``pip install gitpersist[cinderlib]``,
+on Python 3.11: cinderlib 5.2.0 and cinder 23 run on Python up to 3.11, and
+on later ones the extra installs nothing); this package itself imports
+nothing.
 """
 
 from __future__ import annotations
 
-INSTALL = "install gitpersist[cinderlib] (with its constraints file)"
+import sys
+
+NEWEST_PYTHON = (3, 11)
+"""The newest Python that cinderlib 5.2.0 and cinder 23 run on."""
+
+
+def install_hint(python: tuple[int, int] = (sys.version_info[0], sys.version_info[1])) -> str:
+    """How to get the cinderlib stack, said for Python `python`."""
+    if python > NEWEST_PYTHON:
+        return (f"install gitpersist[cinderlib] on Python 3.11 (cinderlib 5.2.0 and "
+                f"cinder 23 run on Python up to 3.11, not {python[0]}.{python[1]}, "
+                "where the extra installs nothing)")
+    return "install gitpersist[cinderlib]"
+
+
+INSTALL = install_hint()
 
 
 def missing_cinderlib(exc: ImportError) -> ImportError:

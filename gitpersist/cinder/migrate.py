@@ -176,7 +176,7 @@ def safe_url(url: str) -> str:
     """`url` without its password, for messages."""
     from sqlalchemy.engine import make_url
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return str(make_url(url).render_as_string(hide_password=True))
     except Exception:       # not a URL SQLAlchemy parses: mask what looks like one
         return re.sub(r"([^/:@\s]*):[^/@\s]*@", r"\1:***@", url)
 
@@ -213,12 +213,12 @@ def cinderlib_persistence(config: dict[str, Any]) -> Iterator[Any]:
 
 
 def write_objects(plugin: Any, objects: list[tuple[str, Any]], message: str, *,
-                  progress: Progress | None = None) -> Counter:
+                  progress: Progress | None = None) -> Counter[str]:
     """Save cinderlib objects through the file plugin `plugin`, in one
     batch; return how many of each type were written."""
     progress = progress or NoProgress()
     progress.total = len(objects)
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     with plugin.store.batch(message):
         for kind, obj in objects:
             getattr(plugin, f"set_{kind}")(obj)

@@ -108,7 +108,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import missing_cinderlib
 from .records import (changed_fields, datetime_text, merge, ovo_from_record, ovo_record,
@@ -130,6 +130,9 @@ from .. import options, paths
 from ..errors import ConfigError, ConflictError, CorruptRecord
 from ..store import ABSENT, Document, Store
 from ..update import update
+
+if TYPE_CHECKING:
+    from ..sync import SyncReport
 
 __all__ = [
     "CONNECTIONS", "FilePersistence", "INDEXES", "KEY_VALUES", "OPTIONS", "SECRET_FIELDS",
@@ -203,10 +206,18 @@ def _backend(name: str | None) -> Any:
 
 # -- the plugin ----------------------------------------------------------------
 
-class FilePersistence(persistence_base.PersistenceDriverBase):
-    """cinderlib persistence in a gitpersist store (see the module docs)."""
+# cinderlib has no type hints: its base class is Any to mypy
+class FilePersistence(persistence_base.PersistenceDriverBase):  # type: ignore[misc]
+    """cinderlib persistence in a gitpersist store (see the module docs).
+
+    cinderlib calls these methods (its ``PersistenceDriverBase`` API): the
+    ``get_*`` ones read, the ``set_*`` ones create or update a record, the
+    ``delete_*`` ones remove it (or, with ``soft_deletes``, mark it
+    deleted).  `store` is the `gitpersist.Store` underneath."""
 
     def __init__(self, **config: Any) -> None:
+        """`config`: the keys of ``persistence_config`` but ``storage``
+        (the module docs' table); a bad one raises `ConfigError` naming it."""
         settings = parse_config(config)
         self.soft_deletes: bool = settings.pop("soft_deletes")
         if settings.pop("local_secrets"):
@@ -218,13 +229,14 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
 
     @property
     def db(self) -> persistence_base.DB:
+        """cinderlib's fake DB over this plugin, which drivers call."""
         return self.fake_db
 
     def close(self) -> None:
         """Close the store (pending commits land first)."""
         self.store.close()
 
-    def sync(self) -> Any:  # a gitpersist.sync.SyncReport
+    def sync(self) -> SyncReport:
         """Pull the other hosts' changes from the ``remote`` and push this
         host's (see `gitpersist.sync`); raises `SyncError` naming the remote."""
         return self.store.sync()
@@ -236,20 +248,25 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
 
     def get_volumes(self, volume_id: str | None = None, volume_name: str | None = None,
                     backend_name: str | None = None) -> list[cl_objects.Volume]:
+        """The volumes (cinderlib ``Volume`` objects) with this id, name
+        and backend (each None: any), with their snapshots and connections."""
         return self._build(self._volume, volume_id, self._find(
             VOLUMES, volume_id, display_name=volume_name, backend=backend_name))
 
     def get_snapshots(self, snapshot_id: str | None = None, snapshot_name: str | None = None,
                       volume_id: str | None = None) -> list[cl_objects.Snapshot]:
+        """The snapshots with this id, name and volume (each None: any)."""
         return self._build(self._snapshot, snapshot_id, self._find(
             SNAPSHOTS, snapshot_id, display_name=snapshot_name, volume_id=volume_id))
 
     def get_connections(self, connection_id: str | None = None,
                         volume_id: str | None = None) -> list[cl_objects.Connection]:
+        """The connections with this id and volume (each None: any)."""
         return self._build(self._connection, connection_id, self._find(
             CONNECTIONS, connection_id, volume_id=volume_id))
 
     def get_key_values(self, key: str | None = None) -> list[cl_objects.KeyValue]:
+        """The key/value pairs, or the one of `key`."""
         docs = self._find(KEY_VALUES, key)
         return [cl_objects.KeyValue(doc["id"], doc.get("value")) for doc in docs]
 
@@ -298,8 +315,8 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
         ovo.volume_attachment = cinder_objs.VolumeAttachmentList(
             context=cl_objects.CONTEXT, objects=[self._attachment_ovo(conn)
                                                  for conn in connections])
-        for name in ("cluster", "consistencygroup", "group"):
-            setattr(ovo, name, None)     # as cinderlib creates volumes
+        for field in ("cluster", "consistencygroup", "group"):
+            setattr(ovo, field, None)    # as cinderlib creates volumes
         ovo.obj_reset_changes()
         name = backend_of_host(ovo.host)
         backend = _backend(name)
@@ -354,34 +371,43 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
     # -- writing ---------------------------------------------------------------
 
     def set_volume(self, volume: cl_objects.Volume) -> None:
+        """Create or update the volume's record (a merge of the fields
+        cinderlib changed, if another process wrote it since it was read)."""
         self._save(VOLUMES, volume, volume_record(volume._ovo))
         super().set_volume(volume)
 
     def set_snapshot(self, snapshot: cl_objects.Snapshot) -> None:
+        """Create or update the snapshot's record (as `set_volume`)."""
         self._save(SNAPSHOTS, snapshot, ovo_record(snapshot._ovo))
         super().set_snapshot(snapshot)
 
     def set_connection(self, connection: cl_objects.Connection) -> None:
+        """Create or update the connection's record (as `set_volume`)."""
         self._save(CONNECTIONS, connection, ovo_record(connection._ovo))
         super().set_connection(connection)
 
     def set_key_value(self, key_value: cl_objects.KeyValue) -> None:
+        """Store the key/value pair."""
         self.store.put(KEY_VALUES, key_value.key, {"value": key_value.value})
         super().set_key_value(key_value)
 
     def delete_volume(self, volume: cl_objects.Volume) -> None:
+        """Remove the volume's record (with ``soft_deletes``: mark it deleted)."""
         self._delete(VOLUMES, volume, {"status": "deleted"})
         super().delete_volume(volume)
 
     def delete_snapshot(self, snapshot: cl_objects.Snapshot) -> None:
+        """Remove the snapshot's record (with ``soft_deletes``: mark it deleted)."""
         self._delete(SNAPSHOTS, snapshot, {"status": "deleted"})
         super().delete_snapshot(snapshot)
 
     def delete_connection(self, connection: cl_objects.Connection) -> None:
+        """Remove the connection's record (with ``soft_deletes``: mark it deleted)."""
         self._delete(CONNECTIONS, connection, {"attach_status": "deleted"})
         super().delete_connection(connection)
 
     def delete_key_value(self, key_value: cl_objects.KeyValue) -> None:
+        """Remove the key/value pair."""
         self.store.delete(KEY_VALUES, key_value.key)
         super().delete_key_value(key_value)
 
@@ -425,11 +451,14 @@ class FilePersistence(persistence_base.PersistenceDriverBase):
 
 def _not_found(type: str, id: str) -> Exception:
     """What cinder's DB API raises when a row to update is not there."""
+    error: Exception
     if type == VOLUMES:
-        return cinder_exception.VolumeNotFound(volume_id=id)
-    if type == SNAPSHOTS:
-        return cinder_exception.SnapshotNotFound(snapshot_id=id)
-    return cinder_exception.VolumeAttachmentNotFound(filter=f"attachment_id = {id}")
+        error = cinder_exception.VolumeNotFound(volume_id=id)
+    elif type == SNAPSHOTS:
+        error = cinder_exception.SnapshotNotFound(snapshot_id=id)
+    else:
+        error = cinder_exception.VolumeAttachmentNotFound(filter=f"attachment_id = {id}")
+    return error
 
 
 def _value(type: str, doc: Document, name: str) -> Any:

@@ -85,7 +85,7 @@ def volume_record(ovo: cinder_objs.Volume) -> Document:
 
 
 @functools.cache
-def _record_fields(cls: type) -> tuple[tuple[str, str, ovo_fields.Field], ...]:
+def _record_fields(cls: type[Any]) -> tuple[tuple[str, str, ovo_fields.Field], ...]:
     """The field plan of `cls`: (name, attribute, field) of each field a
     record holds."""
     return tuple((name, _get_attrname(name), field)

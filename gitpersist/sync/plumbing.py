@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING
 
 from ..errors import SyncError
 from ..history.objects import NULL_ID
-from ..history.repo import identity_env
+from ..history.repo import Author, identity_env
 from ..history.runner import GitRunner, last_lines
 from ..layout import is_store_file
 
 if TYPE_CHECKING:
-    import git
-
     from ..history import History
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -43,7 +41,7 @@ class LocalGit:
     `prefix` in the work tree of `runner`; commits are made as `author`."""
 
     def __init__(self, runner: GitRunner, *, git_dir: str, prefix: str,
-                 author: git.Actor) -> None:
+                 author: Author) -> None:
         self.runner = runner
         self.git_dir = git_dir
         self.prefix = prefix
