@@ -82,15 +82,17 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["ABSENT", "Change", "Document", "Store", "describe_change"]
+__all__ = ["ABSENT", "Absent", "Change", "Document", "Store", "describe_change"]
 
 
-class _Absent:
+class Absent:
+    """The type of `ABSENT` (``expect=ABSENT``: the record must not exist)."""
+
     def __repr__(self) -> str:
         return "ABSENT"
 
 
-ABSENT: Final = _Absent()
+ABSENT: Final = Absent()
 """Pass as ``expect=`` to write a record only if it does not exist yet."""
 
 
@@ -99,6 +101,9 @@ class Store:
 
     Use it as a context manager, or call `close()`: it stops the watcher and
     releases the git history's processes and files.
+
+    Attributes: `root`, the store folder (absolute); `options`, every option
+    as checked (`gitpersist.options.Options`).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, git: bool = False,
@@ -113,9 +118,20 @@ class Store:
                  commit_mode: str = "sync", commit_delay: float = 0.2,
                  remote: str | None = None, sync_every: float | None = None,
                  sync_on_open: bool = False, sync_after_commit: bool = False) -> None:
-        """Open (or create) the store at `path`.  The options are those of
-        the README's configuration table (`gitpersist.options` checks each,
-        naming it, before anything is made); `indexes` declares equality
+        """Open (or create) the store at `path`.
+
+        `git`: commit every change (the folder becomes a repository, or the
+        store lives in the one around it); `fsync`: a write returns once on
+        disk; `watch`: "native", "polling" or "off", how changes made by
+        other means reach the cache (`poll_interval` seconds for polling);
+        `lock_timeout`: seconds to wait for the write lock; `file_mode`,
+        `dir_mode`: permissions (int, or an octal string such as "0640");
+        `author`: "Name <email>" of the commits; `commit_mode`: "sync" or
+        "async" (the commit follows within `commit_delay` seconds);
+        `remote`: a git remote to sync with, `sync_every` seconds,
+        `sync_on_open`, `sync_after_commit` (`gitpersist.sync`).
+        `gitpersist.options` checks each, naming it, before anything is
+        made.  `indexes` declares equality
         indexes (type -> index name -> field name or function of the
         document), `secret_fields` the fields kept on this host (type ->
         field names, `gitpersist.secret`), `describe` the commit message of
@@ -239,7 +255,7 @@ class Store:
     # -- writing -------------------------------------------------------------
 
     def put(self, type: str, id: str, document: Mapping[str, Any], *,
-            expect: str | _Absent | None = None, message: str | None = None) -> str:
+            expect: str | Absent | None = None, message: str | None = None) -> str:
         """Store `document` as record `id` of `type`; return its revision.
 
         The file holds the document plus its ``"id"``.  A document that has
@@ -272,7 +288,7 @@ class Store:
                                   message or self._message(record, now))
         return record.revision
 
-    def delete(self, type: str, id: str, *, expect: str | _Absent | None = None,
+    def delete(self, type: str, id: str, *, expect: str | Absent | None = None,
                message: str | None = None) -> bool:
         """Remove the record; False if there was none."""
         relpath = paths.record_path(type, id)
@@ -440,7 +456,7 @@ class Store:
             return None
         return self._reader.current(relpath)
 
-    def _check_expected(self, type: str, id: str, expect: str | _Absent | None,
+    def _check_expected(self, type: str, id: str, expect: str | Absent | None,
                         now: OnDisk | None) -> None:
         if expect is None:
             return

@@ -100,9 +100,12 @@ LOG = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Version:
     """One commit that changed a record."""
-    commit: str                 # hex id
-    time: datetime.datetime     # author time, timezone-aware
-    author: str                 # "Name <email>"
+    #: hex id
+    commit: str
+    #: author time, timezone-aware
+    time: datetime.datetime
+    #: "Name <email>"
+    author: str
     message: str
 
 

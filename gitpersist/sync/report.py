@@ -10,13 +10,17 @@ from dataclasses import dataclass, field
 class Conflict:
     """One file changed differently on both sides, and how it was decided.
     Revisions are blob ids (as `Store.revision` gives), None for a deletion."""
-    relpath: str                # below the store root
-    type: str | None            # None for the store's own format files
+    #: below the store root
+    relpath: str
+    #: None for the store's own format files
+    type: str | None
     id: str | None
-    winner: str                 # "local" or "remote"
+    #: "local" or "remote"
+    winner: str
     winner_revision: str | None
     loser_revision: str | None
-    winner_commit: str          # the commit that made the winning version
+    #: the commit that made the winning version
+    winner_commit: str
     loser_commit: str
 
 
@@ -24,11 +28,16 @@ class Conflict:
 class SyncReport:
     """What one `Store.sync` did."""
     remote: str
-    branch: str                         # the remote's branch, "refs/heads/main"
-    before: str | None                  # local commit before the sync
-    head: str | None                    # local commit after it
-    remote_head: str | None             # the remote's commit integrated last
-    received: list[str] = field(default_factory=list)   # store files taken from the remote
+    #: the remote's branch, "refs/heads/main"
+    branch: str
+    #: local commit before the sync
+    before: str | None
+    #: local commit after it
+    head: str | None
+    #: the remote's commit integrated last
+    remote_head: str | None
+    #: store files taken from the remote
+    received: list[str] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     pushed: bool = False
     attempts: int = 0
