@@ -185,10 +185,10 @@ def time_index_update(store: Store, ids: list[str]) -> float:
     samples = []
     for id in ids:
         store.put("volumes", id, {**store.get("volumes", id), "status": f"indexed {time.time()}"})
-        with store._exclusive():        # what the background thread holds
-            history._drain()
+        with store.exclusive():         # what the background thread holds
+            history.commit_queued()
             started = time.perf_counter()
-            history._sync_index()
+            history.index.update()
             samples.append(time.perf_counter() - started)
     return statistics.median(samples) * 1e3
 

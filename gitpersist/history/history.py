@@ -155,7 +155,7 @@ class History:
         self.queue = CommitQueue(self._cond, self)
         self.housekeeping = Housekeeping(self.runner, self._cond, self)
         self.worker = Worker(f"gitpersist-history {root}", cond=self._cond, lock=lock,
-                             drain=self._drain, queue=self.queue, index=self.index,
+                             drain=self.commit_queued, queue=self.queue, index=self.index,
                              housekeeping=self.housekeeping, tunables=self, root=root)
         self.worker.start()
         # A daemon thread stopped at interpreter exit could leave a ref lock
@@ -244,7 +244,7 @@ class History:
         if self._closed:
             return
         with self._lock():
-            self._drain()
+            self.commit_queued()
             for _ in range(3):      # again if HEAD moved under the update
                 self.index.update()
                 if not self.index.pending:
@@ -305,7 +305,7 @@ class History:
         try:
             if self.queue or self.index.pending:
                 with self._lock():
-                    self._drain()
+                    self.commit_queued()
                     self.index.update()
         except (GitpersistError, OSError) as exc:
             LOG.warning("%s: closing with changes not committed (%s); the store's next "
@@ -361,8 +361,9 @@ class History:
                 return commit
         raise HistoryError(f"{self.git_dir}: HEAD kept moving; gave up committing")
 
-    def _drain(self) -> None:
-        """Commit the queued changes as the files now are.  Store lock held."""
+    def commit_queued(self) -> None:
+        """Commit the queued (asynchronous) changes now, as the files now
+        are, in one commit.  Called with the store lock held."""
         items = self.queue.snapshot()
         if not items:
             return
@@ -376,10 +377,6 @@ class History:
         with self._git_lock:
             self._commit(changes, self.queue.message(items))
         self.queue.done(len(items))
-
-    def _sync_index(self, *, only_if_due: bool = False) -> None:
-        """One index update (`index.IndexFollower.update`)."""
-        self.index.update(only_if_due=only_if_due)
 
     # -- helpers ------------------------------------------------------------
 
@@ -400,7 +397,7 @@ class History:
             raise HistoryError(f"history of {self.root} is closed")
         if self.queue:
             with self._lock():
-                self._drain()
+                self.commit_queued()
 
     def _check_open(self) -> None:
         if self._closed or self.worker.closing:
