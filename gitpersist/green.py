@@ -18,8 +18,8 @@ from typing import Any
 def green_threads() -> bool:
     """True once eventlet has patched `threading` (greenlets, not threads).
     Never imports eventlet: a process that did not import it is not patched."""
-    patcher = sys.modules.get("eventlet.patcher")
-    return bool(patcher is not None and patcher.is_monkey_patched("thread"))
+    patched = getattr(sys.modules.get("eventlet.patcher"), "is_monkey_patched", None)
+    return bool(patched is not None and patched("thread"))      # None: not (yet) imported
 
 
 class Condition(threading.Condition):

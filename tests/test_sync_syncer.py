@@ -243,15 +243,16 @@ def test_a_store_without_history_cannot_sync(port):
 
 EVENTLET = """
 import os, sys, time
+import eventlet                 # imported, not patching yet
 from gitpersist import Store
 from gitpersist.sync import Syncer
 store = Store(sys.argv[1], git=True, watch="off", fsync=False, author="a <a@x>")
-syncer = Syncer(store, "origin", every=0.1)       # its thread starts before the patching
+syncer = Syncer(store, "origin", after_commit=True)     # its thread starts before the patching
 store.put("volumes", "v1", {"n": 1})
 print("pushed" if syncer.sync().pushed else "not pushed", flush=True)
-import eventlet
 eventlet.monkey_patch()
-time.sleep(1.0)                 # the thread (waking every 0.1 s) sees the patching
+syncer.committed()              # wakes the thread: it sees the patching
+time.sleep(0.3)
 overlap, inside = [], []
 
 def write_lock():               # the store's write lock, made again green

@@ -34,11 +34,11 @@ class RemoteTunables(Protocol):
 
 
 class Remote:
-    """The git remote `name` of the repository `git` works in."""
+    """The git remote `name` of the repository `local` works in."""
 
-    def __init__(self, name: str, git: LocalGit, tunables: RemoteTunables) -> None:
+    def __init__(self, name: str, local: LocalGit, tunables: RemoteTunables) -> None:
         self.name = name
-        self.git = git
+        self.git = local
         self.tunables = tunables
         self.url = name
         self.url = self.refresh(ConfigError)

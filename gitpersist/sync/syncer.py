@@ -17,10 +17,13 @@
   integrate under the store's write lock (`gitpersist.sync.integrate`) and
   push.  A rejected push sleeps a random 0.05-0.3 s times the round (two
   hosts do not retry in lockstep) and goes round again.
-* `close` stops the background thread after its current sync: a thread
-  started before eventlet patched threading is not stopped but left
-  waiting until the process ends (a thread ending after the patching makes
-  threading's bookkeeping print a KeyError traceback), as the watcher's.
+* `close` stops the background thread after its current sync.  A thread
+  started before eventlet patched threading cannot share locks with green
+  threads: once it sees the patching it syncs no more (logged once;
+  `Store.sync` and `close` still sync), and it is neither stopped nor
+  joined but left to the process's end (a thread ending after the patching
+  makes threading's bookkeeping print a KeyError traceback), as the
+  watcher's.
 
 Lock order: the mutex -> the sync lock -> the store's write lock (taken by
 the flush and the integration; see `gitpersist.locking`).  The condition
