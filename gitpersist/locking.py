@@ -178,6 +178,7 @@ class WriteLock:
         self._meta_id = _identity(self._meta, follow=False)
         self._mutex = Mutex(thread_rlock)
         self._depth = 0             # how deep the mutex's owner is in exclusive()
+        self._owner: int | None = None      # that owner's threading.get_ident()
         self._closed = False
         self._file_lock = FileLock(os.path.join(root, LOCK_FILE), mode=file_mode)
         _LOCKS.add(self)
@@ -186,7 +187,7 @@ class WriteLock:
         """In a forked child: nothing of the parent's holding carries over
         (its thread mutex and depth, its lock file descriptor)."""
         self._mutex = Mutex(thread_rlock)
-        self._depth = 0
+        self._depth, self._owner = 0, None
         self._file_lock.forget_after_fork()
 
     @property
@@ -196,20 +197,23 @@ class WriteLock:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Exclude every other writer for the block (see the module doc)."""
+        me = threading.get_ident()      # a greenlet's own, once eventlet patched
+        if self._depth and self._owner == me:      # held by this thread already
+            self.check_root()
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         deadline = time.monotonic() + self.timeout
-        mutex = self._mutex.current(idle=not self._depth)
+        # Made again at the first write after eventlet patched: greenlets all
+        # share the identity a lock made before knows, so it let them all in.
+        mutex = self._mutex.current(idle=True)
         if not mutex.acquire(timeout=self.timeout):
             raise LockTimeout(f"could not lock {self.lock_file} within {self.timeout:g} s "
                               "(lock_timeout): another thread of this process holds it")
         try:
-            if self._depth:     # held by this thread already
-                self.check_root()
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
             if self._closed:
                 raise StoreError(f"store {self.root} is closed")
             self.check_root()           # first: taking the lock recreates its file
@@ -225,10 +229,10 @@ class WriteLock:
                                  f"{exc.strerror or exc}") from None
             try:
                 self.check_root()       # again: it may have gone while we waited
-                self._depth = 1
+                self._depth, self._owner = 1, me
                 yield
             finally:
-                self._depth = 0
+                self._depth, self._owner = 0, None
                 self._file_lock.release()
         finally:
             mutex.release()
