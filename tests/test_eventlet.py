@@ -76,12 +76,21 @@ print("ok", eventlet.__version__)
 """
 
 
+def _eventlet() -> tuple[int, ...]:
+    from importlib.metadata import version
+    return tuple(int(part) for part in version("eventlet").split(".")[:2])
+
+
 @pytest.mark.slow
 @pytest.mark.cinderlib
 @pytest.mark.parametrize("order", ["before", "after"])
 @pytest.mark.parametrize("git", ["plain", "git"])
 def test_the_plugin_with_cinders_fake_driver_under_eventlet(tmp_path, order, git):
     # eventlet comes with the cinderlib stack: the marker skips both (conftest)
+    if order == "after" and git == "git" and _eventlet() >= (0, 40):
+        pytest.xfail("known gap (issue 12): with eventlet >= 0.40 (the unconstrained extra; "
+                     "the pinned stack has 0.33.3) patching after a git store opened can "
+                     "deadlock the history's worker thread against the greened locks")
     run = run_python(PLUGIN, order, str(tmp_path / "store"), str(tmp_path / "locks"), git,
                      check=False, env=GIT_ENV, timeout=240)
     ok, version = (run.stdout.split() + ["", ""])[:2]
