@@ -265,7 +265,7 @@ class Store:
         """
         generation = self._codec.generation
         record = self._codec.prepare(type, id, document)
-        with self._lock.exclusive():
+        with self._lock.exclusive():    # the commit (sync mode) after it: `Recorder.settle`
             self._cache.settle()        # another process's declaration, first
             if self._codec.generation != generation:
                 record = self._codec.prepare(type, id, document)
@@ -283,15 +283,18 @@ class Store:
             self._log.wrote(record.relpath, record.revision)
             if self._watcher is not None:
                 self._watcher.watch_type(type, resync=False)
-            self._recorder.record(Change(record.relpath, record.public_data,
-                                         record.public_revision),
-                                  message or self._message(record, now))
+            ticket = self._recorder.record(
+                Change(record.relpath, record.public_data, record.public_revision),
+                message or self._message(record, now), shared=self._lock.outermost,
+                signature=files.signature(stat))
+        self._recorder.settle(ticket)
         return record.revision
 
     def delete(self, type: str, id: str, *, expect: str | Absent | None = None,
                message: str | None = None) -> bool:
         """Remove the record; False if there was none."""
         relpath = paths.record_path(type, id)
+        ticket = None
         with self._lock.exclusive():
             now = self._current(relpath, expect)
             self._check_expected(type, id, expect, now)
@@ -303,8 +306,10 @@ class Store:
                 self._log.wrote(relpath, None)
             if removed and self._recorder.active:
                 old = self._codec.public(type, now.document if now else None)
-                self._recorder.record(Change(relpath, None, None),
-                                      message or self._describe(type, id, old, None))
+                ticket = self._recorder.record(Change(relpath, None, None),
+                                               message or self._describe(type, id, old, None),
+                                               shared=self._lock.outermost)
+        self._recorder.settle(ticket)
         return removed
 
     @contextmanager
