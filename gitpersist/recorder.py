@@ -53,6 +53,12 @@ class Recorder:
         """True if changes are recorded (a write must describe them)."""
         return self.history is not None
 
+    @property
+    def batching(self) -> bool:
+        """True inside a batch: a change's own message is not used (the
+        batch's is), so a write need not describe it."""
+        return self._batch is not None
+
     def before_change(self, relpath: str, data: bytes | None | Literal[False]) -> None:
         """Before `relpath` is written (it holds `data` now: None if absent,
         False if unreadable): a change of it not committed yet (another

@@ -305,9 +305,10 @@ class Store:
             if removed:
                 self._log.wrote(relpath, None)
             if removed and self._recorder.active:
-                old = self._codec.public(type, now.document if now else None)
-                ticket = self._recorder.record(Change(relpath, None, None),
-                                               message or self._describe(type, id, old, None),
+                if message is None and not self._recorder.batching:
+                    old = self._codec.public(type, now.document if now else None)
+                    message = self._describe(type, id, old, None)
+                ticket = self._recorder.record(Change(relpath, None, None), message or "",
                                                shared=self._lock.outermost)
         self._recorder.settle(ticket)
         return removed
@@ -475,8 +476,9 @@ class Store:
 
     def _message(self, record: Prepared, now: OnDisk | None) -> str:
         """The commit message of a put: `describe` sees the records without
-        their secret fields (it may quote values)."""
-        if not self._recorder.active:
+        their secret fields (it may quote values); none inside a batch,
+        whose message is the commit's."""
+        if not self._recorder.active or self._recorder.batching:
             return ""
         old = self._codec.public(record.type, now.document if now else None)
         return self._describe(record.type, record.id, old, record.public)
