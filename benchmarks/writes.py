@@ -13,7 +13,8 @@ in the same run, interleaved, and printed with its ratio and MET / NOT MET:
   with git against the same batch in a plain store, and ``commit_mode=
   "async"`` puts plus `flush` against the same puts in a plain store.
 
-    python benchmarks/writes.py [--n 300] [--batch 100] [--rounds 5] [--tmp DIR]
+    python benchmarks/writes.py [--n 300] [--batch 100] [--rounds 5] [--batch-rounds 15]
+                                [--tmp DIR] [--no-processes]
 
 The stores go in a temp folder (``--tmp``), never inside a git work tree
 (a git store there would commit into it).  Ratios are medians of per-pair
@@ -164,7 +165,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=300, help="writes per paired measurement")
     parser.add_argument("--batch", type=int, default=100, help="puts per batch")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the rate and batch runs")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the rate runs")
+    parser.add_argument("--batch-rounds", type=int, default=15,
+                        help="batches of each kind, interleaved")
     parser.add_argument("--tmp", default=None, help="folder for the stores (not in a git tree)")
     parser.add_argument("--no-processes", action="store_true",
                         help="skip the 4-process group commit run")
@@ -190,7 +193,7 @@ def main() -> None:
                                             _process_rate, "procs")
             lines.append(verdict("4 writer processes / 1 (versioned writes/s)", ratio, 2.0,
                                  at_least=True, detail=f"{four:.0f}/s vs {one:.0f}/s"))
-        for name, (with_git, without, ratio) in batched(work, args.batch, args.rounds).items():
+        for name, (with_git, without, ratio) in batched(work, args.batch, args.batch_rounds).items():
             label = ("Store.batch with git / without" if name == "batch"
                      else "async puts + flush / plain puts")
             lines.append(verdict(label, ratio, 1.15,

@@ -125,3 +125,29 @@ def test_a_failed_shared_commit_fails_every_writer_in_it_and_is_retried(tmp_path
             git(tmp_path, "cat-file", "-e", f"HEAD:{paths.record_path('volumes', id)}")
         store.flush()
         assert git(tmp_path, "status", "--porcelain") == ""
+
+
+def test_an_async_commit_takes_the_bytes_written_without_reading_the_file(tmp_path,
+                                                                          monkeypatch):
+    from gitpersist import files
+    with Store(tmp_path, git=True, watch="off", fsync=False, commit_mode="async",
+               commit_delay=60) as store:
+        store.put("volumes", "a", {"n": 1})
+        store.delete("volumes", "a")
+        store.put("volumes", "b", {"n": 2})
+        monkeypatch.setattr(files, "read", lambda path: pytest.fail(f"read {path}"))
+        store.flush()
+        monkeypatch.undo()
+        assert git(tmp_path, "ls-tree", "-r", "--name-only", "HEAD", "volumes") == \
+            paths.record_path("volumes", "b") + "\n"
+
+
+def test_an_async_commit_of_a_file_replaced_since_commits_it_as_it_is(tmp_path):
+    with Store(tmp_path, git=True, watch="off", fsync=False, commit_mode="async",
+               commit_delay=60) as store, \
+            Store(tmp_path, watch="off", fsync=False) as plain:     # no history: no commit
+        store.put("volumes", "a", {"n": 1})
+        plain.put("volumes", "a", {"n": 5})
+        store.flush()
+        relpath = paths.record_path("volumes", "a")
+        assert '"n": 5' in git(tmp_path, "show", f"HEAD:{relpath}")

@@ -26,6 +26,9 @@ Guarantees (tests: ``tests/test_group.py``):
   it is now.  So an older version is never committed over a newer one.
 * **Nothing is left behind.**  `drain` (the history's `flush` and `close`)
   commits what is still added.
+* **Asynchronous commits take the bytes written too** (`Written`), under
+  the same signature rule: a queued change is committed as written, or as
+  its file is now if it was replaced since.
 
 Lock rules: guarded by the history's condition `cond`; `wait` takes the
 store's write lock (`lock`) holding nothing, then the condition inside it,
@@ -138,24 +141,52 @@ class GroupCommit:
                 self._cond.notify_all()
 
 
-def as_committed(root: str, items: list[Added],
-                 read: Callable[[str], bytes | None | Literal[False]]) -> dict[str, bytes | None]:
+Read = Callable[[str], bytes | None | Literal[False]]    # a store file now; False: unreadable
+
+
+def as_committed(root: str, items: list[Added], read: Read) -> dict[str, bytes | None]:
     """relpath -> the content to commit for `items` (the write lock held):
     the last change of each path decides; its bytes as written while its
     file is `unchanged` (one ``lstat``: a write reads its file once, see
     ``tests/test_reader.py``), else ``read(relpath)``, the file as it is
     now (False: unreadable, left out)."""
+    last = {item.change.relpath: item for item in items}
+    return _contents(root, list(last), last, read)
+
+
+def _contents(root: str, relpaths: list[str], written: dict[str, Added],
+              read: Read) -> dict[str, bytes | None]:
     changes: dict[str, bytes | None] = {}
-    seen = set()
-    for item in reversed(items):
-        relpath = item.change.relpath
-        if relpath in seen:
-            continue
-        seen.add(relpath)
-        data = item.change.data if unchanged(root, item) else read(relpath)
+    for relpath in relpaths:
+        item = written.get(relpath)
+        data = item.change.data if item is not None and unchanged(root, item) else read(relpath)
         if data is not False:
             changes[relpath] = data
     return changes
+
+
+class Written:
+    """The last asynchronous write of each path queued and not committed
+    yet, so that its commit takes the bytes written instead of reading the
+    file again (the issue's profile: 11% of a batched write), under the
+    same rule as `as_committed`.  Guarded by the store's write lock: every
+    method is called with it held."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._items: dict[str, Added] = {}
+
+    def add(self, change: Change, signature: Signature | None) -> None:
+        self._items[change.relpath] = Added(change, signature, "")
+
+    def changes(self, relpaths: list[str], read: Read) -> dict[str, bytes | None]:
+        """relpath -> the content to commit for `relpaths` (each once)."""
+        return _contents(self.root, list(dict.fromkeys(relpaths)), self._items, read)
+
+    def forget(self, relpaths: list[str]) -> None:
+        """Those paths are committed."""
+        for relpath in relpaths:
+            self._items.pop(relpath, None)
 
 
 def unchanged(root: str, item: Added) -> bool:

@@ -30,7 +30,8 @@ Guarantees kept here:
   seconds old, so the next open waits that long, then commits.
 * **Asynchronous mode.**  With ``commit_mode="async"`` `record` only queues
   (`worker`).  Commits are made of the files as they are on disk at that
-  moment, under the store lock, so a later write by another process is
+  moment, under the store lock (the bytes written while the file's
+  signature says it is unchanged: `group.Written`), so a later write by another process is
   never overwritten in history by an older queued one.  Bound: a crash
   drops at most the last `commit_delay` seconds of *commits*, never a
   change: the files are on disk and the next open's recovery commits them
@@ -104,7 +105,7 @@ from .. import files, green
 from ..errors import ConfigError, GitpersistError, HistoryError
 from ..layout import META_FILES, Change
 from ..messages import clean_message
-from .group import Added, GroupCommit, Signature, as_committed
+from .group import Added, GroupCommit, Signature, Written, as_committed
 from .index import IndexFollower
 from .objects import TREE_MODE, Entry, ObjectStore, Tree, nest, object_id
 from .refs import Refs
@@ -172,6 +173,7 @@ class History:
                                    closed=lambda: self._closed, tunables=self)
         self.queue = CommitQueue(self._cond, self)
         self.group = GroupCommit(self._cond, lock, self._commit_group)
+        self.written = Written(root)        # async writes' bytes, for their commit
         self.housekeeping = Housekeeping(self.runner, self._cond, self)
         self.worker = Worker(f"gitpersist-history {root}", cond=self._cond, lock=lock,
                              drain=self.commit_queued, queue=self.queue, index=self.index,
@@ -207,6 +209,7 @@ class History:
         `signature`: the file's after the write (None: removed)."""
         self._check_open()
         if self.commit_mode == "async":
+            self.written.add(change, signature)
             self.queue.put([change.relpath], message)
             return None
         return self.group.add(change, signature, message)
@@ -408,16 +411,12 @@ class History:
         items = self.queue.snapshot()
         if not items:
             return
-        changes: dict[str, bytes | None] = {}
-        for relpaths, _ in items:
-            for relpath in relpaths:
-                if relpath not in changes:
-                    data = self._read_file(relpath)
-                    if data is not False:
-                        changes[relpath] = data
+        relpaths = [relpath for paths, _ in items for relpath in paths]
+        changes = self.written.changes(relpaths, self._read_file)   # as the files now are
         with self._git_lock:
             self._commit(changes, self.queue.message(items))
         self.queue.done(len(items))
+        self.written.forget(relpaths)
 
     def _commit_group(self, items: list[Added]) -> None:
         """Commit the sync-mode changes `items` (`group`) in one commit, the
