@@ -305,7 +305,7 @@ class Store:
             if removed:
                 self._log.wrote(relpath, None)
             if removed and self._recorder.active:
-                if message is None and not self._recorder.batching:
+                if not message and not self._recorder.batching:
                     old = self._codec.public(type, now.document if now else None)
                     message = self._describe(type, id, old, None)
                 ticket = self._recorder.record(Change(relpath, None, None), message or "",
