@@ -191,6 +191,12 @@ class WriteLock:
         self._file_lock.forget_after_fork()
 
     @property
+    def outermost(self) -> bool:
+        """True inside `exclusive` held once (not nested) by this thread:
+        the write releases the lock as soon as its block ends."""
+        return self._depth == 1 and self._owner == threading.get_ident()
+
+    @property
     def lock_file(self) -> str:
         return self._file_lock.path
 

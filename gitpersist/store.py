@@ -265,7 +265,7 @@ class Store:
         """
         generation = self._codec.generation
         record = self._codec.prepare(type, id, document)
-        with self._lock.exclusive():
+        with self._lock.exclusive():    # the commit (sync mode) after it: `Recorder.settle`
             self._cache.settle()        # another process's declaration, first
             if self._codec.generation != generation:
                 record = self._codec.prepare(type, id, document)
@@ -283,15 +283,18 @@ class Store:
             self._log.wrote(record.relpath, record.revision)
             if self._watcher is not None:
                 self._watcher.watch_type(type, resync=False)
-            self._recorder.record(Change(record.relpath, record.public_data,
-                                         record.public_revision),
-                                  message or self._message(record, now))
+            ticket = self._recorder.record(
+                Change(record.relpath, record.public_data, record.public_revision),
+                message or self._message(record, now), shared=self._lock.outermost,
+                signature=files.signature(stat))
+        self._recorder.settle(ticket)
         return record.revision
 
     def delete(self, type: str, id: str, *, expect: str | Absent | None = None,
                message: str | None = None) -> bool:
         """Remove the record; False if there was none."""
         relpath = paths.record_path(type, id)
+        ticket = None
         with self._lock.exclusive():
             now = self._current(relpath, expect)
             self._check_expected(type, id, expect, now)
@@ -302,9 +305,12 @@ class Store:
             if removed:
                 self._log.wrote(relpath, None)
             if removed and self._recorder.active:
-                old = self._codec.public(type, now.document if now else None)
-                self._recorder.record(Change(relpath, None, None),
-                                      message or self._describe(type, id, old, None))
+                if not message and not self._recorder.batching:
+                    old = self._codec.public(type, now.document if now else None)
+                    message = self._describe(type, id, old, None)
+                ticket = self._recorder.record(Change(relpath, None, None), message or "",
+                                               shared=self._lock.outermost)
+        self._recorder.settle(ticket)
         return removed
 
     @contextmanager
@@ -470,8 +476,9 @@ class Store:
 
     def _message(self, record: Prepared, now: OnDisk | None) -> str:
         """The commit message of a put: `describe` sees the records without
-        their secret fields (it may quote values)."""
-        if not self._recorder.active:
+        their secret fields (it may quote values); none inside a batch,
+        whose message is the commit's."""
+        if not self._recorder.active or self._recorder.batching:
             return ""
         old = self._codec.public(record.type, now.document if now else None)
         return self._describe(record.type, record.id, old, record.public)

@@ -423,7 +423,10 @@ def test_a_commit_during_an_index_update_is_indexed_too(tmp_path, monkeypatch):
 
 # -- concurrency ------------------------------------------------------------------
 
-def test_threads_writing_at_once_each_get_their_commit(tmp_path):
+def test_threads_writing_at_once_lose_no_change_and_may_share_commits(tmp_path):
+    """Sync mode: each put returns after a commit holding it; writers that
+    write while a commit is made share the next one (group commit,
+    tests/test_group.py), each change's message in it."""
     with open_store(tmp_path) as store:
         before = len(subjects(tmp_path))
 
@@ -436,7 +439,9 @@ def test_threads_writing_at_once_each_get_their_commit(tmp_path):
             thread.start()
         for thread in threads:
             thread.join()
-    assert len(subjects(tmp_path)) == before + 40
+    log = git(tmp_path, "log", "--format=%B")
+    assert all(f"volumes t{n}-{i}: created" in log for n in range(4) for i in range(10))
+    assert before < len(subjects(tmp_path)) <= before + 40
     assert git(tmp_path, "status", "--porcelain") == ""
     fsck_clean(tmp_path)
 
@@ -578,3 +583,24 @@ def test_another_processs_queued_async_change_keeps_a_commit_of_its_own(tmp_path
         assert [v.message.split("\n")[0] for v in b.versions("volumes", "v1")][0] == \
             "volumes v1: status available -> in-use"
         assert git(tmp_path, "show", "HEAD~1:" + relpath).count('"available"') == 1
+
+
+def test_a_batch_does_not_describe_its_writes(tmp_path):
+    """The batch's message is the commit's: its puts and deletes are not
+    described (describing costs a diff of the old and new record each)."""
+    described = []
+
+    def describe(type, id, old, new):
+        described.append(id)
+        return f"{type} {id}"
+    with open_store(tmp_path, describe=describe) as store:
+        store.put("volumes", "v0", {"n": 0})
+        described.clear()
+        with store.batch("many"):
+            for n in range(5):
+                store.put("volumes", f"v{n}", {"n": n + 1})
+            store.delete("volumes", "v0")
+        assert described == []
+        assert subjects(tmp_path)[0] == "many"
+        store.put("volumes", "v1", {"n": 9})
+        assert described == ["v1"]

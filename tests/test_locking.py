@@ -65,13 +65,13 @@ def test_readers_never_wait_for_a_commit(tmp_path, how):
         store.put("volumes", "mine", {"n": 1})
         reader = Store(tmp_path, watch="off")       # its cache is empty
         stuck, release = threading.Event(), threading.Event()
-        record = store.history.record
+        write_pack = store.history.objects.write_pack
 
-        def slow_record(changes, message):
+        def slow_write_pack():      # the commit, stuck with every lock a writer holds
             stuck.set()
             assert release.wait(30)
-            record(changes, message)
-        store.history.record = slow_record
+            write_pack()
+        store.history.objects.write_pack = slow_write_pack
         if how == "put":
             writer = threading.Thread(target=store.put, args=("volumes", "mine", {"n": 2}))
         else:
