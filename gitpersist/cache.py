@@ -36,12 +36,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from . import paths
+from . import files, paths
 from .codec import Document
 from .changelog import ChangeLog
 from .errors import ConfigError, CorruptRecord, InvalidDocument
 from .layout import FORMAT_FILE
-from .reader import Entry, Reader, racy
+from .reader import Entry, Reader
 from .records import RecordFiles
 from .sidefiles import SideFiles
 
@@ -294,7 +294,7 @@ class Cache:
             seen = cache.corrupt_signatures.get(relpath)
             try:
                 if seen is not None and self._files.signature(path) == seen[0] \
-                        and not racy(*seen):
+                        and not files.racy(*seen):
                     return      # the same broken file: already reported
             except FileNotFoundError:
                 pass

@@ -149,6 +149,20 @@ def signature(stat: os.stat_result) -> tuple[int, int, int]:
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
+def racy(signature: tuple[int, int, int], checked: int) -> bool:
+    """True while a file's timestamp (`signature`'s) is not safely older
+    than `checked` (ns, when it was read or written: git's "racy" rule): on
+    a file system whose timestamps are coarse (whole seconds, whole
+    milliseconds), another write in the same tick can leave the same
+    signature (a reused inode, the same size), so only the content tells.
+    Never on a fine-grained one."""
+    mtime = signature[1]
+    return mtime % 1_000_000 == 0 and mtime + COARSE_TICK > checked
+
+
+COARSE_TICK = 2_000_000_000     # ns: FAT's 2 s, the coarsest in use
+
+
 def is_stale_temp(name: str, path: str) -> bool:
     """True for a temp file (`name`, at `path`) whose writer is gone."""
     if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):

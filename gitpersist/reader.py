@@ -39,20 +39,7 @@ class Entry:
     keys: tuple[tuple[str, Any], ...] = ()      # (index name, key) it is filed under
 
     def racy(self) -> bool:
-        return racy(self.signature, self.checked)
-
-
-def racy(signature: tuple[int, int, int], checked: int) -> bool:
-    """True while a file's timestamp is not safely older than our read of
-    it at `checked` (git's "racy" rule): on a file system whose timestamps
-    are coarse (whole seconds, whole milliseconds), another write in the
-    same tick can leave the same signature (a reused inode, the same size),
-    so only the content tells.  Never on a fine-grained one."""
-    mtime = signature[1]
-    return mtime % 1_000_000 == 0 and mtime + COARSE_TICK > checked
-
-
-COARSE_TICK = 2_000_000_000     # ns: FAT's 2 s, the coarsest in use
+        return files.racy(self.signature, self.checked)
 
 
 class Reader:

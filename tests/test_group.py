@@ -4,12 +4,13 @@ the files and keeps every version of a record."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 
 import pytest
 
-from gitpersist import Store, paths
+from gitpersist import Store, files, paths
 from gitpersist.errors import HistoryError
 from gitpersist.history.group import GroupCommit
 
@@ -151,3 +152,23 @@ def test_an_async_commit_of_a_file_replaced_since_commits_it_as_it_is(tmp_path):
         store.flush()
         relpath = paths.record_path("volumes", "a")
         assert '"n": 5' in git(tmp_path, "show", f"HEAD:{relpath}")
+
+
+def test_on_coarse_timestamps_a_same_signature_rewrite_is_committed_as_it_is(coarse_fs):
+    """With 1-second timestamps another write in the same tick can leave the
+    same inode, mtime and size as ours (here: an in-place rewrite of the
+    same length with the mtime put back): the commit must read the file,
+    not trust the signature."""
+    with Store(coarse_fs, git=True, watch="off", fsync=False, commit_mode="async",
+               commit_delay=60) as store:
+        store.put("volumes", "a", {"n": 1})
+        path = coarse_fs / paths.record_path("volumes", "a")
+        before = os.stat(path)
+        text = path.read_text()
+        with open(path, "r+") as file:
+            file.write(text.replace('"n": 1', '"n": 7'))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert files.signature(os.stat(path)) == files.signature(before)
+        store.flush()
+        relpath = paths.record_path("volumes", "a")
+        assert '"n": 7' in git(coarse_fs, "show", f"HEAD:{relpath}")

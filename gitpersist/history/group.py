@@ -22,8 +22,9 @@ Guarantees (tests: ``tests/test_group.py``):
   the leader commits, under the write lock: its bytes as written, unless
   the file's signature (inode, mtime, size; a replace always makes a new
   inode while the old one is still linked) says that another process
-  replaced or removed it meanwhile; then the file is read and committed as
-  it is now.  So an older version is never committed over a newer one.
+  replaced or removed it meanwhile, or that the timestamp is too coarse
+  to tell (`gitpersist.files.racy`); then the file is read and committed
+  as it is now.  So an older version is never committed over a newer one.
 * **Nothing is left behind.**  `drain` (the history's `flush` and `close`)
   commits what is still added.
 * **Asynchronous commits take the bytes written too** (`Written`), under
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -191,9 +193,13 @@ class Written:
 
 def unchanged(root: str, item: Added) -> bool:
     """Whether the file of `item` is still what its writer left: the same
-    signature, or still absent after a removal."""
+    signature, not racy (`gitpersist.files.racy`: on a file system with
+    coarse timestamps two writes in one tick can leave the same inode,
+    mtime and size, so there only the content tells), or still absent
+    after a removal."""
     path = os.path.join(root, *item.change.relpath.split("/"))
     try:
-        return item.signature == files.signature(os.lstat(path))
+        now = files.signature(os.lstat(path))
     except FileNotFoundError:
         return item.signature is None
+    return item.signature == now and not files.racy(now, time.time_ns())
