@@ -170,17 +170,26 @@ class History:
         with the store lock held, after the files are durable."""
         self._check_open()
         relpaths = [change.relpath for change in changes]
-        if self.commit_mode == "async":
+        inline = self.worker.inline     # eventlet patched since the thread started: it parked
+        if self.commit_mode == "async" and not inline:
             self.queue.put(relpaths, message)
             return
         try:
-            with self._git_lock:
-                self._commit({c.relpath: c.data for c in changes}, message)
+            if inline:      # the thread's work, now: with what a failure left queued
+                self.queue.put(relpaths, message)
+                self.commit_queued()
+            else:
+                with self._git_lock:
+                    self._commit({c.relpath: c.data for c in changes}, message)
         except (OSError, HistoryError) as exc:
-            self.queue.put(relpaths, message)        # the background thread retries
+            if not inline:
+                self.queue.put(relpaths, message)        # the background thread retries
             raise HistoryError(f"commit of {', '.join(relpaths)} in {self.git_dir} failed "
                                f"({exc}); the files are written, the commit will be "
                                "retried") from None
+        finally:
+            if inline:
+                self.worker.run_due()
 
     def commit_pending(self, relpath: str, data: bytes | None | Literal[False]) -> None:
         """Before a sync-mode change of `relpath` (store lock held), whose
