@@ -117,12 +117,8 @@ class Condition(threading.Condition):
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    def notify(self, n: int = 1) -> None:
+    def notify(self, n: int = 1) -> None:       # notify_all calls it too
         super().notify(n)
-        self.on_notify()
-
-    def notify_all(self) -> None:
-        super().notify_all()
         self.on_notify()
 
     def _release_save(self) -> Any:
@@ -133,7 +129,9 @@ class Condition(threading.Condition):
         self._lock._acquire_restore(state)  # type: ignore[attr-defined]
 
     def _is_owned(self) -> bool:
-        return bool(self._lock._is_owned())     # type: ignore[attr-defined]
+        taken = self._taken.get(_real_ident())
+        lock = taken[-1] if taken else self._lock   # type: ignore[attr-defined]
+        return bool(lock._is_owned())
 
 
 class Wakeup:
