@@ -10,8 +10,8 @@ Readers never take it.
 The store's lock order, the one place it is written down (each component's
 docstring names only its own lock):
 
-    WriteLock mutex -> write.lock (filelock) -> History's repo lock
-        -> History's condition
+    WriteLock mutex -> WriteLock's holder token -> write.lock (flock)
+        -> History's repo lock -> History's condition
 
     The cache's lock (`gitpersist.cache`) is a leaf: taken for in-memory
     work only, never while waiting for another lock or doing file or git
@@ -21,7 +21,10 @@ docstring names only its own lock):
 
 Guarantees (tests: ``tests/test_locking.py``, ``tests/test_processes.py``):
 
-* While a block holds `exclusive`, no other thread or process holds it.
+* While a block holds `exclusive`, no other thread or process holds it,
+  also across eventlet's patching: a thread of before the patching inside
+  it keeps green writers out until it leaves (``_enter``; test:
+  ``tests/test_eventlet.py``, the real thread inside at the patching).
 * The store folder is checked before and after the lock is taken: a folder
   removed, moved or replaced since the store opened (or a meta folder
   replaced by a symlink, which filelock would follow) refuses the write with

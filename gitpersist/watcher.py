@@ -26,7 +26,17 @@ and ``max_user_instances``), a thread that died, or eventlet's patching
 (watchdog's threads cannot run green) make it unhealthy, logged once with
 the cause, and the store then checks files at read time instead
 (`gitpersist.cache`): never silent staleness, never a raw ``OSError``.
-Tests: ``tests/test_watch.py``, ``tests/test_coherence.py``.
+eventlet patching before the store opened: no observer is started.
+Patching after: the observer is stopped at the first write or read that
+sees it, before it goes on (`green.on_patching`), so watchdog's threads,
+real, never meet their own locks and queues turned green (eventlet >= 0.40:
+"Cannot switch to a different thread", then a deadlock); they end without
+a traceback (`green.end_quietly`) and are not waited for.  Events of
+another process's writes that arrive between the patching and that first
+look may still meet them: nothing of ours waits for watchdog then, and the
+reads check their files.
+Tests: ``tests/test_watch.py``, ``tests/test_coherence.py``,
+``tests/test_eventlet.py``.
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ Guarantees kept here:
   in history, use sync mode: a sync-mode write first commits a record it
   finds changed and not committed (`commit_pending`), so the other
   process's version keeps a commit of its own (with a generic message).
+  Once eventlet patched threading after the store opened, the writer
+  commits at once instead, with whatever was queued (the thread parked:
+  `worker`); the index then follows at the next change after
+  `index_delay`, and at `flush` and `close`.
 * **No leaks.**  One `git.Repo` per history (its ``git cat-file`` processes
   end in `close`), one background thread, at most one git child.
   GitPython is not thread-safe: every use of the repo is serialised by one

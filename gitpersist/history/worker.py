@@ -15,6 +15,12 @@ Guarantees:
   does what git finds due.  One child at a time, reaped by the thread;
   `Housekeeping.stop` lets it finish for `child_wait` seconds, then stops
   it (both commands are safe to interrupt).
+* **eventlet patching after the store opened.**  The thread, real, steps
+  aside at its next look and parks without touching a green lock; the
+  writers then commit every change at once and run the index update and
+  housekeeping that fell due, at their next change, and `flush` and
+  `close` as always (`Worker`; tests: ``tests/test_eventlet.py``,
+  ``tests/test_green.py``).
 """
 
 from __future__ import annotations
