@@ -203,7 +203,12 @@ class Worker:
     housekeeping that fell due; `flush` and `close` update the index).  The
     thread may be in the middle of a look at the moment of the patching:
     see `green.Condition` for its one section, and `gitpersist.locking`
-    for a drain (the green writer waits for it)."""
+    for a drain (the green writer waits for it).  Such a drain finishes on
+    the history's locks that eventlet made green meanwhile; a green reader
+    of history (`History.versions`, `History.read`) that takes the
+    history's repo lock in those milliseconds would meet the hub's "Cannot
+    switch to a different thread" (not met in the tests; a drain there
+    needs a change queued and due at the very moment of the patching)."""
 
     def __init__(self, name: str, *, cond: Condition,
                  lock: Callable[[], AbstractContextManager[object]], drain: Callable[[], None],
