@@ -10,8 +10,8 @@ Readers never take it.
 The store's lock order, the one place it is written down (each component's
 docstring names only its own lock):
 
-    WriteLock mutex -> write.lock (filelock) -> History's repo lock
-        -> History's condition
+    WriteLock mutex -> WriteLock's holder token -> write.lock (flock)
+        -> History's repo lock -> History's condition
 
     The cache's lock (`gitpersist.cache`) is a leaf: taken for in-memory
     work only, never while waiting for another lock or doing file or git
@@ -21,7 +21,10 @@ docstring names only its own lock):
 
 Guarantees (tests: ``tests/test_locking.py``, ``tests/test_processes.py``):
 
-* While a block holds `exclusive`, no other thread or process holds it.
+* While a block holds `exclusive`, no other thread or process holds it,
+  also across eventlet's patching: a thread of before the patching inside
+  it keeps green writers out until it leaves (``_enter``; test:
+  ``tests/test_eventlet.py``, the real thread inside at the patching).
 * The store folder is checked before and after the lock is taken: a folder
   removed, moved or replaced since the store opened (or a meta folder
   replaced by a symlink, which filelock would follow) refuses the write with
@@ -177,6 +180,7 @@ class WriteLock:
         self._root_id = _identity(root, follow=True)
         self._meta_id = _identity(self._meta, follow=False)
         self._mutex = Mutex(thread_rlock)
+        self._inside = _thread.allocate_lock()      # see _enter
         self._depth = 0             # how deep the mutex's owner is in exclusive()
         self._owner: int | None = None      # that owner's threading.get_ident()
         self._closed = False
@@ -187,6 +191,7 @@ class WriteLock:
         """In a forked child: nothing of the parent's holding carries over
         (its thread mutex and depth, its lock file descriptor)."""
         self._mutex = Mutex(thread_rlock)
+        self._inside = _thread.allocate_lock()
         self._depth, self._owner = 0, None
         self._file_lock.forget_after_fork()
 
@@ -222,26 +227,52 @@ class WriteLock:
         try:
             if self._closed:
                 raise StoreError(f"store {self.root} is closed")
-            self.check_root()           # first: taking the lock recreates its file
+            self._enter(deadline)
             try:
-                self._file_lock.acquire(max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise LockTimeout(f"could not lock {self.lock_file} within "
-                                  f"{self.timeout:g} s (lock_timeout)") from None
-            except FileNotFoundError:
-                raise StoreError(f"store folder {self.root} is missing") from None
-            except OSError as exc:      # a read-only file system, no permission...
-                raise StoreError(f"cannot lock {self.lock_file}: "
-                                 f"{exc.strerror or exc}") from None
-            try:
-                self.check_root()       # again: it may have gone while we waited
-                self._depth, self._owner = 1, me
-                yield
+                self._lock_file(deadline)
+                try:
+                    self.check_root()       # again: it may have gone while we waited
+                    self._depth, self._owner = 1, me
+                    yield
+                finally:
+                    self._depth, self._owner = 0, None
+                    self._file_lock.release()
             finally:
-                self._depth, self._owner = 0, None
-                self._file_lock.release()
+                self._inside.release()
         finally:
             mutex.release()
+
+    def _enter(self, deadline: float) -> None:
+        """Take `_inside`, the holder's token, once the mutex is ours.  Only
+        one generation of the mutex ever wants it, except across eventlet's
+        patching: a real thread that took the mutex of before (or waited
+        for it) and a green writer that took the one made since would both
+        be inside, sharing one lock file descriptor (flock lets its holder
+        in again).  The token is a plain lock, which eventlet never swaps,
+        taken without blocking (a green thread must not block on a real
+        lock): the later of the two polls, with `time.sleep` (green under
+        eventlet), until the other leaves.  Uncontended: one try."""
+        delay = 0.0005
+        while not self._inside.acquire(False):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"could not lock {self.lock_file} within {self.timeout:g} s "
+                                  "(lock_timeout): a thread started before eventlet's "
+                                  "patching holds it")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _lock_file(self, deadline: float) -> None:
+        self.check_root()           # first: taking the lock recreates its file
+        try:
+            self._file_lock.acquire(max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise LockTimeout(f"could not lock {self.lock_file} within "
+                              f"{self.timeout:g} s (lock_timeout)") from None
+        except FileNotFoundError:
+            raise StoreError(f"store folder {self.root} is missing") from None
+        except OSError as exc:      # a read-only file system, no permission...
+            raise StoreError(f"cannot lock {self.lock_file}: "
+                             f"{exc.strerror or exc}") from None
 
     def check_root(self) -> None:
         """Refuse to write once the store folder was removed, moved or

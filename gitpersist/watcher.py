@@ -26,7 +26,17 @@ and ``max_user_instances``), a thread that died, or eventlet's patching
 (watchdog's threads cannot run green) make it unhealthy, logged once with
 the cause, and the store then checks files at read time instead
 (`gitpersist.cache`): never silent staleness, never a raw ``OSError``.
-Tests: ``tests/test_watch.py``, ``tests/test_coherence.py``.
+eventlet patching before the store opened: no observer is started.
+Patching after: the observer is stopped at the first write or read that
+sees it, before it goes on (`green.on_patching`), so watchdog's threads,
+real, never meet their own locks and queues turned green (eventlet >= 0.40:
+"Cannot switch to a different thread", then a deadlock); they end without
+a traceback (`green.end_quietly`) and are not waited for.  Events of
+another process's writes that arrive between the patching and that first
+look may still meet them: nothing of ours waits for watchdog then, and the
+reads check their files.
+Tests: ``tests/test_watch.py``, ``tests/test_coherence.py``,
+``tests/test_eventlet.py``.
 """
 
 from __future__ import annotations
@@ -47,9 +57,10 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
+from watchdog.utils import BaseThread
 
+from . import green
 from .errors import ConfigError
-from .green import green_threads
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +70,8 @@ _EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
 # "modified" there, and there is no "closed" event.
 _POLLING_EVENTS = _EVENTS + [FileModifiedEvent]
 _LIVE: weakref.WeakSet[Watcher] = weakref.WeakSet()
+# watchdog's threads seen running before eventlet's patching (see _stop_green)
+_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 # watchdog 7.1 warns when its recursive inotify watch meets a folder it has
 # already added (a new shard folder); the watch is fine, the warning is noise.
 warnings.filterwarnings("ignore", message="Callback with id .* already exists",
@@ -81,7 +94,7 @@ class Watcher(FileSystemEventHandler):
         self._events = _POLLING_EVENTS if mode == "polling" else _EVENTS
         self._watched: dict[str, ObservedWatch] = {}
         self._lock = threading.Lock()
-        self._green = green_threads()
+        self._green = green.green_threads()
         self._observer = (PollingObserver(timeout=poll_interval) if mode == "polling"
                           else Observer())
         self._observer.daemon = True
@@ -97,6 +110,8 @@ class Watcher(FileSystemEventHandler):
             return
         _install_overflow_hook()
         _LIVE.add(self)
+        _note_threads()
+        green.on_patching(self._stop_green)
         for entry in os.scandir(root):
             if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 self.watch_type(entry.name)
@@ -104,9 +119,27 @@ class Watcher(FileSystemEventHandler):
     @property
     def healthy(self) -> bool:
         """True while every change below the root is reported."""
-        if self.problem is None and not self._observer.is_alive():
-            self._fail("its thread is not running")
+        if self.problem is None and (green.green_threads() != self._green
+                                     or not self._observer.is_alive()):
+            self._fail("its thread is not running")     # eventlet's: _stop_green said so
         return self.problem is None
+
+    def _stop_green(self) -> None:
+        """eventlet patched threading after the observer started: stop it
+        before this process's next write or read goes on (`green.on_patching`),
+        so that watchdog's threads, real, never meet the green locks and
+        queues of their own (the hub's "Cannot switch to a different
+        thread", a deadlock of theirs).  They end at once, quietly
+        (`green.end_quietly`); reads check their files from now on."""
+        self._fail("eventlet patched threading after the store opened, and watchdog's "
+                   "threads cannot run beside green ones")
+        _LIVE.discard(self)
+        for thread in list(_THREADS):
+            green.end_quietly(thread)
+        try:
+            self._observer.stop()
+        except Exception as exc:    # a thread that died: nothing to stop
+            LOG.debug("%s: stopping the watcher: %s", self._root, exc)
 
     def _fail(self, problem: str) -> None:
         if self.problem is None:
@@ -123,7 +156,8 @@ class Watcher(FileSystemEventHandler):
         # thread holds the observer's lock while it calls us.  schedule() is
         # idempotent, so a race only schedules the same watch twice.
         with self._lock:
-            if name in self._watched or not self._observer.is_alive():
+            if (name in self._watched or not self._observer.is_alive()
+                    or green.green_threads() != self._green):
                 return
         folder = os.path.join(self._root, name)
         try:
@@ -135,6 +169,7 @@ class Watcher(FileSystemEventHandler):
             return
         with self._lock:
             self._watched[name] = watch
+        _note_threads()         # the emitter it started
         if resync:
             self._on_change(name, True)
 
@@ -163,11 +198,11 @@ class Watcher(FileSystemEventHandler):
 
     def close(self) -> None:
         """Stop the observer thread and release its inotify descriptors.
-        Threads started before eventlet patched threading are left to end
-        with the process: ending one now makes threading's bookkeeping
-        (patched under it) print a KeyError traceback."""
+        After eventlet's patching the threads were stopped already, at the
+        first look (`_stop_green`), and are not waited for (joining a real
+        thread from a green one would block every green thread)."""
         _LIVE.discard(self)
-        if self._green != green_threads():
+        if self._green != green.green_threads():       # _stop_green has run
             return
         try:
             self._observer.stop()
@@ -175,6 +210,13 @@ class Watcher(FileSystemEventHandler):
                 self._observer.join(timeout=5)
         except Exception as exc:    # a thread that died: nothing to stop
             LOG.debug("%s: stopping the watcher: %s", self._root, exc)
+
+
+def _note_threads() -> None:
+    """Remember watchdog's running threads (before eventlet's patching:
+    `threading.enumerate` knows only green ones after it)."""
+    _THREADS.update(thread for thread in threading.enumerate()
+                    if isinstance(thread, BaseThread))
 
 
 def _why(exc: OSError, path: str) -> str:

@@ -10,7 +10,7 @@ import time
 
 from helpers import child_pids, eventually
 
-from gitpersist import HistoryError
+from gitpersist import HistoryError, green
 from gitpersist.history.worker import GC, REPACK, CommitQueue, Housekeeping, Worker
 from gitpersist.history.runner import GitRunner
 
@@ -92,7 +92,7 @@ def test_stop_lets_a_child_finish_then_stops_it(git_repo, git_tunables):
 
 
 def test_the_worker_drains_when_due_and_retries_a_failure(git_repo, git_tunables, caplog):
-    cond = threading.Condition()
+    cond = green.Condition()     # the worker sleeps on its notify hook
     runner = GitRunner(str(git_repo))
     queue = CommitQueue(cond, git_tunables)
     drained, locked = [], []

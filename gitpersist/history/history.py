@@ -43,6 +43,10 @@ Guarantees kept here:
   in history, use sync mode: a sync-mode write first commits a record it
   finds changed and not committed (`commit_pending`), so the other
   process's version keeps a commit of its own (with a generic message).
+  Once eventlet patched threading after the store opened, the writer
+  commits at once instead, with whatever was queued (the thread parked:
+  `worker`); the index then follows at the next change after
+  `index_delay`, and at `flush` and `close`.
 * **No leaks.**  One `git.Repo` per history (its ``git cat-file`` processes
   end in `close`), one background thread, at most one git child.
   GitPython is not thread-safe: every use of the repo is serialised by one
@@ -191,23 +195,37 @@ class History:
         with the store lock held, after the files are durable."""
         self._check_open()
         relpaths = [change.relpath for change in changes]
-        if self.commit_mode == "async":
+        inline = self.worker.inline     # eventlet patched since the thread started: it parked
+        if self.commit_mode == "async" and not inline:
             self.queue.put(relpaths, message)
             return
         try:
-            with self._git_lock:
-                self._commit({c.relpath: c.data for c in changes}, message)
+            if inline:      # the thread's work, now: with what a failure left queued
+                self.queue.put(relpaths, message)
+                self.commit_queued()
+            else:
+                with self._git_lock:
+                    self._commit({c.relpath: c.data for c in changes}, message)
         except (OSError, HistoryError) as exc:
-            raise self._retry_later(relpaths, message, exc) from None
+            # inline: still queued, the next change or flush retries it
+            raise self._retry_later(relpaths, message, exc, queued=inline) from None
+        finally:
+            if inline:
+                self.worker.run_due()
 
     def record_shared(self, change: Change, signature: Signature | None,
                       message: str) -> int | None:
         """Like `record` for one change, whose writer calls `wait_committed`
         with the ticket returned once it has released the store lock: in
         sync mode the writers that write meanwhile share one commit (group
-        commit, `gitpersist.history.group`).  None in async mode (queued).
+        commit, `gitpersist.history.group`).  None in async mode (queued),
+        and once eventlet was patched after the thread started (`record`
+        commits it at once: nothing runs in the background any more).
         `signature`: the file's after the write (None: removed)."""
         self._check_open()
+        if self.worker.inline:
+            self.record([change], message)
+            return None
         if self.commit_mode == "async":
             self.written.add(change, signature)
             self.queue.put([change.relpath], message)
@@ -432,10 +450,12 @@ class History:
             relpaths = sorted({item.change.relpath for item in items})
             raise self._retry_later(relpaths, message, exc) from None
 
-    def _retry_later(self, relpaths: list[str], message: str, exc: Exception) -> HistoryError:
-        """Queue a commit that failed for the background thread to retry;
-        the error to raise."""
-        self.queue.put(relpaths, message)
+    def _retry_later(self, relpaths: list[str], message: str, exc: Exception, *,
+                     queued: bool = False) -> HistoryError:
+        """Queue a commit that failed for the background thread to retry
+        (unless it is `queued` already); the error to raise."""
+        if not queued:
+            self.queue.put(relpaths, message)
         return HistoryError(f"commit of {', '.join(relpaths)} in {self.git_dir} failed "
                             f"({exc}); the files are written, the commit will be retried")
 

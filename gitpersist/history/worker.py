@@ -15,6 +15,12 @@ Guarantees:
   does what git finds due.  One child at a time, reaped by the thread;
   `Housekeeping.stop` lets it finish for `child_wait` seconds, then stops
   it (both commands are safe to interrupt).
+* **eventlet patching after the store opened.**  The thread, real, steps
+  aside at its next look and parks without touching a green lock; the
+  writers then commit every change at once and run the index update and
+  housekeeping that fell due, at their next change, and `flush` and
+  `close` as always (`Worker`; tests: ``tests/test_eventlet.py``,
+  ``tests/test_green.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from ..green import green_threads
+from ..green import Condition, Wakeup, green_threads, park
 from ..errors import GitpersistError, StoreError
 from ..messages import clean_message
 from .index import IndexFollower
@@ -182,12 +188,29 @@ class Worker:
     when it falls due (`drain`, called with the store lock `lock` held),
     runs the index update when due, starts and reaps housekeeping.
 
-    Lock rules: waits on `cond` (the history's), and reads the queue's,
-    the index's and the housekeeping's times under it; takes the store lock
+    Lock rules: reads the queue's, the index's and the housekeeping's
+    times under `cond` (the history's), then sleeps on a `green.Wakeup`
+    that every notify of `cond` sets, holding nothing; takes the store lock
     only to drain, and nothing while git runs.  `stop` sets `closing` under
-    `cond`; the thread ends at its next look."""
+    `cond`; the thread ends at its next look.
 
-    def __init__(self, name: str, *, cond: threading.Condition,
+    **eventlet patching after the thread started** (`inline`): the thread
+    is real and the locks are green from then on, so it stops: at its next
+    look it parks for good (`green.park`: ending would print a traceback)
+    without touching `cond` again, and the writers do its work, holding
+    the store lock: the history commits an asynchronous change at once,
+    and calls `run_due` after each change (the index update and
+    housekeeping that fell due; `flush` and `close` update the index).  The
+    thread may be in the middle of a look at the moment of the patching:
+    see `green.Condition` for its one section, and `gitpersist.locking`
+    for a drain (the green writer waits for it).  Such a drain finishes on
+    the history's locks that eventlet made green meanwhile; a green reader
+    of history (`History.versions`, `History.read`) that takes the
+    history's repo lock in those milliseconds would meet the hub's "Cannot
+    switch to a different thread" (not met in the tests; a drain there
+    needs a change queued and due at the very moment of the patching)."""
+
+    def __init__(self, name: str, *, cond: Condition,
                  lock: Callable[[], AbstractContextManager[object]], drain: Callable[[], None],
                  queue: CommitQueue, index: IndexFollower, housekeeping: Housekeeping,
                  tunables: WorkerTunables, root: str) -> None:
@@ -200,6 +223,14 @@ class Worker:
         self._drain = drain
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._green = green_threads()
+        self._wake = Wakeup()       # a plain lock: never greened, so a green notify wakes us
+        cond.on_notify = self._wake.set
+
+    @property
+    def inline(self) -> bool:
+        """True once eventlet patched threading after the thread started:
+        the writers do its work (`run_due`)."""
+        return green_threads() != self._green
 
     def start(self) -> None:
         self._thread.start()
@@ -214,62 +245,62 @@ class Worker:
             return True
 
     def join(self, timeout: float) -> None:
-        """Wait for the thread (not from the thread itself)."""
-        if self._thread is not threading.current_thread() and not self._patched():
+        """Wait for the thread (not from the thread itself; not once it
+        parked)."""
+        if self._thread is not threading.current_thread() and not self.inline:
             self._thread.join(timeout)
 
-    def _patched(self) -> bool:
-        """True if eventlet patched threading after the thread started."""
-        return green_threads() != self._green
+    def run_due(self) -> None:
+        """Do what is due now (commit the queue, update the index, start or
+        reap housekeeping); a failed step is retried `retry_delay` seconds
+        later.  The thread's work, and the writers' once `inline`."""
+        queue, index, housekeeping = self.queue, self.index, self.housekeeping
+        now = time.monotonic()
+        try:
+            if queue.due is not None and queue.due <= now:
+                with self._lock():
+                    if self.closing:       # close() does what is left
+                        return
+                    self._drain()
+            if index.due is not None and index.due <= now:
+                index.update(only_if_due=True)
+            with self._cond:
+                housekeeping.reap()
+                if not self.closing:
+                    housekeeping.start()
+        except Exception as exc:     # the thread must live on: retry later
+            if isinstance(exc, StoreError) and self.closing:
+                return
+            LOG.warning("%s: background commit failed, retrying in %s s: %s",
+                        self.root, self.tunables.retry_delay, exc,
+                        exc_info=not isinstance(exc, GitpersistError | OSError))
+            with self._cond:
+                retry = time.monotonic() + self.tunables.retry_delay
+                if queue.due is not None:
+                    queue.due = max(queue.due, retry)
+                if index.due is not None:
+                    index.due = max(index.due, retry)
 
     def _run(self) -> None:
-        self._loop()
-        if self._patched():
-            # Ending now would make threading's bookkeeping, patched under
-            # this thread, print a KeyError traceback: stay, parked.
-            with self._cond:
-                while True:
-                    self._cond.wait()
+        while not self.closing and not self.inline:
+            wait = self._next_wait()
+            if wait is None or wait > 0:
+                self._wake.wait(wait)
+            elif not self.inline:
+                self.run_due()
+        if self.inline:
+            park()
 
-    def _loop(self) -> None:
+    def _next_wait(self) -> float | None:
+        """Seconds until something is due (0: now; None: nothing is)."""
         queue, index, housekeeping = self.queue, self.index, self.housekeeping
-        while True:
-            with self._cond:
-                while True:
-                    if self.closing:
-                        return
-                    now = time.monotonic()
-                    due = min((t for t in (queue.due, index.due) if t is not None),
-                              default=None)
-                    if due is not None and due <= now:
-                        break
-                    if housekeeping.ready:
-                        break
-                    wait = None if due is None else due - now
-                    if housekeeping.child is not None:
-                        wait = _REAP_EVERY if wait is None else min(wait, _REAP_EVERY)
-                    self._cond.wait(wait)
-                    housekeeping.reap()
-            try:
-                if queue.due is not None and queue.due <= now:
-                    with self._lock():
-                        if self.closing:       # close() does what is left
-                            return
-                        self._drain()
-                if index.due is not None and index.due <= now:
-                    index.update(only_if_due=True)
-                with self._cond:
-                    if not self.closing:
-                        housekeeping.start()
-            except Exception as exc:     # the thread must live on: retry later
-                if isinstance(exc, StoreError) and self.closing:
-                    return
-                LOG.warning("%s: background commit failed, retrying in %s s: %s",
-                            self.root, self.tunables.retry_delay, exc,
-                            exc_info=not isinstance(exc, GitpersistError | OSError))
-                with self._cond:
-                    retry = time.monotonic() + self.tunables.retry_delay
-                    if queue.due is not None:
-                        queue.due = max(queue.due, retry)
-                    if index.due is not None:
-                        index.due = max(index.due, retry)
+        with self._cond:
+            housekeeping.reap()
+            now = time.monotonic()
+            due = min((t for t in (queue.due, index.due) if t is not None), default=None)
+            if (due is not None and due <= now) or housekeeping.ready:
+                return 0.0
+            wait = None if due is None else due - now
+            if housekeeping.child is not None:
+                wait = _REAP_EVERY if wait is None else min(wait, _REAP_EVERY)
+            return wait
