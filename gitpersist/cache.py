@@ -247,6 +247,13 @@ class Cache:
         with self._dirty_lock:
             self._dirty_all = True
 
+    def declared(self) -> None:
+        """The format file changed: take its declaration now (the types
+        whose secret fields grew are forgotten, read again without them)."""
+        with self.lock:
+            for type in self.declaration_changed():
+                self._forget(type)
+
     def settle(self) -> None:
         """Apply the changes reported so far now, not at the next read."""
         with self.lock:
@@ -348,7 +355,8 @@ class Cache:
         """Apply what the change log and the watcher reported since the
         last call."""
         news = self._log.news()
-        if news is None:
+        if news is None:        # the log was replaced: a declaration may be in what it lost
+            self.declaration_changed()
             self._forget(None)
         for relpath, revision in news or ():
             self._logged(relpath, revision)
@@ -383,8 +391,7 @@ class Cache:
         the cache holds just that, the next read of it goes to the file,
         whatever the file's signature says."""
         if relpath == FORMAT_FILE:      # another process declared secret fields
-            for type in self.declaration_changed():
-                self._forget(type)
+            self.declared()
             return
         type = relpath.split("/", 1)[0]
         cache = self._types.get(type)

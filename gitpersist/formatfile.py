@@ -114,6 +114,14 @@ class FormatFile:
         found = self._files.read(FORMAT_FILE)
         return None if found is None else found[0]
 
+    def signature(self) -> tuple[int, int, int] | None:
+        """What tells a changed format file apart (`gitpersist.files.signature`;
+        None when there is none): one ``lstat``."""
+        try:
+            return self._files.signature(self.path)
+        except FileNotFoundError:
+            return None
+
     def declare(self, document: Document, wanted: secret.Fields
                 ) -> tuple[secret.Fields, list[str]]:
         """(every secret field: those `document` declares plus `wanted`,

@@ -266,6 +266,8 @@ class Store:
         generation = self._codec.generation
         record = self._codec.prepare(type, id, document)
         with self._lock.exclusive():
+            if self._declaration.stale():   # declared by a way the change log missed
+                self._cache.declared()
             self._cache.settle()        # another process's declaration, first
             if self._codec.generation != generation:
                 record = self._codec.prepare(type, id, document)

@@ -13,7 +13,7 @@ import os
 import string
 
 import pytest
-from helpers import git, git_bytes
+from helpers import git, git_bytes, run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_sync import META, clone, open_host, record_file, remote  # noqa: F401  (fixture)
@@ -363,3 +363,42 @@ def test_hostile_entries_pushed_by_a_remote_never_reach_the_store(tmp_path_facto
             assert git(host, "ls-files", f"{META}/.gitpersist") == \
                 f"{META}/.gitpersist/.gitignore\n{META}/.gitpersist/format.json\n"
         sync_with()
+
+
+# -- 8. a declaration received by another process --------------------------------------
+
+SYNC_IN_ANOTHER_PROCESS = """
+    import sys
+    from gitpersist import cli
+    from gitpersist.changelog import ChangeLog
+    if sys.argv[2] == "log-replaced":
+        ChangeLog.MAX_SIZE = 1      # its own writes replace the change log
+    sys.exit(cli.main(["--path", sys.argv[1], "sync"]))
+    """
+
+
+@pytest.mark.parametrize("how", ["log-replaced", "git-pull"])
+def test_8_a_declaration_received_by_another_process_holds_at_the_next_write(remote, how):  # noqa: F811
+    """A process already running on host a (no secret_fields option, no
+    watcher) while the declaration host b pushed reaches a's work tree by
+    ``gitpersist sync`` in another process (whose later writes replaced
+    the change log) or by a plain ``git pull``: the running process's very
+    next write keeps the field out of its record file and out of git."""
+    a, b = clone(remote, "a"), clone(remote, "b")
+    with open_host(a) as running:
+        running.put("volumes", "v1", {"size": 1})
+        running.sync()
+        with open_host(b, secret_fields=SECRETS) as store_b:
+            store_b.sync()
+            store_b.put("volumes", "v1", {"size": 2})
+            store_b.sync()
+        if how == "git-pull":
+            git(a, "-c", "user.name=Ops", "-c", "user.email=o@x", "pull", "-q", "--no-rebase")
+        else:
+            run_python(SYNC_IN_ANOTHER_PROCESS, str(a / META), how)
+        running.put("volumes", "v3", {"password": "A-SECRET"})
+        assert running.get("volumes", "v3")["password"] == "A-SECRET"
+        running.sync()
+    assert "A-SECRET" not in (a / record_file("volumes", "v3")).read_text()
+    for repo in (a, remote):
+        assert "A-SECRET" not in git(repo, "log", "-p", "--all")
