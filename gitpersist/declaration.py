@@ -42,9 +42,18 @@ class Declaration:
 
     def open(self, wanted: secret.Fields) -> list[str]:
         """At open: the format file's fields plus `wanted`; the types whose
-        declaration grew (their records are to be split)."""
+        declaration grew, or grew in an open killed before it had split
+        them (their records are to be split, then `split` says so)."""
         self._seen = self._format.signature()      # before the read: a change since is stale
-        return self._take(self._format.open(wanted), wanted)
+        grown = self._take(self._format.open(wanted), wanted)
+        return sorted({*grown, *self._format.splitting()})     # and a split cut short
+
+    def split(self, types: list[str]) -> None:
+        """The records of `types` (the types that grew) no longer carry
+        their secret fields inline: the note of the split owed goes."""
+        if types:
+            with self._exclusive():
+                self._format.split(types)
 
     def adopt(self) -> tuple[list[str], bytes | None]:
         """After a sync wrote another host's format file (write lock held):

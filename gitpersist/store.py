@@ -174,6 +174,7 @@ class Store:
                 self._cache.unwatched = lambda: not watcher.healthy
             for type in grown:      # before recovery could commit them
                 self._split_secrets(type)
+            self._declaration.split(grown)
             if opts.git:
                 self._open_history()
             if opts.syncing:    # a background syncer, and a sync on open if asked
@@ -395,6 +396,7 @@ class Store:
                                       "gitpersist: keep the secret fields declared here")
             for type in grown:
                 self._split_secrets(type)
+            self._declaration.split(grown)
 
     # -- life cycle ----------------------------------------------------------
 

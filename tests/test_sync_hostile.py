@@ -402,3 +402,49 @@ def test_8_a_declaration_received_by_another_process_holds_at_the_next_write(rem
     assert "A-SECRET" not in (a / record_file("volumes", "v3")).read_text()
     for repo in (a, remote):
         assert "A-SECRET" not in git(repo, "log", "-p", "--all")
+
+
+# -- 9. a first declaration cut short ------------------------------------------------
+
+KILL_DURING_SPLIT = """
+    import os, signal, sys
+    from gitpersist import Store
+    done = []
+    put = Store.put
+    def dying_put(self, type, id, document, **kwargs):
+        if "secret fields kept local" in (kwargs.get("message") or ""):
+            if len(done) == int(sys.argv[2]):
+                os.kill(os.getpid(), signal.SIGKILL)
+            done.append(id)
+        return put(self, type, id, document, **kwargs)
+    Store.put = dying_put
+    Store(sys.argv[1], git=sys.argv[3] == "git", watch="off",
+          secret_fields={"volumes": ["password"]})
+    """
+
+
+@pytest.mark.parametrize("killed_after", [0, 3, 9])
+@pytest.mark.parametrize("first", ["plain", "git"])
+def test_9_a_first_declaration_killed_while_splitting_never_commits_a_secret(
+        tmp_path, killed_after, first):
+    """An existing store (plain, or in git from before the declaration) is
+    first opened declaring a secret field, and that open is killed while it
+    moves the field out of the records: the next git open (a generic one,
+    without the option) finishes the split before it commits anything."""
+    root = tmp_path / "store"
+    with Store(root, git=first == "git", watch="off", fsync=False) as store:
+        for n in range(10):
+            store.put("volumes", f"v{n}", {"size": n, "password": f"PW-{n}-SECRET"})
+    history = git(root, "log", "-p", "--all") if first == "git" else ""
+    died = run_python(KILL_DURING_SPLIT, str(root), str(killed_after), first, check=False)
+    assert died.returncode == -9, died.stderr
+    with Store(root, git=True, watch="off") as generic:
+        assert generic.secret_fields == {"volumes": ["password"]}
+        assert [v["password"] for v in generic.all("volumes")] == [
+            f"PW-{n}-SECRET" for n in range(10)]
+        generic.put("volumes", "v1", {"size": 11, "password": "PW-1-SECRET"})
+    added = git(root, "log", "-p", "--all")[:-len(history) or None].splitlines()
+    assert [line for line in added if "SECRET" in line and not line.startswith("-")] == []
+    for n in range(10):
+        assert "SECRET" not in (root / paths.record_path("volumes", f"v{n}")).read_text()
+    assert not (root / ".gitpersist" / "splitting").exists()
