@@ -292,8 +292,9 @@ class Cache:
 
     def _sync_file(self, cache: TypeCache, relpath: str, path: str | None = None,
                    sides: bool | None = None) -> None:
-        """Bring the cache in line with the file at `relpath`."""
-        path = path or self._files.path(relpath)
+        """Bring the cache in line with the file at `relpath` (at `path`
+        if a listing found it there)."""
+        listed, path = path, path or self._files.path(relpath)
         type = relpath.split("/", 1)[0]
         old_id = cache.id_of_path.get(relpath)
         old = cache.entries.get(old_id) if old_id is not None else None
@@ -315,7 +316,7 @@ class Cache:
             self._discard(cache, type, old.document["id"])
         checked = time.time_ns()
         try:
-            entry = self._reader.read(relpath, path, sides)
+            entry = self._reader.read(relpath, listed, sides)
         except CorruptRecord as exc:
             self._broken(cache, relpath, path, exc, checked)
             return

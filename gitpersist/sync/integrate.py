@@ -309,7 +309,7 @@ class Integrator:
             relpath = self.git.relpath(path)
             abspath = os.path.join(self.store.root, *relpath.split("/"))
             try:
-                data = files.read(abspath)
+                data = files.read_below(self.store.root, relpath)
             except OSError as exc:
                 raise SyncError(f"sync with {self.remote!r}: cannot read "
                                 f"{abspath}: {exc.strerror or exc}") from None
