@@ -448,3 +448,16 @@ def test_9_a_first_declaration_killed_while_splitting_never_commits_a_secret(
     for n in range(10):
         assert "SECRET" not in (root / paths.record_path("volumes", f"v{n}")).read_text()
     assert not (root / ".gitpersist" / "splitting").exists()
+
+
+def test_files_outside_the_store_are_gits_whatever_their_names():
+    class NoBlobs:
+        def blobs(self, ids):
+            assert not ids, "nothing outside the store is read"
+            return {}
+
+        def write_blob(self, data):
+            raise AssertionError
+    outside = {name: (None, (int(LINK, 8), "0" * 40)) for name in [
+        "abcde.gitpersist/format.json", "other/.gitpersist/secrets/key", "README", "x/../y"]}
+    check(outside, prefix="meta/", commit="c" * 40, remote="origin", blobs=NoBlobs())

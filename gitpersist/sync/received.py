@@ -61,7 +61,7 @@ def check(theirs: Diff, *, prefix: str, commit: str, remote: str, blobs: Blobs) 
             raise SyncError(f"sync with remote {remote!r}: refused {path} in commit {commit}: "
                             f"{problem}; nothing was changed here (the store takes only its "
                             "record files and format file from a remote)")
-        if after is not None and path[len(prefix):] in (FORMAT_FILE, GITIGNORE_FILE):
+        if after is not None and path in (prefix + FORMAT_FILE, prefix + GITIGNORE_FILE):
             checked[path] = after
     contents = blobs.blobs(sorted({entry[1] for entry in checked.values()}))
     for path, entry in checked.items():
