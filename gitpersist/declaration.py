@@ -68,6 +68,8 @@ class Declaration:
         data = self._format.read()
         grown = [type for type, names in sorted(self._codec.fields.items())
                  if names != before.get(type)]
+        if grown:       # the records to split: a kill before `split` leaves it to the next open
+            self._format.owe_split(grown)
         return grown, (data if data is not None and data != found else None)
 
     def changed(self) -> list[str]:

@@ -148,11 +148,15 @@ class FormatFile:
                     fields[type] = fields.get(type, frozenset()) | names
                 # the split is owed before the declaration shows: a kill
                 # in between leaves it to the next open (`splitting`)
-                self._files.write(SPLITTING_FILE, "".join(
-                    f"{type}\n" for type in sorted({*self.splitting(), *grown})).encode())
+                self.owe_split(grown)
                 self._files.write(FORMAT_FILE, render(document, fields))
                 self._wrote(FORMAT_FILE)
         return fields, grown
+
+    def owe_split(self, types: list[str]) -> None:
+        """Note that the records of `types` are to be split (write lock held)."""
+        self._files.write(SPLITTING_FILE, "".join(
+            f"{type}\n" for type in sorted({*self.splitting(), *types})).encode())
 
     def splitting(self) -> list[str]:
         """The types whose records a declaration that grew has not finished

@@ -461,3 +461,38 @@ def test_files_outside_the_store_are_gits_whatever_their_names():
     outside = {name: (None, (int(LINK, 8), "0" * 40)) for name in [
         "abcde.gitpersist/format.json", "other/.gitpersist/secrets/key", "README", "x/../y"]}
     check(outside, prefix="meta/", commit="c" * 40, remote="origin", blobs=NoBlobs())
+
+
+KILL_DURING_ADOPT = """
+    import os, signal, sys
+    from gitpersist import Store
+    put = Store.put
+    def dying_put(self, type, id, document, **kwargs):
+        if "secret fields kept local" in (kwargs.get("message") or ""):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return put(self, type, id, document, **kwargs)
+    Store.put = dying_put
+    Store(sys.argv[1], git=True, watch="off", remote="origin").sync()
+    """
+
+
+def test_9_a_received_declaration_killed_while_splitting_is_finished_at_the_next_open(
+        remote):  # noqa: F811
+    """Host b has records carrying a field host a then declares secret; b's
+    sync adopts the declaration and is killed while it moves the field out
+    of b's records: b's next open finishes that split."""
+    a, b = clone(remote, "a"), clone(remote, "b")
+    with open_host(b) as store_b:
+        for n in range(3):
+            store_b.put("volumes", f"v{n}", {"size": n, "password": f"OLD-{n}"})
+        store_b.sync()
+    with open_host(a, secret_fields=SECRETS) as store_a:
+        store_a.sync()
+    died = run_python(KILL_DURING_ADOPT, str(b / META), check=False)
+    assert died.returncode == -9, died.stderr
+    with open_host(b) as again:
+        assert again.secret_fields == SECRETS
+        assert again.get("volumes", "v2")["password"] == "OLD-2"
+    for n in range(3):
+        assert "OLD" not in (b / record_file("volumes", f"v{n}")).read_text()
+    assert not (b / META / ".gitpersist" / "splitting").exists()
