@@ -6,7 +6,8 @@ Guarantees:
   torn mix: it writes a temp file in the same folder, fsyncs it, renames it
   over the target and fsyncs the folder (the fsyncs only when asked).
 * Folders below the store root are opened one by one without following
-  symlinks, so a symlink planted inside the store cannot redirect a write.
+  symlinks, so a symlink planted inside the store cannot redirect a write,
+  nor a read by `read_below` (``tests/test_reader.py``).
 * Temp files are named ``.<name>.<pid>.<host>.<random>.tmp``.  Readers
   ignore names starting with a dot; `is_stale_temp` tells when the writer
   that left one is gone, so it can be removed.  `<host>` (`HOST`) stands for
