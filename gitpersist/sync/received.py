@@ -20,7 +20,10 @@ Anything else is refused: the secrets folder, the lock file, the change
 log, symlinks at any depth (the store folder itself or a folder above it
 included), gitlinks, executable modes (a record received with mode 100755
 is refused, not normalised: no host of this store writes one), unknown
-names.  In an ops repository the files outside the store follow git's own
+names.  Deletions count too: a remote removing a file under the store
+that is not a record (one committed there by mistake, say the secrets
+folder) is refused, since git would delete it here (the key); remove it
+from this host's history the same way (``git rm --cached``) and sync.  In an ops repository the files outside the store follow git's own
 rules; for a store at the root of its repository "below the store's path"
 is the meta folder and every folder named like a type (a file such as
 ``README`` beside them is git's).
