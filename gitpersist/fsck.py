@@ -498,6 +498,9 @@ class _SecretCheck:
             return {}
 
     def check_gitignore(self) -> None:
+        meta = self.checker.path(META_DIR)
+        if os.path.islink(meta) or not os.path.lexists(self.checker.path(FORMAT_FILE)):
+            return      # not a store: check_meta said so
         path = self.checker.path(GITIGNORE_FILE)
         try:
             found = files.read(path)

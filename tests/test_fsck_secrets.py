@@ -76,3 +76,9 @@ def test_secret_fields_inline_in_a_record_file_or_in_head_are_reported(root):
     assert sorted((p.path, "HEAD" in p.message) for p in problems) == [
         (relpath, False), (relpath, True)]
     assert "PW-SECRET" not in " ".join(p.message for p in problems)    # never quoted
+
+
+def test_a_folder_that_is_no_store_gets_no_gitignore(tmp_path):
+    assert [p.kind for p in fsck.check(tmp_path, git=False)] == ["format"]
+    fsck.check(tmp_path, repair=True, git=False)
+    assert not (tmp_path / GITIGNORE_FILE).exists()
