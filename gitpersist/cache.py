@@ -247,6 +247,13 @@ class Cache:
         with self._dirty_lock:
             self._dirty_all = True
 
+    def declared(self) -> None:
+        """The format file changed: take its declaration now (the types
+        whose secret fields grew are forgotten, read again without them)."""
+        with self.lock:
+            for type in self.declaration_changed():
+                self._forget(type)
+
     def settle(self) -> None:
         """Apply the changes reported so far now, not at the next read."""
         with self.lock:
@@ -285,8 +292,9 @@ class Cache:
 
     def _sync_file(self, cache: TypeCache, relpath: str, path: str | None = None,
                    sides: bool | None = None) -> None:
-        """Bring the cache in line with the file at `relpath`."""
-        path = path or self._files.path(relpath)
+        """Bring the cache in line with the file at `relpath` (at `path`
+        if a listing found it there)."""
+        listed, path = path, path or self._files.path(relpath)
         type = relpath.split("/", 1)[0]
         old_id = cache.id_of_path.get(relpath)
         old = cache.entries.get(old_id) if old_id is not None else None
@@ -308,7 +316,7 @@ class Cache:
             self._discard(cache, type, old.document["id"])
         checked = time.time_ns()
         try:
-            entry = self._reader.read(relpath, path, sides)
+            entry = self._reader.read(relpath, listed, sides)
         except CorruptRecord as exc:
             self._broken(cache, relpath, path, exc, checked)
             return
@@ -348,7 +356,8 @@ class Cache:
         """Apply what the change log and the watcher reported since the
         last call."""
         news = self._log.news()
-        if news is None:
+        if news is None:        # the log was replaced: a declaration may be in what it lost
+            self.declaration_changed()
             self._forget(None)
         for relpath, revision in news or ():
             self._logged(relpath, revision)
@@ -383,8 +392,7 @@ class Cache:
         the cache holds just that, the next read of it goes to the file,
         whatever the file's signature says."""
         if relpath == FORMAT_FILE:      # another process declared secret fields
-            for type in self.declaration_changed():
-                self._forget(type)
+            self.declared()
             return
         type = relpath.split("/", 1)[0]
         cache = self._types.get(type)

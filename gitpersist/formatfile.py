@@ -14,6 +14,12 @@ Guarantees (tests: ``tests/test_formatfile.py``):
   declares and adds the given fields; `merge` of two hosts' files declares
   every field either declares.  So a sync never lets a secret field of one
   host into the other's git.
+* A declaration that grows is crash-safe: the note ``.gitpersist/splitting``
+  naming the types is written before the format file shows the new fields
+  and goes once their records are split (`splitting`, `split`); an open
+  killed in between leaves the split to the next open, which does it
+  before the history's recovery commits anything
+  (``tests/test_sync_hostile.py``, item 9).
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import orjson
 
 from . import encoding, secret
 from .errors import ConfigError, FormatError
-from .layout import FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, KEY_FILE, META_GITIGNORE
+from .layout import (FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, KEY_FILE, META_GITIGNORE,
+                     SPLITTING_FILE)
+from .paths import is_type
 from .records import RecordFiles
 
 Document = dict[str, Any]
@@ -114,6 +122,14 @@ class FormatFile:
         found = self._files.read(FORMAT_FILE)
         return None if found is None else found[0]
 
+    def signature(self) -> tuple[int, int, int] | None:
+        """What tells a changed format file apart (`gitpersist.files.signature`;
+        None when there is none): one ``lstat``."""
+        try:
+            return self._files.signature(self.path)
+        except FileNotFoundError:
+            return None
+
     def declare(self, document: Document, wanted: secret.Fields
                 ) -> tuple[secret.Fields, list[str]]:
         """(every secret field: those `document` declares plus `wanted`,
@@ -130,9 +146,30 @@ class FormatFile:
                 document = parse(found, self.path) if found is not None else document
                 for type, names in declared_secrets(document, self.path).items():
                     fields[type] = fields.get(type, frozenset()) | names
+                # the split is owed before the declaration shows: a kill
+                # in between leaves it to the next open (`splitting`)
+                self.owe_split(grown)
                 self._files.write(FORMAT_FILE, render(document, fields))
                 self._wrote(FORMAT_FILE)
         return fields, grown
+
+    def owe_split(self, types: list[str]) -> None:
+        """Note that the records of `types` are to be split (write lock held)."""
+        self._files.write(SPLITTING_FILE, "".join(
+            f"{type}\n" for type in sorted({*self.splitting(), *types})).encode())
+
+    def splitting(self) -> list[str]:
+        """The types whose records a declaration that grew has not finished
+        splitting (a process killed meanwhile); [] when none."""
+        found = self._files.read(SPLITTING_FILE)
+        return [] if found is None else sorted(
+            {type for type in found[0].decode("utf-8", "replace").split() if is_type(type)})
+
+    def split(self, types: list[str]) -> None:
+        """The records of `types` are split: the note goes (if it names no
+        other type; called with the write lock held)."""
+        if set(self.splitting()) <= set(types) and self._files.exists(SPLITTING_FILE):
+            self._files.remove(SPLITTING_FILE)
 
     def declared(self) -> secret.Fields:
         """What the format file on disk declares now (another process may

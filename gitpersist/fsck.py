@@ -14,7 +14,12 @@ thing wrong, each naming its file (relative to the store root).  It checks:
   symlinks (never followed), temp files left by crashed writers, write
   permissions looser than the store's modes (0600 files, 0700 folders);
 * with git: record files that differ from the last commit, a leftover
-  ``index.lock``, and whatever ``git fsck`` reports.
+  ``index.lock``, and whatever ``git fsck`` reports;
+* what would let a secret into git (`_SecretCheck`): a meta ``.gitignore``
+  other than the store's (missing, or ignoring less), declared secret
+  fields inline in a record file, and with git files tracked under
+  ``.gitpersist/secrets`` (in the index or HEAD) and declared secret fields
+  inline in HEAD's records (``tests/test_fsck_secrets.py``).
 
 Notes (``Problem.note``) tell what is worth knowing but harmless: empty
 folders left after deletions, a write in progress, a write lock held.  They
@@ -22,7 +27,8 @@ do not make a store unclean.
 
 With ``repair=True`` it fixes what is safe, holding the store's write lock:
 removes temp files of writers that are gone and empty shard folders,
-tightens permissions, and commits uncommitted record changes through the
+tightens permissions, writes the store's ``.gitignore`` back, and commits
+uncommitted record changes through the
 history's recovery (what a store opened with ``git=True`` does).  Each fixed
 problem comes back with ``repaired=True``; everything else is left as found.
 """
@@ -42,10 +48,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import filelock
 import orjson
 
-from . import encoding, files, paths
-from .errors import CorruptRecord, LockTimeout, StoreError
+from . import encoding, files, formatfile, paths, secret
+from .errors import CorruptRecord, FormatError, LockTimeout, StoreError
 from .locate import find_repo, uses_git
-from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_NAMES
+from .layout import (FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, LOCK_FILE, META_DIR,
+                     META_GITIGNORE, META_NAMES, SECRETS_DIR)
 
 if TYPE_CHECKING:
     import git
@@ -89,7 +96,8 @@ class Problem:
 
     `kind` is a stable short code (``corrupt``, ``id-mismatch``,
     ``dangling-reference``, ``unknown-file``, ``symlink``, ``stale-temp``,
-    ``permissions``, ``format``, ``orphan-secret``, ``uncommitted``, ``git-lock``,
+    ``permissions``, ``format``, ``orphan-secret``, ``gitignore``,
+    ``inline-secret``, ``tracked-secret``, ``uncommitted``, ``git-lock``,
     ``git-fsck``, and for notes ``empty-folder``, ``write-in-progress``,
     ``locked``); `path` is relative to the store root (``.`` for the root).
     """
@@ -120,12 +128,15 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
     if not os.path.isdir(root):
         raise StoreError(f"store path {root} is not a folder")
     checker = _Checker(root, repair, file_mode, dir_mode, progress, rules)
+    secrets = _SecretCheck(checker)
     with checker.locked(lock_timeout):
         checker.check_meta()
+        secrets.check_gitignore()
         checker.check_tree()
         checker.check_references()
     if git if git is not None else uses_git(root):
         _GitCheck(checker).check()
+        secrets.check_git()
     return checker.problems
 
 
@@ -146,6 +157,8 @@ class _Checker:
         self.references: list[tuple[str, str, str, str]] = []   # relpath, field, type, id
         self.live = rules.live
         self.fields: dict[str, list[tuple[str, str]]] = {}      # type -> [(field, target)]
+        # called with each record that parses: (type, relpath, document)
+        self.record_checks: list[Callable[[str, str, dict[str, Any]], None]] = []
         for (source, field), target in rules.references.items():
             self.fields.setdefault(source, []).append((field, target))
 
@@ -354,6 +367,8 @@ class _Checker:
             self.report("id-mismatch", relpath,
                         f"holds id {id!r}, which belongs at {expected}")
             return
+        for record_check in self.record_checks:
+            record_check(type, relpath, document)
         if not self.live(document):     # e.g. soft-deleted: names nothing, is named by none
             return
         self.ids[type].add(id)
@@ -462,3 +477,113 @@ class _GitCheck:
             lines = [f"git fsck exited with status {status}"]
         for line in lines:
             self.checker.report("git-fsck", os.path.relpath(repo.git_dir, self.checker.root), line)
+
+
+class _SecretCheck:
+    """What would let a declared secret into git (see the module docstring).
+    Nothing here quotes a value: problems name the file and the fields."""
+
+    def __init__(self, checker: _Checker) -> None:
+        self.checker = checker
+        self.declared = self.declared_fields()
+        checker.record_checks.append(self.check_record)
+
+    def declared_fields(self) -> secret.Fields:
+        """What the format file declares ({} if it cannot be read: the
+        format check reports that)."""
+        try:
+            found = files.read(self.checker.path(FORMAT_FILE))
+            return formatfile.declared_secrets(formatfile.parse(found[0])) if found else {}
+        except (OSError, FormatError):
+            return {}
+
+    def check_gitignore(self) -> None:
+        meta = self.checker.path(META_DIR)
+        if os.path.islink(meta) or not os.path.lexists(self.checker.path(FORMAT_FILE)):
+            return      # not a store: check_meta said so
+        path = self.checker.path(GITIGNORE_FILE)
+        try:
+            found = files.read(path)
+        except OSError as exc:
+            found, why = None, f"unreadable ({exc.strerror or exc})"
+        else:
+            why = "missing" if found is None else "not the store's"
+        if found is not None and found[0] == META_GITIGNORE:
+            return
+        if os.path.islink(path) or os.path.isdir(path):
+            why = "a symlink or a folder"
+        self.checker.report(
+            "gitignore", GITIGNORE_FILE,
+            f"{why}: git would see .gitpersist/secrets (the secret fields and the key), the "
+            "lock file and the change log, and 'git add -A' would commit them",
+            fix=None if os.path.isdir(path) and not os.path.islink(path) else functools.partial(
+                self.write_gitignore, path))
+
+    def write_gitignore(self, path: str) -> None:
+        if os.path.islink(path):
+            os.unlink(path)
+        files.write_atomic(self.checker.root, GITIGNORE_FILE, META_GITIGNORE, fsync=True,
+                           file_mode=self.checker.file_mode, dir_mode=self.checker.dir_mode)
+
+    def check_record(self, type: str, relpath: str, document: dict[str, Any],
+                     where: str = "the record file") -> None:
+        inline = sorted(self.declared.get(type, frozenset()) & document.keys())
+        if inline:
+            self.checker.report(
+                "inline-secret", relpath,
+                f"{where} holds the declared secret field(s) {', '.join(inline)}, which the "
+                "store keeps in .gitpersist/secrets" + (
+                    " (in git: remove them from history, e.g. with git filter-repo, and "
+                    "change the credentials if it was pushed)" if where != "the record file"
+                    else " (a put of the record moves them)"))
+
+    def check_git(self) -> None:
+        """Files tracked under the secrets folder, and secret fields inline
+        in HEAD's records."""
+        repo = find_repo(self.checker.root)
+        if repo is None:
+            return      # _GitCheck reported it
+        try:
+            assert repo.working_tree_dir is not None
+            here = os.path.relpath(os.path.realpath(self.checker.root),
+                                   os.path.realpath(repo.working_tree_dir))
+            prefix = "" if here == "." else here.replace(os.sep, "/") + "/"
+            secrets_dir = f"{prefix}{SECRETS_DIR}/"
+            tracked = {os.fspath(path) for path, _ in repo.index.entries
+                       if os.fspath(path).startswith(secrets_dir)}
+            try:
+                tree = repo.head.commit.tree
+            except ValueError:      # no commit yet
+                tree = None
+            if tree is not None:
+                tracked |= {blob.path for blob in self.blobs_below(tree, secrets_dir[:-1])}
+            for path in sorted(tracked):
+                self.checker.report(
+                    "tracked-secret", path[len(prefix):],
+                    "tracked by git (the index or HEAD): a commit and a sync would push it; "
+                    "'git rm --cached' it, and if it was pushed rewrite history and change "
+                    "the credentials")
+            for type in sorted(self.declared) if tree is not None else ():
+                for blob in self.blobs_below(tree, prefix + type):
+                    relpath = blob.path[len(prefix):]
+                    if paths.split_record_path(relpath) is None:
+                        continue
+                    try:
+                        document = orjson.loads(blob.data_stream.read())
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(document, dict):
+                        self.check_record(type, relpath, document, where="HEAD's version")
+        finally:
+            repo.close()
+
+    @staticmethod
+    def blobs_below(tree: Any, path: str) -> list[Any]:
+        """The blobs of `tree` below `path` (none if there is no such folder)."""
+        try:
+            below = tree / path
+        except KeyError:
+            return []
+        if below.type != "tree":
+            return [below]
+        return [item for item in below.traverse() if item.type == "blob"]

@@ -53,11 +53,12 @@ class Reader:
     def read(self, relpath: str, path: str | None = None, sides: bool | None = None
              ) -> Entry | None:
         """The record at `relpath` with its secret fields, or None; a broken
-        record or side file raises `CorruptRecord` naming it.  `sides`:
+        record or side file raises `CorruptRecord` naming it.  `path`: the
+        file as a listing found it (`RecordFiles.read`).  `sides`:
         whether the type may have side files, if the caller knows."""
-        path = path or self._files.path(relpath)
         checked = time.time_ns()
         found = self._files.read(relpath, path)
+        path = path or self._files.path(relpath)
         if found is None:
             return None
         type = relpath.split("/", 1)[0]
@@ -72,7 +73,7 @@ class Reader:
         """The record at `relpath` as a write finds it (see `OnDisk`)."""
         path = self._files.path(relpath)
         try:
-            found = files.read(path)
+            found = files.read_below(self._files.root, relpath)
         except OSError as exc:      # a folder or symlink in its place: overwritten
             return OnDisk(self._codec, relpath, path, None, None, CorruptRecord(path, str(exc)))
         side, error = None, None

@@ -7,12 +7,14 @@ options and no lock: callers that write hold the store's write lock
 (`gitpersist.locking`).
 
 Guarantees (on top of `gitpersist.files`: atomic replace, no symlink
-followed, FIFOs refused):
+followed at any level below the store folder, on writes and on reads,
+FIFOs refused):
 
 * A write or removal that fails raises `StoreError` naming the file, and
   "store folder ... is missing" when the store folder itself is gone.
 * A read that fails for any reason but absence raises `CorruptRecord`
-  naming the file: a folder, a symlink or an unreadable file where a record
+  naming the file: a folder, a symlink (the file's or a folder's on its
+  path: ``tests/test_reader.py``) or an unreadable file where a record
   should be is a broken record, not a missing one.
 * `record_files` lists the record files of a type folder (folders and
   names `paths.split_record_path` refuses are skipped; the temp files of
@@ -41,11 +43,15 @@ class RecordFiles:
     def path(self, relpath: str) -> str:
         return os.path.join(self.root, *relpath.split("/"))
 
-    def read(self, relpath: str, path: str | None = None) -> tuple[bytes, os.stat_result] | None:
-        """Content and stat of the file, or None if there is none."""
-        path = path or self.path(relpath)
+    def read(self, relpath: str, listed: str | None = None
+             ) -> tuple[bytes, os.stat_result] | None:
+        """Content and stat of the file, or None if there is none.  `listed`:
+        its path as `record_files` listed it (its folders were opened
+        without following a symlink, so only the file is checked again:
+        this saves a full load ~1/3 of its time, measured at 5,000 records)."""
+        path = listed or self.path(relpath)
         try:
-            return files.read(path)
+            return files.read(listed) if listed else files.read_below(self.root, relpath)
         except OSError as exc:
             raise CorruptRecord(path, exc.strerror or str(exc)) from None
 
@@ -53,7 +59,10 @@ class RecordFiles:
         return os.path.lexists(self.path(relpath))
 
     def is_folder(self, relpath: str) -> bool:
-        return os.path.isdir(self.path(relpath))
+        """A folder, reached without following a symlink at any level."""
+        parts = relpath.split("/")
+        return os.path.isdir(self.path(relpath)) and not any(
+            os.path.islink(self.path("/".join(parts[:n]))) for n in range(1, len(parts) + 1))
 
     @staticmethod
     def signature(path: str) -> tuple[int, int, int]:
@@ -81,7 +90,9 @@ class RecordFiles:
     def shards(self, folder: str) -> list[tuple[str, str]]:
         """(relpath, path) of each shard folder of the folder `folder`
         (a type folder, or one in the secrets folder); none if it is
-        missing."""
+        missing or a symlink (never followed)."""
+        if os.path.islink(self.path(folder)):
+            return []
         try:
             entries = list(os.scandir(self.path(folder)))
         except (FileNotFoundError, NotADirectoryError):

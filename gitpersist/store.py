@@ -174,6 +174,7 @@ class Store:
                 self._cache.unwatched = lambda: not watcher.healthy
             for type in grown:      # before recovery could commit them
                 self._split_secrets(type)
+            self._declaration.split(grown)
             if opts.git:
                 self._open_history()
             if opts.syncing:    # a background syncer, and a sync on open if asked
@@ -266,6 +267,8 @@ class Store:
         generation = self._codec.generation
         record = self._codec.prepare(type, id, document)
         with self._lock.exclusive():    # the commit (sync mode) after it: `Recorder.settle`
+            if self._declaration.stale():   # declared by a way the change log missed
+                self._cache.declared()
             self._cache.settle()        # another process's declaration, first
             if self._codec.generation != generation:
                 record = self._codec.prepare(type, id, document)
@@ -399,6 +402,7 @@ class Store:
                                       "gitpersist: keep the secret fields declared here")
             for type in grown:
                 self._split_secrets(type)
+            self._declaration.split(grown)
 
     # -- life cycle ----------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pathlib
 import gitpersist
 
 SYNC = pathlib.Path(gitpersist.__file__).parent / "sync"
-ORDER = ["syncer", "remote", "integrate", "journal", "merge", "plumbing", "port", "report"]
+ORDER = ["syncer", "remote", "integrate", "received", "journal", "merge", "plumbing", "port", "report"]
 ABOVE = {"store", "cli", "plugin", "cinder", "fsck", "transfer", "update", "locate"}
 
 

@@ -494,7 +494,7 @@ def read_store_file(root: str, relpath: str) -> bytes | None | Literal[False]:
     folder or symlink in its place: left out of commits)."""
     path = os.path.join(root, *relpath.split("/"))
     try:
-        found = files.read(path)
+        found = files.read_below(root, relpath)    # a symlinked folder is not ours
     except OSError as exc:
         LOG.warning("%s: not committed: %s", path, exc.strerror or exc)
         return False

@@ -18,8 +18,12 @@ What a sync does, in order (each step is documented in its module):
 2. Asks the remote for its branch (the current branch's upstream on that
    remote, else the branch of the same name) and fetches its commit if it
    is new here (`remote`).
-3. Integrates it, under the store's write lock: fast-forward when the local
-   branch has nothing new, else a merge commit whose parents are the local
+3. Checks what the remote's commit changes below the store's path
+   (`received`: only record files and a valid format file; anything else
+   refuses the sync naming the path and the commit, before anything
+   moves), then integrates it, under the store's write lock: fast-forward
+   when the local branch has nothing new (and the remote dropped no secret
+   declaration), else a merge commit whose parents are the local
    and the remote commit (`integrate`, by the rules of `merge`).  Record
    files that change are written atomically into the work tree (like any
    other write; every process's watcher and this process's cache see them)
@@ -63,9 +67,16 @@ Rules:
   store's next open (with or without a remote), before its crash recovery,
   so those files do not come back as a local change of the reopening's
   time (`journal`).
+* **The remote is untrusted** (`received`): secrets, lock files, symlinks
+  at any depth, gitlinks, executable modes, ``..`` and unknown names below
+  the store's path, a ``.gitignore`` other than the store's, a format file
+  that does not parse or is newer: the sync raises `SyncError` naming the
+  path and the commit, moves no ref and writes no file.
 * **Secret fields stay secret across hosts.**  The format file, where a
   store declares its secret fields, is never "won" by one side: when both
-  hosts changed it, the merge declares every field either declared.  A
+  hosts changed it, the merge declares every field either declared, and
+  a remote format file that dropped a field declared here (or is deleted)
+  is replaced in the merge by one declaring it (`received`).  A
   host that receives a declaration adopts it at once (`StorePort.adopt_format`):
   later writes keep those fields in side files, and the records already
   there that carry them are rewritten without them.  (A value a host wrote
@@ -105,6 +116,7 @@ those below it, and none imports the store):
 `syncer`      `Syncer`: policies, the thread, the sync lock, the rounds
 `remote`      `Remote`: URL, upstream, ``ls-remote``, fetch, push, timeout
 `integrate`   `Integrator`: applying a plan (trees, files, branch, index)
+`received`    what a remote may send: the store's own files, checked
 `journal`     the note of a sync under way (the crash invariant)
 `merge`       the merge rule: `plan`, `Resolver`s
 `plumbing`    `LocalGit`: the local git commands of a sync

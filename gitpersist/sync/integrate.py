@@ -5,12 +5,15 @@ local branch contain the remote's commit:
 
 1. Nothing to do when the remote commit is the local one or behind it.
 2. The two sides' changes since the merge base (the empty tree for
-   unrelated histories) go through `gitpersist.sync.merge.plan`.
+   unrelated histories): the remote's are checked first
+   (`gitpersist.sync.received.check`: a refusal moves and writes nothing),
+   then both go through `gitpersist.sync.merge.plan`, and the format file
+   keeps every declaration made here (`received.keep_declarations`).
 3. `Trees`: the files outside the store are ours, theirs, or git's merge
    of both (``git merge-tree``; a conflict there fails the sync naming the
    files), and the plan is laid over them in a scratch index (the user's
    index is not touched).  A fast-forward when the local branch has nothing
-   new, else a merge commit with both parents, its message listing every
+   new (and no declaration was given back), else a merge commit with both parents, its message listing every
    conflict.
 4. Store files about to change whose content on disk is neither the local
    commit's nor the merge's (another process's pending asynchronous
@@ -49,11 +52,11 @@ from .journal import Journal, Note
 from .merge import LOCAL, FormatUnion, LaterChangeWins, Plan, Resolver, plan
 from .plumbing import EMPTY_TREE, Diff, Entry, LocalGit
 from .port import StorePort
+from .received import check, keep_declarations
 from .report import Conflict, SyncReport
 
 LOG = logging.getLogger(__package__)
 
-REGULAR_FILES = (0o100644, 0o100755)
 Values = Mapping[str, Entry | None]     # work-tree path -> (mode, blob id), None: absent
 
 
@@ -216,24 +219,25 @@ class Integrator:
         base_tree = self.git.tree_of(base) if base else EMPTY_TREE
         ours = self.git.diff(base_tree, local)     # full path -> (before, after)
         theirs = self.git.diff(base_tree, remote)
+        # before anything is decided, written or moved: the remote is untrusted
+        check(theirs, prefix=self.git.prefix, commit=remote, remote=self.remote, blobs=self.git)
 
         def last_change(side: str, path: str) -> tuple[str, int]:
             return self.git.last_change(base, local if side == LOCAL else remote, path)
         decisions = plan(ours, theirs, prefix=self.git.prefix, last_change=last_change,
                          resolvers=self.resolvers)
+        # declarations only grow: a format file that dropped some gets them back
+        kept = keep_declarations(decisions.decided, decisions.local, prefix=self.git.prefix,
+                                 blobs=self.git)
+        fast_forward = base == local and not kept
         changes = decisions.changes
-        for path, entry in changes.items():
-            if entry is not None and entry[0] not in REGULAR_FILES:
-                raise SyncError(f"sync with remote {self.remote!r}: {path} in {remote[:12]} "
-                                f"is not a regular file (mode {entry[0]:o}); the store "
-                                "writes only files there")
         other_tree, others_change = self.trees.outside(local, remote, base, ours, theirs)
         overlays = [decisions.local] if others_change else []
-        if base != local:
+        if not fast_forward:
             overlays.append(decisions.decided)
         trees = self.trees.overlay(other_tree, overlays) if overlays else []
-        if base == local:
-            new = remote                        # fast-forward
+        if fast_forward:
+            new = remote
             subject = f"fast-forward to {self.remote} {report.branch}"
         else:
             message = self._message(report.branch, changes, decisions.conflicts)
@@ -305,7 +309,7 @@ class Integrator:
             relpath = self.git.relpath(path)
             abspath = os.path.join(self.store.root, *relpath.split("/"))
             try:
-                data = files.read(abspath)
+                data = files.read_below(self.store.root, relpath)
             except OSError as exc:
                 raise SyncError(f"sync with {self.remote!r}: cannot read "
                                 f"{abspath}: {exc.strerror or exc}") from None
