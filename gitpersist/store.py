@@ -274,7 +274,7 @@ class Store:
                 record = self._codec.prepare(type, id, document)
             keys = self._cache.keys_of(type, record.document, f"{type} {id!r}")
             now = self._current(record.relpath, expect, bool(record.hidden))
-            self._check_expected(type, id, expect, now)
+            _check_expected(self._cache, type, id, expect, now)
             self._recorder.before_change(record.relpath, now.content if now else None)
             kept = (self._sides.stage(record, now.side, now.public_revision) if now
                     else self._sides.stage(record, None, None))
@@ -300,7 +300,7 @@ class Store:
         ticket = None
         with self._lock.exclusive():
             now = self._current(relpath, expect)
-            self._check_expected(type, id, expect, now)
+            _check_expected(self._cache, type, id, expect, now)
             self._recorder.before_change(relpath, now.content if now else None)
             removed = self._files.remove(relpath)
             self._sides.remove(relpath)         # after the record: never torn
@@ -466,18 +466,6 @@ class Store:
             return None
         return self._reader.current(relpath)
 
-    def _check_expected(self, type: str, id: str, expect: str | Absent | None,
-                        now: OnDisk | None) -> None:
-        if expect is None:
-            return
-        assert now is not None
-        actual = now.entry.revision if now.entry else None
-        wanted = None if expect is ABSENT else expect
-        if actual != wanted:
-            # The caller will read again to retry: let it see the file.
-            self._cache.refreshed(type, id, now.entry)
-            raise ConflictError(type, id, wanted, actual)   # type: ignore[arg-type]
-
     def _message(self, record: Prepared, now: OnDisk | None) -> str:
         """The commit message of a put: `describe` sees the records without
         their secret fields (it may quote values); none inside a batch,
@@ -491,3 +479,18 @@ class Store:
         if self._history is None:
             raise StoreError(f"store {self.root} has no git history (open it with git=True)")
         return self._history
+
+
+def _check_expected(cache: Cache, type: str, id: str, expect: str | Absent | None,
+                    now: OnDisk | None) -> None:
+    """Raise `ConflictError` unless the record on disk (`now`, read under
+    the write lock) has the revision the caller expects."""
+    if expect is None:
+        return
+    assert now is not None
+    actual = now.entry.revision if now.entry else None
+    wanted = None if expect is ABSENT else expect
+    if actual != wanted:
+        # The caller will read again to retry: let it see the file.
+        cache.refreshed(type, id, now.entry)
+        raise ConflictError(type, id, wanted, actual)   # type: ignore[arg-type]
