@@ -9,10 +9,13 @@ or the applications):
     refs      reading refs, moving one by compare-and-swap, reflogs
     index     index-info lines and the history's index updates
     worker    the background thread: async commits, repack and gc
+    group     group commit: sync-mode writers sharing a commit
+    log       reading history: versions, content at a revision, diffs
     history   `History`, composed of the above (guarantees, lock order)
 """
 
-from .history import History, Version
+from .history import History
+from .log import Version
 from .repo import DEFAULT_AUTHOR
 
 __all__ = ["DEFAULT_AUTHOR", "History", "Version"]

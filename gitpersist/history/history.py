@@ -93,8 +93,6 @@ they are not overlapped either):
 from __future__ import annotations
 
 import atexit
-import datetime
-import difflib
 import functools
 import logging
 import os
@@ -102,15 +100,15 @@ import threading
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Literal
 
 from .. import files, green
-from ..errors import ConfigError, GitpersistError, HistoryError
+from ..errors import GitpersistError, HistoryError
 from ..layout import META_FILES, Change
 from ..messages import clean_message
 from .group import Added, GroupCommit, Signature, Written, as_committed
 from .index import IndexFollower
+from .log import Log, Version
 from .objects import TREE_MODE, Entry, ObjectStore, Tree, nest, object_id
 from .refs import Refs
 from .repo import Repository
@@ -120,25 +118,13 @@ from .worker import CommitQueue, Housekeeping, Worker
 LOG = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Version:
-    """One commit that changed a record."""
-    #: hex id
-    commit: str
-    #: author time, timezone-aware
-    time: datetime.datetime
-    #: "Name <email>"
-    author: str
-    message: str
-
-
 class History:
     """The git history of the store at `root` (see the module docstring).
 
     `lock` is a context manager factory excluding every other writer of the
     store; `record` and `recover` are called with it held.  The parts are
     public attributes: `repository`, `runner`, `objects`, `refs`, `index`,
-    `queue`, `housekeeping`, `worker`.  The tunables below are read live by
+    `queue`, `group`, `housekeeping`, `log`, `worker`.  The tunables below are read live by
     the parts: set them on the class before opening, or on the instance.
 
     Lock rules: see the module docstring for the order.  `_git_lock` guards
@@ -179,6 +165,9 @@ class History:
         self.group = GroupCommit(self._cond, lock, self._commit_group)
         self.written = Written(root)        # async writes' bytes, for their commit
         self.housekeeping = Housekeeping(self.runner, self._cond, self)
+        self.log = Log(runner=self.runner, objects=self.objects, refs=self.refs,
+                       prefix=self.prefix, git_lock=self._git_lock, settle=self._settle,
+                       read_file=self._read_file)
         self.worker = Worker(f"gitpersist-history {root}", cond=self._cond, lock=lock,
                              drain=self.commit_queued, queue=self.queue, index=self.index,
                              housekeeping=self.housekeeping, tunables=self, root=root)
@@ -314,46 +303,17 @@ class History:
     # -- reading ------------------------------------------------------------
 
     def versions(self, relpath: str, limit: int | None = None) -> list[Version]:
-        """The commits that changed `relpath`, newest first."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or limit < 0):
-            raise ConfigError(f"limit={limit!r}: a number of versions, 0 or more")
-        self._settle()
-        with self._git_lock:
-            if limit == 0 or self.refs.read_ref(self.refs.head_ref()) is None:
-                return []
-            args = ["log", "-z", "--format=%H%x00%aI%x00%an <%ae>%x00%B", "--no-show-signature"]
-            if limit is not None:
-                args.append(f"--max-count={limit}")
-            out = self.runner.text([*args, "HEAD", "--", f":(literal){self.prefix}{relpath}"])
-        fields = out.split("\0") if out else []
-        return [Version(fields[i], datetime.datetime.fromisoformat(fields[i + 1]),
-                        fields[i + 2], fields[i + 3].strip())
-                for i in range(0, len(fields) - 3, 4)]
+        """The commits that changed `relpath`, newest first (`log.Log`)."""
+        return self.log.versions(relpath, limit)
 
     def read(self, relpath: str, rev: str) -> bytes | None:
         """The content of `relpath` at revision `rev`; None if absent there."""
-        self._settle()
-        with self._git_lock:
-            objects = self.objects
-            entry = objects.lookup(objects.commit_tree(objects.resolve(rev)),
-                                   self.prefix + relpath)
-            if entry is None or entry[0] == TREE_MODE:
-                return None
-            return objects.read(entry[1], "blob")
+        return self.log.read(relpath, rev)
 
     def diff(self, relpath: str, rev1: str, rev2: str | None = None) -> str:
         """Unified diff of `relpath` from `rev1` to `rev2` (None: the file as
         it is now); empty when they are equal."""
-        old = self.read(relpath, rev1)
-        if rev2 is None:
-            new = self._read_file(relpath)
-            new = None if new is False else new
-        else:
-            new = self.read(relpath, rev2)
-        return "".join(difflib.unified_diff(
-            _lines(old), _lines(new), f"a/{relpath}", f"b/{relpath}",
-            rev1, rev2 or "working file"))
+        return self.log.diff(relpath, rev1, rev2)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -503,10 +463,6 @@ def read_store_file(root: str, relpath: str) -> bytes | None | Literal[False]:
 
 def _blob_id(data: bytes | None) -> bytes | None:
     return None if data is None else object_id(b"blob", data)
-
-
-def _lines(data: bytes | None) -> list[str]:
-    return [] if data is None else data.decode("utf-8", "replace").splitlines(keepends=True)
 
 
 def _close_at_exit(ref: weakref.ref[History]) -> None:
