@@ -8,6 +8,8 @@ A store folder holds one folder per type (``<type>/<shard>/<id>.json``, see
 * ``.gitignore``: keeps everything else in the meta folder out of git;
 * ``write.lock``: the writers' lock file;
 * ``changes``: the change log every process's cache follows;
+* ``conflicts.json``: the conflicts syncs decided, until settled
+  (`gitpersist.sync.ledger`);
 * ``secrets/``: the side files holding secret fields, and the store's key.
 
 Guarantees: this module imports only `paths` (a leaf), and
@@ -28,6 +30,7 @@ FORMAT_FILE: Final = f"{META_DIR}/format.json"
 GITIGNORE_FILE: Final = f"{META_DIR}/.gitignore"
 LOCK_FILE: Final = f"{META_DIR}/write.lock"
 CHANGES_FILE: Final = f"{META_DIR}/changes"
+CONFLICTS_FILE: Final = f"{META_DIR}/conflicts.json"
 SECRETS_DIR: Final = f"{META_DIR}/secrets"
 KEY_FILE: Final = f"{SECRETS_DIR}/key"
 # What the meta folder keeps out of git: everything but the format file.
@@ -35,7 +38,7 @@ META_GITIGNORE: Final = b"*\n!.gitignore\n!format.json\n"
 META_FILES: Final = frozenset([FORMAT_FILE, GITIGNORE_FILE])
 """Store files committed besides the records."""
 META_NAMES: Final = frozenset(path.rsplit("/", 1)[1] for path in (
-    FORMAT_FILE, GITIGNORE_FILE, LOCK_FILE, CHANGES_FILE))
+    FORMAT_FILE, GITIGNORE_FILE, LOCK_FILE, CHANGES_FILE, CONFLICTS_FILE))
 """The files of the meta folder (besides the secrets folder)."""
 
 

@@ -117,7 +117,8 @@ class Store:
                  author: str | None = None,
                  commit_mode: str = "sync", commit_delay: float = 0.2,
                  remote: str | None = None, sync_every: float | None = None,
-                 sync_on_open: bool = False, sync_after_commit: bool = False) -> None:
+                 sync_on_open: bool = False, sync_after_commit: bool = False,
+                 merge: str = "field") -> None:
         """Open (or create) the store at `path`.
 
         `git`: commit every change (the folder becomes a repository, or the
@@ -129,7 +130,10 @@ class Store:
         `author`: "Name <email>" of the commits; `commit_mode`: "sync" or
         "async" (the commit follows within `commit_delay` seconds);
         `remote`: a git remote to sync with, `sync_every` seconds,
-        `sync_on_open`, `sync_after_commit` (`gitpersist.sync`).
+        `sync_on_open`, `sync_after_commit`, and `merge`, the rule for a
+        record both hosts changed: "field" (a three-way merge, field by
+        field) or "record" (the later change wins as a whole record)
+        (`gitpersist.sync`).
         `gitpersist.options` checks each, naming it, before anything is
         made.  `indexes` declares equality
         indexes (type -> index name -> field name or function of the
@@ -141,7 +145,7 @@ class Store:
             lock_timeout=lock_timeout, file_mode=file_mode, dir_mode=dir_mode, author=author,
             commit_mode=commit_mode, commit_delay=commit_delay, remote=remote,
             sync_every=sync_every, sync_on_open=sync_on_open,
-            sync_after_commit=sync_after_commit))
+            sync_after_commit=sync_after_commit, merge=merge))
         wanted = secret.check_fields(secret_fields, "secret_fields")
         self.root = os.path.abspath(os.fspath(path))
         self._describe = describe or describe_change
