@@ -1,4 +1,5 @@
-"""The `gitpersist` command: inspect, check, export, import, migrate and sync a store.
+"""The `gitpersist` command: inspect, check, export, import, migrate and sync a
+store, settle a sync's conflicts, watch its changes.
 
 ``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
 else the current folder.  Commands that only read never create anything and
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the SQLAlchemy URL cinderlib's db plugin used, e.g. "
                           "sqlite:////var/lib/cinderlib/cinderlib.sqlite")
     _add_conflict_commands(command, as_json)
+    _add_watch_command(command)
     return parser
 
 
@@ -626,3 +628,47 @@ def _read_document(name: str) -> dict[str, Any]:
         raise CommandError(f"{name}: a record is a JSON object, not "
                            f"{type(document).__name__}")
     return document
+
+
+# -- watch: the change feed ----------------------------------------------------
+
+def _add_watch_command(command: Callable[..., argparse.ArgumentParser]) -> None:
+    sub = command("watch", "print the store's changes as they happen, until interrupted "
+                  "(writes of every process, syncs, reported hand edits)")
+    sub.add_argument("type", metavar="TYPE", type=_type_name, nargs="?",
+                     help="only changes of this type")
+    sub.add_argument("--json", action="store_true",
+                     help="one JSON object per line (NDJSON): type, id, operation, "
+                          "revision, token")
+    sub.add_argument("--interval", metavar="SECONDS", type=float, default=0.2,
+                     help="how often to look for changes (default: 0.2)")
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import time
+
+    from .changefeed import ChangeFeed
+    from .errors import ChangesExpired
+    from .layout import CHANGES_FILE
+    root = _root(args)
+    _require_store(root)
+    feed = ChangeFeed(os.path.join(root, *CHANGES_FILE.split("/")))
+    token = feed.since().token
+    print(f"gitpersist: watching {root} from {token}", file=sys.stderr, flush=True)
+    while True:
+        try:
+            batch = feed.since(token)
+        except ChangesExpired as exc:
+            LOG.warning("%s (going on from the new log's first change)", exc)
+            token = feed.first()
+            continue
+        for change in batch:
+            if args.type is None or change.type == args.type:
+                if args.json:
+                    print(orjson.dumps(dataclasses.asdict(change)).decode())
+                else:
+                    print(f"{change.operation:6} {change.type} {change.id} "
+                          f"{(change.revision or '-')[:10]}")
+        sys.stdout.flush()
+        token = batch.token
+        time.sleep(args.interval)
