@@ -15,9 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sync import clone, open_host
 
-from gitpersist import Store, paths
+from gitpersist import ChangesExpired, Store, paths
 from gitpersist.changelog import ChangeLog
-from gitpersist.errors import ChangesExpired
 
 
 def seen(changes) -> list[tuple]:
