@@ -8,7 +8,7 @@ write, optional git history, and a cache kept coherent by a file watcher.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import (ConfigError, ConflictError, CorruptRecord, FormatError,
+from .errors import (ChangesExpired, ConfigError, ConflictError, CorruptRecord, FormatError,
                      GitpersistError, HistoryError, InvalidDocument, InvalidId,
                      LockTimeout, StoreError, SyncError)
 from .store import ABSENT, Change, Store, describe_change
@@ -19,7 +19,7 @@ except PackageNotFoundError:     # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "ABSENT", "Change", "ConfigError", "ConflictError", "CorruptRecord",
+    "ABSENT", "Change", "ChangesExpired", "ConfigError", "ConflictError", "CorruptRecord",
     "FormatError", "GitpersistError", "HistoryError", "InvalidDocument",
     "InvalidId", "LockTimeout", "Store", "StoreError", "SyncError", "describe_change",
     "__version__",

@@ -20,9 +20,12 @@ Guarantees (tests: ``tests/test_changelog.py``, ``tests/test_coherence.py``):
   (``"off"`` included), under eventlet and on file systems with coarse
   timestamps.  Changes made by other means (a hand edit, ``git pull``)
   reach the cache through the watcher, or through `Store.changed`.
-* The log stays small: past `MAX_SIZE` bytes a writer replaces it with an
-  empty one (a new file); a reader that sees a new file forgets its whole
-  cache once.  Lines are appended with one ``write`` under the store's
+* The log stays small: past `MAX_SIZE` bytes a writer replaces it with a
+  new one holding only a header line (``# gitpersist changes <random
+  id>``, also written when the log is first made): the id tells one log
+  from the next, so a change-feed token (`gitpersist.changefeed`) never
+  reads a new log as the old one.  A reader that sees a new file forgets
+  its whole cache once; header lines are skipped.  Lines are appended with one ``write`` under the store's
   write lock, so they never interleave; a reader uses only whole lines.
 * A writer killed between replacing a record file and appending its line
   leaves that change to the watcher (the write did not return).
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 
 from .errors import StoreError
 from .layout import CHANGES_FILE, is_store_file
@@ -42,6 +46,15 @@ from .records import RecordFiles
 
 UNKNOWN = "?"
 DELETED = "-"
+HEADER = "# gitpersist changes "
+
+
+def header() -> bytes:
+    """The first line of a new log: what tells it from the logs before it."""
+    return f"{HEADER}{secrets.token_hex(8)}\n".encode()
+
+
+HEADER_SIZE = len(header())     # not counted against MAX_SIZE
 
 
 class ChangeLog:
@@ -61,7 +74,15 @@ class ChangeLog:
         already); a writable store's log is made now if missing, so that
         readers do not see it appear later (and forget everything)."""
         try:
-            os.close(self._append())
+            try:
+                fd = os.open(self.path, _CREATE | os.O_EXCL, self._files.file_mode)
+            except FileExistsError:
+                os.close(self._append())
+            else:
+                try:
+                    os.write(fd, header())
+                finally:
+                    os.close(fd)
         except OSError as exc:
             if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise StoreError(f"cannot open {self.path}: {exc.strerror or exc} (the "
@@ -80,11 +101,12 @@ class ChangeLog:
         try:
             fd = self._append()
             size = os.fstat(fd).st_size
-            if size + len(line) > self.MAX_SIZE:
+            if size + len(line) > self.MAX_SIZE + HEADER_SIZE:
                 os.close(fd)
                 fd = -1
-                self._files.write(CHANGES_FILE, b"")       # a new, empty log
-                fd, size = self._append(), 0
+                first = header()
+                self._files.write(CHANGES_FILE, first)       # a new log
+                fd, size = self._append(), len(first)
             # O_APPEND, one write: whole, never interleaved (we hold the
             # write lock).  A short one (a full disk) is taken back: its rest
             # would glue the next writer's line onto it.
@@ -99,6 +121,25 @@ class ChangeLog:
             if fd >= 0:
                 os.close(fd)
 
+    def reported(self, relpath: str, revision: str | None) -> bool:
+        """Record a change made by other means (a hand edit, ``git pull``)
+        that a caller reported, unless the log's last line for `relpath`
+        says `revision` already (another process reported it first, or a
+        store wrote it); whether a line was added.  The write lock held."""
+        try:
+            with open(self.path, "rb") as file:
+                data = file.read(self.MAX_SIZE + (64 << 10))
+        except FileNotFoundError:
+            data = b""
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        tail = (" " + relpath + "\n").encode("utf-8", "surrogateescape")
+        end = data.rfind(tail)
+        if end >= 0 and data[data.rfind(b"\n", 0, end) + 1:end].decode() == (revision or DELETED):
+            return False
+        self.wrote(relpath, revision)
+        return True
+
     def close(self) -> None:
         """Release the descriptor (a later read opens it again)."""
         if self._in >= 0:
@@ -109,8 +150,7 @@ class ChangeLog:
         """A descriptor appending to the log, made if missing.  Not kept
         open between writes: a file open for writing would keep its file
         system from being remounted read-only (about 5 us a write)."""
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                       | os.O_CLOEXEC, self._files.file_mode)
+        return os.open(self.path, _CREATE, self._files.file_mode)
 
     # -- readers (the cache's lock held) -----------------------------------------
 
@@ -132,6 +172,8 @@ class ChangeLog:
         self._offset += end
         found = []
         for line in data[:end].decode("utf-8", "surrogateescape").splitlines():
+            if line.startswith(HEADER):
+                continue
             revision, _, relpath = line.partition(" ")
             if not (revision and is_store_file(relpath)):
                 return None     # not a line of ours (a cut one glued to the next?): forget all
@@ -161,6 +203,9 @@ class ChangeLog:
             stat = os.fstat(self._in)
             if _identity(stat) != identity:     # replaced in between
                 self._in_id, self._offset = _identity(stat), stat.st_size
+
+
+_CREATE = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:

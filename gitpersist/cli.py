@@ -1,4 +1,5 @@
-"""The `gitpersist` command: inspect, check, export, import, migrate and sync a store.
+"""The `gitpersist` command: inspect, check, export, import, migrate and sync a
+store, settle a sync's conflicts, watch its changes.
 
 ``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
 else the current folder.  Commands that only read never create anything and
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--from-db", metavar="URL", required=True,
                      help="the SQLAlchemy URL cinderlib's db plugin used, e.g. "
                           "sqlite:////var/lib/cinderlib/cinderlib.sqlite")
+    _add_conflict_commands(command, as_json)
+    _add_watch_command(command)
     return parser
 
 
@@ -555,3 +558,117 @@ def _need_cinderlib(what: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- conflicts: what syncs decided, and settling them --------------------------
+
+def _add_conflict_commands(command: Callable[..., argparse.ArgumentParser],
+                           as_json: argparse.ArgumentParser) -> None:
+    command("conflicts", "list the conflicts syncs decided that nobody settled yet "
+            "(kept in .gitpersist/conflicts.json, not in git)", as_json)
+    sub = command("resolve", "settle a record's conflicts: write the version chosen as "
+                  "one new commit")
+    sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
+    sub.add_argument("id", metavar="ID")
+    how = sub.add_mutually_exclusive_group(required=True)
+    how.add_argument("--take", choices=("ours", "theirs", "base"),
+                     help="the record as this host's side of the merge had it (ours), as "
+                          "the remote's had it (theirs), or as the merge base had it")
+    how.add_argument("--file", metavar="F", help="a JSON document to store instead; - "
+                     "reads stdin")
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    from .sync.ledger import Ledger
+    root = _root(args)
+    _require_store(root)
+    entries = Ledger(root).unsettled()
+    if args.json:
+        _print_json(entries)
+        return 0
+    if entries:
+        _print_table(["TYPE", "ID", "FIELD", "BASE", "LOCAL", "REMOTE", "KEPT", "COMMITS"], [
+            [_cell(e["type"], None), _cell(e["id"], None),
+             _cell(".".join(e["field"]) or "(record)", None),
+             *(_cell(e[f"{side}_value"]) for side in ("base", "local", "remote")),
+             e["winner"], f"{e['local_commit'][:10]} {e['remote_commit'][:10]}"]
+            for e in entries])
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from . import settle
+    root = _root(args)
+    _require_store(root)
+    document = None if args.file is None else _read_document(args.file)
+    with Store(root, git=True, watch="off") as store:
+        done = settle.resolve(store, args.type, args.id, take=args.take, document=document)
+    what = ("deleted" if done.revision is None else f"revision {done.revision[:10]}")
+    change = "one commit" if done.changed else "already so, no commit"
+    print(f"{args.type} {args.id}: took {done.took} ({what}, {change}); "
+          f"{len(done.conflicts)} conflict(s) settled")
+    return 0
+
+
+def _read_document(name: str) -> dict[str, Any]:
+    """The JSON object in file `name` (- : stdin), or a `CommandError`
+    naming it."""
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(name, "rb") as file:
+                data = file.read()
+        document = orjson.loads(data)
+    except OSError as exc:
+        raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise CommandError(f"{name} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise CommandError(f"{name}: a record is a JSON object, not "
+                           f"{type(document).__name__}")
+    return document
+
+
+# -- watch: the change feed ----------------------------------------------------
+
+def _add_watch_command(command: Callable[..., argparse.ArgumentParser]) -> None:
+    sub = command("watch", "print the store's changes as they happen, until interrupted "
+                  "(writes of every process, syncs, reported hand edits)")
+    sub.add_argument("type", metavar="TYPE", type=_type_name, nargs="?",
+                     help="only changes of this type")
+    sub.add_argument("--json", action="store_true",
+                     help="one JSON object per line (NDJSON): type, id, operation, "
+                          "revision, token")
+    sub.add_argument("--interval", metavar="SECONDS", type=float, default=0.2,
+                     help="how often to look for changes (default: 0.2)")
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import time
+
+    from .changefeed import ChangeFeed
+    from .errors import ChangesExpired
+    from .layout import CHANGES_FILE
+    root = _root(args)
+    _require_store(root)
+    feed = ChangeFeed(os.path.join(root, *CHANGES_FILE.split("/")))
+    token = feed.since().token
+    print(f"gitpersist: watching {root} from {token}", file=sys.stderr, flush=True)
+    while True:
+        try:
+            batch = feed.since(token)
+        except ChangesExpired as exc:
+            LOG.warning("%s (going on from the new log's first change)", exc)
+            token = feed.first()
+            continue
+        for change in batch:
+            if args.type is None or change.type == args.type:
+                if args.json:
+                    print(orjson.dumps(dataclasses.asdict(change)).decode())
+                else:
+                    print(f"{change.operation:6} {change.type} {change.id} "
+                          f"{(change.revision or '-')[:10]}")
+        sys.stdout.flush()
+        token = batch.token
+        time.sleep(args.interval)

@@ -57,3 +57,9 @@ class SyncError(HistoryError):
 
 class ConfigError(GitpersistError, ValueError):
     """An unknown option or a bad option value."""
+
+
+class ChangesExpired(StoreError):
+    """A change-feed token this store's change log no longer covers (the
+    log was rotated or replaced), or never handed out: list again, then
+    follow from a new token (Kubernetes' 410 Gone)."""

@@ -10,6 +10,8 @@ A store folder holds one folder per type (``<type>/<shard>/<id>.json``, see
 * ``changes``: the change log every process's cache follows;
 * ``splitting``: the types whose records a declaration that grew is still
   moving secret fields out of (the next open finishes it, before it commits);
+* ``conflicts.json``: the conflicts syncs decided, until settled
+  (`gitpersist.sync.ledger`);
 * ``secrets/``: the side files holding secret fields, and the store's key.
 
 Guarantees: this module imports only `paths` (a leaf), and
@@ -31,6 +33,7 @@ GITIGNORE_FILE: Final = f"{META_DIR}/.gitignore"
 LOCK_FILE: Final = f"{META_DIR}/write.lock"
 CHANGES_FILE: Final = f"{META_DIR}/changes"
 SPLITTING_FILE: Final = f"{META_DIR}/splitting"
+CONFLICTS_FILE: Final = f"{META_DIR}/conflicts.json"
 SECRETS_DIR: Final = f"{META_DIR}/secrets"
 KEY_FILE: Final = f"{SECRETS_DIR}/key"
 # What the meta folder keeps out of git: everything but the format file.
@@ -38,7 +41,7 @@ META_GITIGNORE: Final = b"*\n!.gitignore\n!format.json\n"
 META_FILES: Final = frozenset([FORMAT_FILE, GITIGNORE_FILE])
 """Store files committed besides the records."""
 META_NAMES: Final = frozenset(path.rsplit("/", 1)[1] for path in (
-    FORMAT_FILE, GITIGNORE_FILE, LOCK_FILE, CHANGES_FILE, SPLITTING_FILE))
+    FORMAT_FILE, GITIGNORE_FILE, LOCK_FILE, CHANGES_FILE, SPLITTING_FILE, CONFLICTS_FILE))
 """The files of the meta folder (besides the secrets folder)."""
 
 

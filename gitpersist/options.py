@@ -31,6 +31,7 @@ Label = Callable[[str], str]
 
 WATCH_MODES = ("native", "polling", "off")
 COMMIT_MODES = ("sync", "async")
+MERGE_RULES = ("field", "record")
 _AUTHOR_RE = re.compile(r"\s*([^<>\n]*?)\s*<([^<>\n]*)>\s*")
 
 
@@ -126,6 +127,7 @@ class Options:
     sync_every: float | None = None
     sync_on_open: bool = False
     sync_after_commit: bool = False
+    merge: str = "field"
 
     @property
     def syncing(self) -> bool:
@@ -147,6 +149,7 @@ CHECKS: dict[str, Check] = {
     "sync_every": optional(seconds(0, strict=True)),
     "sync_on_open": boolean,
     "sync_after_commit": boolean,
+    "merge": choice(MERGE_RULES),
 }
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Options)}
 assert CHECKS.keys() == DEFAULTS.keys()

@@ -62,6 +62,7 @@ import orjson
 
 from . import encoding, files, options, paths, secret
 from .cache import Cache, CacheListener, IndexKey
+from .changefeed import ChangeFeed, Changes
 from .changelog import UNKNOWN, ChangeLog
 from .codec import Codec, Document, Prepared
 from .declaration import Declaration
@@ -117,7 +118,8 @@ class Store:
                  author: str | None = None,
                  commit_mode: str = "sync", commit_delay: float = 0.2,
                  remote: str | None = None, sync_every: float | None = None,
-                 sync_on_open: bool = False, sync_after_commit: bool = False) -> None:
+                 sync_on_open: bool = False, sync_after_commit: bool = False,
+                 merge: str = "field") -> None:
         """Open (or create) the store at `path`.
 
         `git`: commit every change (the folder becomes a repository, or the
@@ -129,7 +131,10 @@ class Store:
         `author`: "Name <email>" of the commits; `commit_mode`: "sync" or
         "async" (the commit follows within `commit_delay` seconds);
         `remote`: a git remote to sync with, `sync_every` seconds,
-        `sync_on_open`, `sync_after_commit` (`gitpersist.sync`).
+        `sync_on_open`, `sync_after_commit`, and `merge`, the rule for a
+        record both hosts changed: "field" (a three-way merge, field by
+        field) or "record" (the later change wins as a whole record)
+        (`gitpersist.sync`).
         `gitpersist.options` checks each, naming it, before anything is
         made.  `indexes` declares equality
         indexes (type -> index name -> field name or function of the
@@ -141,7 +146,7 @@ class Store:
             lock_timeout=lock_timeout, file_mode=file_mode, dir_mode=dir_mode, author=author,
             commit_mode=commit_mode, commit_delay=commit_delay, remote=remote,
             sync_every=sync_every, sync_on_open=sync_on_open,
-            sync_after_commit=sync_after_commit))
+            sync_after_commit=sync_after_commit, merge=merge))
         wanted = secret.check_fields(secret_fields, "secret_fields")
         self.root = os.path.abspath(os.fspath(path))
         self._describe = describe or describe_change
@@ -155,6 +160,7 @@ class Store:
         self._sides = SideFiles(self._files, self._codec)
         self._reader = Reader(self._files, self._sides, self._codec)
         self._log = ChangeLog(self._files)
+        self._feed = ChangeFeed(self._log.path)
         self._cache = Cache(self._files, self._reader, self._sides, self._log, indexes or {})
         open_store_folder(self.root, opts.dir_mode)
         self._lock = WriteLock(self.root, timeout=opts.lock_timeout, file_mode=opts.file_mode)
@@ -221,8 +227,21 @@ class Store:
         """Tell the store that its file at `relpath` (below the root, with
         ``/``; a folder ends with ``/``) changed by other means: what the
         watcher does, and with ``watch="off"`` the way to let a change made
-        by a ``git pull`` or another process reach this process's cache."""
+        by a ``git pull`` or another process reach this process's cache.
+        A record file reported here goes to the change log too (once, with
+        its revision now), so every process's cache and change feed
+        (`changes`) see it; a folder does not (its files are not known)."""
         self._cache.changed(relpath.rstrip("/"), relpath.endswith("/"))
+        if paths.split_record_path(relpath) is not None:
+            with self._lock.exclusive():
+                self._log.reported(relpath, _revision_now(self._reader, relpath))
+
+    def changes(self, since: str | None = None) -> Changes:
+        """What changed in the store since the token `since`, in order, and
+        the token to resume from (None: no changes, the token of now); an
+        expired or unknown token raises `ChangesExpired`: list again.  See
+        `gitpersist.changefeed`."""
+        return self._feed.since(since)
 
     def subscribe(self, listener: CacheListener) -> None:
         """Tell `listener` what this process's cache learns from now on: a
@@ -388,7 +407,7 @@ class Store:
             self._sides.remove(relpath)         # a record made again must not inherit them
         else:
             self._files.write(relpath, data)
-        self._log.wrote(relpath, None if data is None else UNKNOWN)
+        self._log.wrote(relpath, None if data is None else _revision_now(self._reader, relpath))
 
     def adopt_format(self) -> None:
         """After a sync wrote another host's format file: keep the secret
@@ -494,3 +513,15 @@ def _check_expected(cache: Cache, type: str, id: str, expect: str | Absent | Non
         # The caller will read again to retry: let it see the file.
         cache.refreshed(type, id, now.entry)
         raise ConflictError(type, id, wanted, actual)   # type: ignore[arg-type]
+
+
+def _revision_now(reader: Reader, relpath: str) -> str | None:
+    """The revision of the store file at `relpath` on disk now (None:
+    absent; `UNKNOWN`: not a record, or broken), for the change log."""
+    if paths.split_record_path(relpath) is None:
+        return UNKNOWN
+    try:
+        entry = reader.read(relpath)
+    except CorruptRecord:
+        return UNKNOWN
+    return None if entry is None else entry.revision

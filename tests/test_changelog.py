@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gitpersist.changelog import ChangeLog
+from gitpersist.changelog import HEADER, HEADER_SIZE, ChangeLog
 from gitpersist.records import RecordFiles, open_store_folder
 
 
@@ -53,4 +53,15 @@ def test_a_full_log_starts_again_and_readers_forget_everything(files, monkeypatc
     writer.wrote("volumes/ab/x.json", "r")
     assert reader.news() == [("volumes/ab/x.json", "r")]
     with open(writer.path, "rb") as file:
-        assert len(file.read()) <= 64
+        data = file.read()
+    assert len(data) <= 64 + HEADER_SIZE and data.startswith(HEADER.encode())   # a new id
+
+
+def test_header_lines_are_skipped_wherever_they_are(files):
+    """Two processes making the log at once may put the header after a
+    line: readers skip it."""
+    writer, reader = log(files), log(files)
+    with open(writer.path, "ab") as file:
+        file.write(HEADER.encode() + b"0123abcd\n")
+    writer.wrote("volumes/ab/y.json", "r")
+    assert reader.news() == [("volumes/ab/y.json", "r")]

@@ -9,8 +9,9 @@ import pathlib
 import gitpersist
 
 SYNC = pathlib.Path(gitpersist.__file__).parent / "sync"
-ORDER = ["syncer", "remote", "integrate", "received", "journal", "merge", "plumbing", "port", "report"]
-ABOVE = {"store", "cli", "plugin", "cinder", "fsck", "transfer", "update", "locate"}
+ORDER = ["syncer", "remote", "integrate", "received", "fieldmerge", "journal", "ledger", "merge",
+         "plumbing", "port", "report"]
+ABOVE = {"store", "cli", "plugin", "cinder", "fsck", "transfer", "update", "settle", "locate"}
 
 
 def imported(path: pathlib.Path) -> list[tuple[str, list[str]]]:

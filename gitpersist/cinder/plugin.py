@@ -62,6 +62,10 @@ sync_every         None     seconds between background syncs (None: none)
 sync_on_open       False    sync once at setup (a failure is logged, and
                             setup goes on)
 sync_after_commit  False    sync in the background after each commit
+merge              "field"  a record both hosts changed: "field" merges it
+                            field by field (a field both changed: the
+                            later change), "record" keeps the later
+                            change as a whole record
 =================  =======  ==============================================
 
 Guarantees:

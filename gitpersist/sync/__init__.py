@@ -44,19 +44,30 @@ Rules:
   writing from the same *empty* remote (unrelated histories: the merge base
   is the empty tree; the store's format files are identical on both).
 * **The same record** changed on both sides (since the merge base) to
-  different contents: the later change wins, as a whole record.  "Later" is
-  the committer time of the newest commit on each side that changed the
-  file; equal times go to the larger blob id, a deletion counting as the
-  smallest (`merge.LaterChangeWins`).  So a deletion and an edit are ordered
-  by time like two edits, and on a tie the edit wins.  The rule is
-  symmetric: both hosts pick the same winner whichever one merges.  It
-  trusts the hosts' clocks: with skewed clocks the host whose clock is
-  ahead wins.
+  different contents merges field by field (``merge="field"``, the
+  default; `fieldmerge`): a field changed on one side takes that side's
+  value, objects (cinderlib's ``metadata``, ``admin_metadata``,
+  ``volume_type.extra_specs``, any dict) merge key by key, so two hosts that
+  changed different fields both keep their change and there is no
+  conflict.  A field both sides changed to different values (a scalar, a
+  list), and an edit against a deletion (the whole record), is a
+  *conflict*, decided by the later change: "later" is the committer time of
+  the newest commit on each side that changed the record; equal times go to
+  the larger blob id, a deletion counting as the smallest
+  (`merge.LaterChangeWins`, which ``merge="record"`` applies to the whole
+  record instead).  So a deletion and an edit are ordered by time like two
+  edits, and on a tie the edit wins.  The rule is symmetric: both hosts
+  reach the same bytes whichever one merges.  It trusts the hosts' clocks:
+  with skewed clocks the host whose clock is ahead wins.
 * **The loser is kept in history**: the merge commit has both sides as
   parents (``git log -p --all -- <file>`` shows both versions; `Store.get_at`
-  reads either), its message lists every conflict, each conflict is logged
-  as a warning, and `SyncReport.conflicts` reports it (`Conflict`: record,
-  winning and losing revisions and commits).
+  reads either), its message lists every conflict (the file and the field),
+  each conflict is logged as a warning, `SyncReport.conflicts` reports it
+  (`Conflict`: record, field path, the base, local and remote values,
+  winning and losing revisions and commits), and the store's local state
+  keeps it until someone settles it (`ledger`: ``gitpersist conflicts``
+  lists them, ``gitpersist resolve TYPE ID --take ours|theirs|base`` or
+  ``--file F`` writes the version chosen as one commit).
 * **Nothing local is lost.**  A rejected push, an unreachable remote, a
   timeout or a crash leaves the local commits as they are: a failed sync
   raises `SyncError` naming the remote (and its URL) and the next sync
@@ -117,8 +128,10 @@ those below it, and none imports the store):
 `remote`      `Remote`: URL, upstream, ``ls-remote``, fetch, push, timeout
 `integrate`   `Integrator`: applying a plan (trees, files, branch, index)
 `received`    what a remote may send: the store's own files, checked
+`fieldmerge`  the field rule: `FieldMerge`, a three-way merge per record
 `journal`     the note of a sync under way (the crash invariant)
-`merge`       the merge rule: `plan`, `Resolver`s
+`ledger`      the conflicts decided, kept until settled (local state)
+`merge`       the merge rule: `plan`, `Resolver`s, the later change
 `plumbing`    `LocalGit`: the local git commands of a sync
 `port`        `StorePort`: what a sync needs of the store
 `report`      `SyncReport`, `Conflict`

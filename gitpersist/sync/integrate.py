@@ -49,6 +49,8 @@ from ..history.index import index_info, update_index
 from ..history.runner import last_lines
 from ..layout import FORMAT_FILE, Change
 from .journal import Journal, Note
+from .fieldmerge import FieldMerge
+from .ledger import Ledger
 from .merge import LOCAL, FormatUnion, LaterChangeWins, Plan, Resolver, plan
 from .plumbing import EMPTY_TREE, Diff, Entry, LocalGit
 from .port import StorePort
@@ -150,8 +152,10 @@ class Integrator:
     """Integrates commits of `remote` (its name) into the branch of the
     store's repository (see the module docstring).  `git`: the local
     commands (made from the store's history, `timeout` seconds each, if not
-    given); `resolvers`: the merge rule (`FormatUnion`, then
-    `LaterChangeWins`, if not given).
+    given); `resolvers`: the merge rule (if not given: `FormatUnion`, then
+    `FieldMerge` unless the store's ``merge`` option is "record", then
+    `LaterChangeWins`).  Every conflict decided goes to the store's
+    `Ledger` too.
 
     Lock rules: none of its own.  `integrate` runs under the store's write
     lock and the sync lock (the `Syncer`'s), `finish` under the write lock
@@ -168,8 +172,12 @@ class Integrator:
         self.git = git or LocalGit.of(history, timeout=timeout)
         self.trees = Trees(self.git, remote)
         self.journal = Journal(self.git.git_dir, self.git.prefix)
-        self.resolvers: list[Resolver] = list(
-            resolvers if resolvers is not None else [FormatUnion(self.git), LaterChangeWins()])
+        if resolvers is None:
+            field = [FieldMerge(self.git)] if store.options.merge == "field" else []
+            resolvers = [FormatUnion(self.git), *field, LaterChangeWins()]
+        self.resolvers: list[Resolver] = list(resolvers)
+        self.ledger = Ledger(store.root, fsync=store.options.fsync,
+                             dir_mode=store.options.dir_mode)
 
     def integrate(self, ref: str, remote_head: str | None, report: SyncReport, *,
                   attempts: int) -> str | None:
@@ -225,7 +233,7 @@ class Integrator:
         def last_change(side: str, path: str) -> tuple[str, int]:
             return self.git.last_change(base, local if side == LOCAL else remote, path)
         decisions = plan(ours, theirs, prefix=self.git.prefix, last_change=last_change,
-                         resolvers=self.resolvers)
+                         resolvers=self.resolvers, base=base)
         # declarations only grow: a format file that dropped some gets them back
         kept = keep_declarations(decisions.decided, decisions.local, prefix=self.git.prefix,
                                  blobs=self.git)
@@ -279,10 +287,15 @@ class Integrator:
         if self.git.prefix + FORMAT_FILE in changes:
             # The other host's secret fields apply here from now on.
             self.store.adopt_format()
+        try:
+            self.ledger.add(decisions.conflicts, remote=self.remote, merge_commit=new)
+        except GitpersistError as exc:
+            LOG.warning("%s: the conflicts of this sync are in its report and its merge "
+                        "commit, not in the conflicts file: %s", self.store.root, exc)
         for conflict in decisions.conflicts:
             LOG.warning("%s: %s changed on both sides (sync with %s); kept the %s version "
                         "(commit %s), the %s one (commit %s) stays in history",
-                        self.store.root, conflict.relpath, self.remote, conflict.winner,
+                        self.store.root, conflict.where, self.remote, conflict.winner,
                         conflict.winner_commit[:12],
                         "remote" if conflict.winner == "local" else "local",
                         conflict.loser_commit[:12])
@@ -293,9 +306,11 @@ class Integrator:
         lines = [f"Sync with {self.remote} {branch}: {len(changes)} store file(s) "
                  f"from the remote, {len(conflicts)} conflict(s)"]
         if conflicts:
-            lines += ["", "Changed on both sides; the later change wins (gitpersist.sync):"]
+            lines += ["", "Changed on both sides; the later change wins (gitpersist.sync; "
+                          "`gitpersist conflicts` lists them, `gitpersist resolve` settles "
+                          "them):"]
             for c in conflicts:
-                lines.append(f"- {c.relpath}: kept {c.winner} {c.winner_commit[:12]} over "
+                lines.append(f"- {c.where}: kept {c.winner} {c.winner_commit[:12]} over "
                              f"{'remote' if c.winner == 'local' else 'local'} "
                              f"{c.loser_commit[:12]}")
         return "\n".join(lines) + "\n"

@@ -7,8 +7,10 @@
 * changed on one side only, or to the same value on both: that value;
 * changed on both sides to different values: the first of the `Resolver`s
   that takes the file decides.  The sync's chain is ``FormatUnion`` (the
-  format file), then ``LaterChangeWins`` (everything).  A resolver that
-  drops a side's change reports it as a `Conflict`.
+  format file), ``FieldMerge`` (records that are JSON objects, field by
+  field: `gitpersist.sync.fieldmerge`; left out with ``merge="record"``),
+  then ``LaterChangeWins`` (everything).  A resolver that drops a side's
+  change reports it as a `Conflict`.
 
 Rules (the package docstring states them for users; each has a test in
 ``tests/test_sync_merge.py``):
@@ -25,16 +27,16 @@ Rules (the package docstring states them for users; each has a test in
 
 `plan` is a pure function: the commit facts come from the `last_change`
 callable and resolvers get what they read through their own ports, so it
-runs without git in the unit tests.  A new rule (a field-level three-way
-merge, say) is one more `Resolver` placed before `LaterChangeWins`: it gets
-the base, local and remote values (`Both`) and returns a `Resolution`.
+runs without git in the unit tests.  A rule is a `Resolver` placed before
+`LaterChangeWins`: it gets the base, local and remote values (`Both`) and
+returns a `Resolution`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import formatfile, paths
 from ..layout import FORMAT_FILE
@@ -50,18 +52,29 @@ side (`LOCAL` or `REMOTE`) since the merge base that changed `path`."""
 @dataclass(frozen=True)
 class Both:
     """A store file changed on both sides since the merge base, to
-    different values.  Values are (mode, blob id), None for absent."""
+    different values.  Values are (mode, blob id), None for absent;
+    `base_commit` is the merge base (None: unrelated histories)."""
     path: str                       # in the work tree
     relpath: str                    # below the store root
     base: Entry | None
     local: Entry | None
     remote: Entry | None
     last_change: LastChange = field(repr=False, compare=False)
+    base_commit: str | None = None
 
-    def conflict(self, winner: str, local_commit: str, remote_commit: str) -> Conflict:
+    @property
+    def type(self) -> str | None:
+        """The record's type; None for the store's own files."""
+        split = paths.split_record_path(self.relpath)
+        return split[0] if split else None
+
+    def conflict(self, winner: str, local_commit: str, remote_commit: str, *,
+                 field: tuple[str, ...] = (),
+                 values: tuple[Any, Any, Any] = (None, None, None)) -> Conflict:
         """The `Conflict` reporting that `winner`'s value (`LOCAL` or
-        `REMOTE`) was kept over the other's; commits as `last_change`
-        gave them."""
+        `REMOTE`) was kept over the other's at `field` (() : the whole
+        file); commits as `last_change` gave them; `values`: the field's
+        (base, local, remote) values when the rule read them."""
         split = paths.split_record_path(self.relpath)
         type, id = split if split else (None, None)
         local_wins = winner == LOCAL
@@ -71,15 +84,23 @@ class Both:
             winner_revision=kept[1] if kept else None,
             loser_revision=lost[1] if lost else None,
             winner_commit=local_commit if local_wins else remote_commit,
-            loser_commit=remote_commit if local_wins else local_commit)
+            loser_commit=remote_commit if local_wins else local_commit,
+            field=field, base_value=values[0], local_value=values[1],
+            remote_value=values[2], base_commit=self.base_commit)
 
 
 @dataclass(frozen=True)
 class Resolution:
     """A resolver's decision: the file's value in the merge (None: absent),
-    and the `Conflict` to report when a side's change was dropped."""
+    and the `Conflict`s to report where a side's change was dropped (one
+    for a whole file, one per field for the field rule)."""
     entry: Entry | None
-    conflict: Conflict | None = None
+    conflicts: tuple[Conflict, ...] = ()
+
+    @property
+    def conflict(self) -> Conflict | None:
+        """The first conflict (a whole-file rule reports at most one)."""
+        return self.conflicts[0] if self.conflicts else None
 
 
 class Resolver(Protocol):
@@ -94,12 +115,19 @@ class LaterChangeWins:
     id, a deletion counting as the smallest.  Decides every file."""
 
     def resolve(self, both: Both) -> Resolution:
-        local_commit, local_time = both.last_change(LOCAL, both.path)
-        remote_commit, remote_time = both.last_change(REMOTE, both.path)
-        local_wins = _key(local_time, both.local) > _key(remote_time, both.remote)
-        return Resolution(both.local if local_wins else both.remote,
-                          both.conflict(LOCAL if local_wins else REMOTE, local_commit,
-                                        remote_commit))
+        winner, local_commit, remote_commit = later_side(both)
+        return Resolution(both.local if winner == LOCAL else both.remote,
+                          (both.conflict(winner, local_commit, remote_commit),))
+
+
+def later_side(both: Both) -> tuple[str, str, str]:
+    """(the side whose change of the file is later, `LOCAL` or `REMOTE`;
+    the local and the remote commit that last changed it): the key of
+    `LaterChangeWins`, which the field rule's conflicts follow too."""
+    local_commit, local_time = both.last_change(LOCAL, both.path)
+    remote_commit, remote_time = both.last_change(REMOTE, both.path)
+    local_wins = _key(local_time, both.local) > _key(remote_time, both.remote)
+    return LOCAL if local_wins else REMOTE, local_commit, remote_commit
 
 
 def _key(time: int, entry: Entry | None) -> tuple[int, str, int]:
@@ -135,7 +163,7 @@ class Plan:
     """What a merge does to the store's files (work-tree paths)."""
     decided: dict[str, Entry | None]        # every store file either side changed
     local: dict[str, Entry | None]          # the same files in the local commit
-    conflicts: list[Conflict]               # in path order
+    conflicts: list[Conflict]               # in path order, then field order
 
     @property
     def changes(self) -> dict[str, Entry | None]:
@@ -146,10 +174,10 @@ class Plan:
 
 
 def plan(ours: Diff, theirs: Diff, *, prefix: str, last_change: LastChange,
-         resolvers: Sequence[Resolver]) -> Plan:
+         resolvers: Sequence[Resolver], base: str | None = None) -> Plan:
     """Decide every store file (below `prefix`) that `ours` (the local
-    side's changes since the merge base) or `theirs` (the remote's)
-    changes; see the module docstring."""
+    side's changes since the merge base, the commit `base`) or `theirs`
+    (the remote's) changes; see the module docstring."""
     result = Plan({}, {}, [])
     for path in sorted(ours.keys() | theirs.keys()):
         relpath = store_relpath(prefix, path)
@@ -163,11 +191,10 @@ def plan(ours: Diff, theirs: Diff, *, prefix: str, last_change: LastChange,
         elif path not in ours:
             result.decided[path] = yours
         else:
-            both = Both(path, relpath, ours[path][0], mine, yours, last_change)
+            both = Both(path, relpath, ours[path][0], mine, yours, last_change, base)
             resolution = _resolve(both, resolvers)
             result.decided[path] = resolution.entry
-            if resolution.conflict is not None:
-                result.conflicts.append(resolution.conflict)
+            result.conflicts.extend(resolution.conflicts)
     return result
 
 

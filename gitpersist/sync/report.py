@@ -1,15 +1,17 @@
-"""What a sync reports: `SyncReport`, and a `Conflict` for each file both
-sides changed differently."""
+"""What a sync reports: `SyncReport`, and a `Conflict` for each field (or
+whole file) both sides changed differently."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Conflict:
-    """One file changed differently on both sides, and how it was decided.
-    Revisions are blob ids (as `Store.revision` gives), None for a deletion."""
+    """One field (or a whole file) changed differently on both sides, and
+    how it was decided.  Revisions are blob ids (as `Store.revision` gives),
+    None for a deletion."""
     #: below the store root
     relpath: str
     #: None for the store's own format files
@@ -22,6 +24,30 @@ class Conflict:
     #: the commit that made the winning version
     winner_commit: str
     loser_commit: str
+    #: the field's path, keys from the record's top: ("metadata", "k");
+    #: () for the whole file (an edit against a deletion, the record rule)
+    field: tuple[str, ...] = ()
+    #: the field's values in the merge base and on each side, as the field
+    #: rule read them (None: absent, or not read by the whole-file rule)
+    base_value: Any = None
+    local_value: Any = None
+    remote_value: Any = None
+    #: the merge base (None: unrelated histories)
+    base_commit: str | None = None
+
+    @property
+    def local_commit(self) -> str:
+        return self.winner_commit if self.winner == "local" else self.loser_commit
+
+    @property
+    def remote_commit(self) -> str:
+        return self.loser_commit if self.winner == "local" else self.winner_commit
+
+    @property
+    def where(self) -> str:
+        """The file and, for a field, its dotted path: ``volumes/ab/v1.json:
+        metadata.k``."""
+        return f"{self.relpath}: {'.'.join(self.field)}" if self.field else self.relpath
 
 
 @dataclass

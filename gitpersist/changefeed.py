@@ -1,0 +1,165 @@
+"""The change feed: what changed in a store since a token, read from the
+change log (``.gitpersist/changes``, `gitpersist.changelog`).
+
+    token = store.changes().token          # first, then list what you need
+    ...
+    batch = store.changes(since=token)     # every change since, in order
+    for change in batch: ...               # type, id, operation, revision
+    token = batch.token                    # resume from here
+
+Every write the log records is a change here: a `Store`'s put and delete
+in any process on this host, a sync's received records, and a change made
+by other means once it is reported with `Store.changed` (a hand edit, a
+``git pull``).  A token is ``<log id>.<offset>``: the id of the log file
+(its header line; a log written before headers existed goes by its inode)
+and the place after the last change handed out.  Each `Change` carries the
+token that resumes right after it.
+
+Guarantees (tests: ``tests/test_changefeed.py``):
+
+* ``changes(since=t)`` returns exactly the changes logged after the point
+  `t` names, in the order they were made (per record, and across records:
+  the log is appended under the store's write lock), whichever process
+  asks, and resumes from any token it handed out.
+* A token the log no longer covers (the log was rotated past its size
+  limit, or replaced) or one it never handed out raises `ChangesExpired`
+  saying so: the caller lists again and follows from a new token, as with
+  Kubernetes' 410 Gone.  A change is never skipped silently.
+* Reading takes no lock and writes nothing: one open, one ``fstat`` and one
+  read of what is new.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import paths
+from .changelog import DELETED, HEADER, UNKNOWN
+from .errors import ChangesExpired, StoreError
+
+READ_LIMIT = 8 << 20        # bytes read at most per call (the log rotates at 4 MiB)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a record.  `operation` is "put" or "delete";
+    `revision` the record's revision after a put (None for a delete, or
+    when the writer did not know it: a change reported by `Store.changed`
+    of a file that is gone or unreadable); `token` resumes after it."""
+    type: str
+    id: str
+    operation: str
+    revision: str | None
+    token: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The changes since a token, oldest first, and the token to resume
+    from (after the last of them, or where the asking began)."""
+    changes: list[Change]
+    token: str
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+
+class ChangeFeed:
+    """The change feed over the change log at `path` (see the module
+    docstring).  Holds no state between calls: every call reads the log."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def since(self, token: str | None = None) -> Changes:
+        """The changes after `token`; with None, none: the token of now."""
+        return self._read(token, start=False)
+
+    def first(self) -> str:
+        """The token of the current log's beginning: where a follower whose
+        token expired takes up again (the changes lost in between are not
+        there: it says so, and whoever needs them lists again)."""
+        return self._read(None, start=True).token
+
+    def _read(self, token: str | None, start: bool) -> Changes:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StoreError(f"no change log at {self.path}: a store made it at its "
+                             "first open; open the store writable once") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read the change log {self.path}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            stat = os.fstat(fd)
+            log_id = _log_id(fd, stat)
+            if token is None:
+                return Changes([], _token(log_id, 0 if start else _line_start(fd, stat.st_size)))
+            offset = self._offset(fd, token, log_id, stat.st_size)
+            data = os.pread(fd, min(stat.st_size - offset, READ_LIMIT), offset)
+        finally:
+            os.close(fd)
+        found = []
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break                           # being written: the next call
+            offset += len(line)
+            change = _parse(line.decode("utf-8", "surrogateescape").rstrip("\n"),
+                            _token(log_id, offset))
+            if change is not None:
+                found.append(change)
+        return Changes(found, _token(log_id, offset))
+
+    def _offset(self, fd: int, token: str, log_id: str, size: int) -> int:
+        wanted, dot, place = token.rpartition(".")
+        if not (dot and wanted and place.isdigit()):
+            raise ChangesExpired(f"{token!r} is not a change-feed token of {self.path}; "
+                                 "list again and follow from store.changes().token")
+        offset = int(place)
+        if wanted != log_id or offset > size:
+            raise ChangesExpired(
+                f"change-feed token {token!r} has expired: the change log {self.path} was "
+                "rotated or replaced since, and the changes in between are gone; list "
+                "again and follow from store.changes().token")
+        if offset and os.pread(fd, 1, offset - 1) != b"\n":
+            raise ChangesExpired(f"change-feed token {token!r} was never handed out by "
+                                 f"{self.path} (not at a change); list again and follow "
+                                 "from store.changes().token")
+        return offset
+
+
+def _parse(line: str, token: str) -> Change | None:
+    """The change a log line records; None for a header or a line of the
+    store's own files (the format file)."""
+    if line.startswith(HEADER):
+        return None
+    revision, _, relpath = line.partition(" ")
+    split = paths.split_record_path(relpath)
+    if split is None:
+        return None
+    if revision == DELETED:
+        return Change(split[0], split[1], "delete", None, token)
+    return Change(split[0], split[1], "put", None if revision == UNKNOWN else revision, token)
+
+
+def _log_id(fd: int, stat: os.stat_result) -> str:
+    """The id in the log's header; a log without one goes by its inode."""
+    first = os.pread(fd, 64, 0).split(b"\n", 1)[0].decode("ascii", "replace")
+    if first.startswith(HEADER) and first[len(HEADER):].isalnum():
+        return first[len(HEADER):]
+    return f"i{stat.st_dev:x}-{stat.st_ino:x}"
+
+
+def _line_start(fd: int, size: int) -> int:
+    """The end of the last whole line before `size`."""
+    tail = os.pread(fd, min(size, 4096), max(0, size - 4096))
+    return max(0, size - 4096) + tail.rfind(b"\n") + 1 if b"\n" in tail else max(0, size - 4096)
+
+
+def _token(log_id: str, offset: int) -> str:
+    return f"{log_id}.{offset}"
