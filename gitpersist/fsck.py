@@ -46,6 +46,7 @@ from . import encoding, files, paths
 from .errors import CorruptRecord, LockTimeout, StoreError
 from .locate import find_repo, uses_git
 from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_NAMES
+from .locking import held_by, holder_of, record_holder
 
 if TYPE_CHECKING:
     import git
@@ -178,7 +179,8 @@ class _Checker:
                 lock.acquire()
             except filelock.Timeout:
                 raise LockTimeout(f"could not lock {lock_path} within {timeout} s "
-                                  "to repair the store") from None
+                                  f"to repair the store{held_by(lock_path)}") from None
+            record_holder(lock_path, self.file_mode)
             try:
                 yield
             finally:
@@ -190,7 +192,9 @@ class _Checker:
                 with probe:
                     pass
             except filelock.Timeout:
-                self.report("locked", LOCK_FILE, "held by a running writer: what "
+                holder = holder_of(lock_path)
+                self.report("locked", LOCK_FILE, f"held by a running writer"
+                            f"{f' ({holder})' if holder else ''}: what "
                             "follows may change while it is checked", note=True)
         yield
 
