@@ -56,14 +56,18 @@ class ChangeLog:
         self._in_id: tuple[int, int] | None = None
         self._offset = 0
 
-    def open(self) -> None:
+    def open(self, *, create: bool = True) -> None:
         """Take note of where the log is (what came before is on disk
         already); a writable store's log is made now if missing, so that
-        readers do not see it appear later (and forget everything)."""
+        readers do not see it appear later (and forget everything).  Not
+        with `create` false (a store opened read-only), nor where it cannot
+        be (a read-only or full file system)."""
         try:
-            os.close(self._append())
+            if create:
+                os.close(self._append())
         except OSError as exc:
-            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                                 errno.EDQUOT):
                 raise StoreError(f"cannot open {self.path}: {exc.strerror or exc} (the "
                                  "store never follows a symlink)") from None
             # a read-only store: nothing will be written

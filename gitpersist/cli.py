@@ -234,10 +234,10 @@ def _open(args: argparse.Namespace, *, write: bool = False,
           secret_fields: dict[str, Any] | None = None) -> Iterator[Store]:
     """The store at --path, which must exist.  Writers get git history when
     the store keeps it (see the module doc); readers never write, so they
-    open it without."""
+    open it without, read-only (no lock, and fine on a read-only mount)."""
     root = _root(args)
     _require_store(root)
-    with Store(root, git=write and uses_git(root), watch="off",
+    with Store(root, git=write and uses_git(root), watch="off", read_only=not write,
                secret_fields=secret_fields) as store:
         yield store
 
@@ -253,7 +253,7 @@ def _open_history(args: argparse.Namespace) -> Iterator[History]:
                            "(start one with `gitpersist init --git`)")
     from .history import History
     history = History(root, lock=_no_writes, author=None, commit_mode="sync",
-                      commit_delay=0.0, fsync=False)
+                      commit_delay=0.0, fsync=False, create=False)
     try:
         yield history
     finally:

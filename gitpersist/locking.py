@@ -22,6 +22,9 @@ docstring names only its own lock):
 Guarantees (tests: ``tests/test_locking.py``, ``tests/test_processes.py``):
 
 * While a block holds `exclusive`, no other thread or process holds it.
+* A store opened ``read_only`` never takes it: `exclusive` refuses with
+  `ReadOnlyStore` (a `StoreError`) naming the store, before touching any
+  file (``tests/test_read_only.py``).
 * The store folder is checked before and after the lock is taken: a folder
   removed, moved or replaced since the store opened (or a meta folder
   replaced by a symlink, which filelock would follow) refuses the write with
@@ -48,20 +51,22 @@ import _thread
 import datetime
 import errno
 import fcntl
+import logging
 import os
 import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Generic, TypeVar
 
 from . import files
-from .errors import LockTimeout, StoreError
+from .errors import LockTimeout, ReadOnlyStore, StoreError
 from .green import green_threads
 from .layout import HOLDER_FILE, LOCK_FILE, META_DIR
 
+LOG = logging.getLogger(__name__)
 LockT = TypeVar("LockT")
 
 
@@ -281,11 +286,14 @@ def thread_rlock() -> _thread.RLock:
 
 
 class WriteLock:
-    """The write lock of the store at `root` (an existing store folder)."""
+    """The write lock of the store at `root` (an existing store folder);
+    with `read_only`, one that refuses every write."""
 
-    def __init__(self, root: str, *, timeout: float, file_mode: int) -> None:
+    def __init__(self, root: str, *, timeout: float, file_mode: int,
+                 read_only: bool = False) -> None:
         self.root = root
         self.timeout = timeout
+        self.read_only = read_only
         self._meta = os.path.join(root, META_DIR)
         self._root_id = _identity(root, follow=True)
         self._meta_id = _identity(self._meta, follow=False)
@@ -308,8 +316,12 @@ class WriteLock:
         return self._file_lock.path
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Exclude every other writer for the block (see the module doc)."""
+    def exclusive(self, timeout: float | None = None) -> Iterator[None]:
+        """Exclude every other writer for the block (see the module doc),
+        waiting up to `timeout` seconds (None: the store's `timeout`)."""
+        if self.read_only:
+            raise ReadOnlyStore(f"store {self.root} is open read-only (read_only=True, or "
+                                "its folder is not writable): writes are refused")
         me = threading.get_ident()      # a greenlet's own, once eventlet patched
         if self._depth and self._owner == me:      # held by this thread already
             self.check_root()
@@ -319,12 +331,13 @@ class WriteLock:
             finally:
                 self._depth -= 1
             return
-        deadline = time.monotonic() + self.timeout
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         # Made again at the first write after eventlet patched: greenlets all
         # share the identity a lock made before knows, so it let them all in.
         mutex = self._mutex.current(idle=True)
-        if not mutex.acquire(timeout=self.timeout):
-            raise LockTimeout(f"could not lock {self.lock_file} within {self.timeout:g} s "
+        if not mutex.acquire(timeout=timeout):
+            raise LockTimeout(f"could not lock {self.lock_file} within {timeout:g} s "
                               "(lock_timeout): another thread of this process holds it")
         try:
             if self._closed:
@@ -334,7 +347,7 @@ class WriteLock:
                 self._file_lock.acquire(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 raise LockTimeout(f"could not lock {self.lock_file} within "
-                                  f"{self.timeout:g} s (lock_timeout)"
+                                  f"{timeout:g} s (lock_timeout)"
                                   f"{held_by(self.lock_file)}") from None
             except FileNotFoundError:
                 raise StoreError(f"store folder {self.root} is missing") from None
@@ -351,6 +364,20 @@ class WriteLock:
                 self._file_lock.release()
         finally:
             mutex.release()
+
+    @contextmanager
+    def if_free(self) -> Iterator[bool]:
+        """`exclusive` if the lock can be had at once: yields True holding
+        it, else False (held by another writer, or a lock file that cannot
+        be made: a read-only store, a full disk), without waiting."""
+        with ExitStack() as held:
+            try:
+                held.enter_context(self.exclusive(timeout=0.0))
+            except StoreError as exc:       # LockTimeout or ReadOnlyStore among them
+                LOG.info("%s: not locked: %s", self.root, exc)
+                yield False
+                return
+            yield True
 
     def check_root(self) -> None:
         """Refuse to write once the store folder was removed, moved or
