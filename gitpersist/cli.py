@@ -2,8 +2,9 @@
 
 ``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
 else the current folder.  Commands that only read never create anything and
-refuse a folder that holds no store; commands that write need a store made
-by ``gitpersist init`` first.
+refuse a folder that holds no store; they open it read-only (no lock taken,
+so they work on a read-only mount: ``tests/test_read_only.py``).  Commands
+that write need a store made by ``gitpersist init`` first.
 
 Git history: the command finds out whether a store keeps history in git
 (`locate.uses_git`: the store root is a git work tree, or its format file is

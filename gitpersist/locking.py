@@ -40,9 +40,9 @@ Who holds the lock is written to a sibling file, ``.gitpersist/write.holder``
 file: that is kept open read-only (see `FileLock`), and filelock, which fsck
 uses, truncates a lock file it opens, even one another process holds.  The
 holder file is not removed at release (that would cost every write another
-file operation; writing it costs 2-6 us): `holder_of` checks it against the kernel's list of flocks
+file operation): `holder_of` checks it against the kernel's list of flocks
 where there is one.  Writing it costs one open, pwrite and close per
-outermost lock (no fsync).
+outermost lock, no fsync (2-6 us measured).
 """
 
 from __future__ import annotations

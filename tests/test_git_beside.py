@@ -1,5 +1,5 @@
 """A store beside the git commands an ops team runs (issue 14): ``git
-repack -a -d``, ``git gc --prune=now``, ``git prune --expire=now`` and ``git
+gc``, ``git repack -a -d``, ``git gc --prune=now``, ``git prune --expire=now`` and ``git
 gc --aggressive --prune=now`` run in a loop while a writer commits, in sync
 and async mode: ``git fsck --strict`` stays clean, every acknowledged write
 is in HEAD, and no write is reported failed (`gitpersist.history.objects`:
@@ -18,7 +18,8 @@ from helpers import fsck_clean, git
 
 COMMANDS = {
     "repack": ["repack", "-a", "-d", "-q"],
-    "gc": ["gc", "--prune=now", "--quiet"],
+    "gc": ["gc", "--quiet"],
+    "gc-prune": ["gc", "--prune=now", "--quiet"],
     "prune": ["prune", "--expire=now"],
     "aggressive": ["gc", "--aggressive", "--prune=now", "--quiet"],
 }
