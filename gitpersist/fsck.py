@@ -134,7 +134,7 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
         checker.check_meta()
         checker.check_tree()
         checker.check_references()
-        checker.report_checkout()
+        _report_checkout(checker)
     if use_git:
         _GitCheck(checker).check()
     return checker.problems
@@ -159,7 +159,7 @@ class _Checker:
         self.fields: dict[str, list[tuple[str, str]]] = {}      # type -> [(field, target)]
         # A store git checked out (a clone): files 0644 and folders 0755
         # (git's modes under umask 022, or 0664/0775 under 002), gathered
-        # into one problem by `report_checkout` instead of one per file.
+        # into one problem by `_report_checkout` instead of one per file.
         self.checked_out = False
         self.checkout: list[tuple[str, int, int]] = []      # (relpath, mode, allowed)
         for (source, field), target in rules.references.items():
@@ -418,25 +418,6 @@ class _Checker:
         self.report("permissions", relpath, f"mode {mode:04o} is looser than {allowed:04o}",
                     fix=lambda: os.chmod(self.path(relpath), mode & allowed))
 
-    def report_checkout(self) -> None:
-        """The files and folders with git's checkout modes, as one problem
-        (a fresh clone made thousands, one per file); a single one as
-        itself."""
-        found, self.checkout = self.checkout, []
-        if len(found) == 1:
-            self.report_mode(*found[0])
-            return
-        if not found:
-            return
-
-        def tighten() -> None:
-            for relpath, mode, allowed in found:
-                os.chmod(self.path(relpath), mode & allowed)
-        self.report("permissions", ".", f"checked out by git with mode 0644: {len(found)} "
-                    f"files and folders are looser than {self.file_mode:04o} (folders "
-                    f"{self.dir_mode:04o}); `fsck --repair` tightens", fix=tighten)
-
-
 def differs_from_head(worktree: str, prefix: str, relpaths: list[str],
                       root: str) -> dict[str, str | None]:
     """How each store file (relpath below `root`, at `prefix` in the work
@@ -467,6 +448,25 @@ def differs_from_head(worktree: str, prefix: str, relpaths: list[str],
         else:
             found[relpath] = "same" if object_id(b"blob", data).hex() == head else "modified"
     return found
+
+
+def _report_checkout(checker: _Checker) -> None:
+    """The files and folders `checker` found with git's checkout modes, as
+    one problem (a fresh clone made thousands, one per file); a single one
+    as itself."""
+    found, checker.checkout = checker.checkout, []
+    if len(found) == 1:
+        checker.report_mode(*found[0])
+        return
+    if not found:
+        return
+
+    def tighten() -> None:
+        for relpath, mode, allowed in found:
+            os.chmod(checker.path(relpath), mode & allowed)
+    checker.report("permissions", ".", f"checked out by git with mode 0644: {len(found)} "
+                   f"files and folders are looser than {checker.file_mode:04o} (folders "
+                   f"{checker.dir_mode:04o}); `fsck --repair` tightens", fix=tighten)
 
 
 class _GitCheck:

@@ -87,10 +87,13 @@ def test_path_comes_from_option_then_environment_then_cwd(run, tmp_path, monkeyp
     ["import", "x.json"], ["migrate", "--from-db", "sqlite:///x.db"],
     ["restore", "volumes", "v1", "--rev", "HEAD"],
 ])
-def test_commands_refuse_a_folder_without_a_store_and_create_nothing(run, tmp_path, argv):
+def test_commands_refuse_a_folder_without_a_store_and_create_nothing(run, tmp_path, argv,
+                                                                   monkeypatch):
     target = tmp_path / "nothing-here"
     (tmp_path / "x.json").write_text('{"gitpersist_export": 1, "format": 1, "types": {}}')
-    os.chdir(tmp_path)
+    # (monkeypatch: os.chdir stayed there, and every later test's child
+    # Python imported the gitpersist installed in the venv, not this tree's)
+    monkeypatch.chdir(tmp_path)
     code, out, err = run("--path", target, *argv)
     assert code == 1 and out == ""
     assert err == (f"gitpersist: error: no gitpersist store at {target}; "

@@ -42,6 +42,8 @@ machine):
   records), more than the whole commit.
 * gitdb's ``PackEntity.write_pack`` takes 0.57 ms for a commit's five small
   objects, `packfile.build` 0.09 ms.
+* The keep file of a pack (made, written, removed; not fsynced): 23 us a
+  commit, under 1% of a sync commit without fsync (2.7 ms).
 """
 
 from __future__ import annotations
