@@ -69,22 +69,26 @@ class ChangeLog:
         self._in_id: tuple[int, int] | None = None
         self._offset = 0
 
-    def open(self) -> None:
+    def open(self, *, create: bool = True) -> None:
         """Take note of where the log is (what came before is on disk
         already); a writable store's log is made now if missing, so that
-        readers do not see it appear later (and forget everything)."""
+        readers do not see it appear later (and forget everything).  Not
+        with `create` false (a store opened read-only), nor where it cannot
+        be (a read-only or full file system)."""
         try:
-            try:
-                fd = os.open(self.path, _CREATE | os.O_EXCL, self._files.file_mode)
-            except FileExistsError:
-                os.close(self._append())
-            else:
+            if create:
                 try:
-                    os.write(fd, header())
-                finally:
-                    os.close(fd)
+                    fd = os.open(self.path, _CREATE | os.O_EXCL, self._files.file_mode)
+                except FileExistsError:
+                    os.close(self._append())
+                else:
+                    try:
+                        os.write(fd, header())
+                    finally:
+                        os.close(fd)
         except OSError as exc:
-            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                                 errno.EDQUOT):
                 raise StoreError(f"cannot open {self.path}: {exc.strerror or exc} (the "
                                  "store never follows a symlink)") from None
             # a read-only store: nothing will be written

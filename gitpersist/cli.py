@@ -3,8 +3,9 @@ store, settle a sync's conflicts, watch its changes.
 
 ``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
 else the current folder.  Commands that only read never create anything and
-refuse a folder that holds no store; commands that write need a store made
-by ``gitpersist init`` first.
+refuse a folder that holds no store; they open it read-only (no lock taken,
+so they work on a read-only mount: ``tests/test_read_only.py``).  Commands
+that write need a store made by ``gitpersist init`` first.
 
 Git history: the command finds out whether a store keeps history in git
 (`locate.uses_git`: the store root is a git work tree, or its format file is
@@ -237,10 +238,10 @@ def _open(args: argparse.Namespace, *, write: bool = False,
           secret_fields: dict[str, Any] | None = None) -> Iterator[Store]:
     """The store at --path, which must exist.  Writers get git history when
     the store keeps it (see the module doc); readers never write, so they
-    open it without."""
+    open it without, read-only (no lock, and fine on a read-only mount)."""
     root = _root(args)
     _require_store(root)
-    with Store(root, git=write and uses_git(root), watch="off",
+    with Store(root, git=write and uses_git(root), watch="off", read_only=not write,
                secret_fields=secret_fields) as store:
         yield store
 
@@ -256,7 +257,7 @@ def _open_history(args: argparse.Namespace) -> Iterator[History]:
                            "(start one with `gitpersist init --git`)")
     from .history import History
     history = History(root, lock=_no_writes, author=None, commit_mode="sync",
-                      commit_delay=0.0, fsync=False)
+                      commit_delay=0.0, fsync=False, create=False)
     try:
         yield history
     finally:

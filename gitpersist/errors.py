@@ -47,6 +47,11 @@ class LockTimeout(StoreError):
     """The store's write lock was not obtained within `lock_timeout` seconds."""
 
 
+class ReadOnlyStore(StoreError):
+    """A write to a store opened read-only (``read_only=True``, or picked
+    because its folder is not writable)."""
+
+
 class HistoryError(GitpersistError):
     """A git operation of the store's history failed."""
 

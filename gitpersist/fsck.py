@@ -13,8 +13,13 @@ thing wrong, each naming its file (relative to the store root).  It checks:
   type folder, shard folder, record file or the store's own metadata),
   symlinks (never followed), temp files left by crashed writers, write
   permissions looser than the store's modes (0600 files, 0700 folders);
-* with git: record files that differ from the last commit, a leftover
-  ``index.lock``, and whatever ``git fsck`` reports;
+  In a store with git, git's checkout modes (0644 files, 0755 folders: a
+  clone) are one problem ("checked out by git with mode 0644"), not one
+  per file;
+* with git: record files that differ from the last commit (compared with
+  HEAD itself, not with the index, which follows a commit half a second
+  later), a leftover ``index.lock``, and whatever ``git fsck`` reports.
+  (Tests: ``tests/test_fsck.py``, the last section.)
 * what would let a secret into git (`_SecretCheck`): a meta ``.gitignore``
   other than the store's (missing, or ignoring less), declared secret
   fields inline in a record file, and with git files tracked under
@@ -22,8 +27,9 @@ thing wrong, each naming its file (relative to the store root).  It checks:
   inline in HEAD's records (``tests/test_fsck_secrets.py``).
 
 Notes (``Problem.note``) tell what is worth knowing but harmless: empty
-folders left after deletions, a write in progress, a write lock held.  They
-do not make a store unclean.
+folders left after deletions, a write in progress, a write lock held (by
+whom, where it can be known: `locking.holder_of`).  They do not make a
+store unclean.
 
 With ``repair=True`` it fixes what is safe, holding the store's write lock:
 removes temp files of writers that are gone and empty shard folders,
@@ -39,6 +45,7 @@ import functools
 import os
 import re
 import stat
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +60,7 @@ from .errors import CorruptRecord, FormatError, LockTimeout, StoreError
 from .locate import find_repo, uses_git
 from .layout import (FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, LOCK_FILE, META_DIR,
                      META_GITIGNORE, META_NAMES, SECRETS_DIR)
+from .locking import held_by, holder_of, record_holder
 
 if TYPE_CHECKING:
     import git
@@ -127,14 +135,17 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         raise StoreError(f"store path {root} is not a folder")
+    use_git = git if git is not None else uses_git(root)
     checker = _Checker(root, repair, file_mode, dir_mode, progress, rules)
     secrets = _SecretCheck(checker)
+    checker.checked_out = use_git
     with checker.locked(lock_timeout):
         checker.check_meta()
         secrets.check_gitignore()
         checker.check_tree()
         checker.check_references()
-    if git if git is not None else uses_git(root):
+        _report_checkout(checker)
+    if use_git:
         _GitCheck(checker).check()
         secrets.check_git()
     return checker.problems
@@ -159,6 +170,11 @@ class _Checker:
         self.fields: dict[str, list[tuple[str, str]]] = {}      # type -> [(field, target)]
         # called with each record that parses: (type, relpath, document)
         self.record_checks: list[Callable[[str, str, dict[str, Any]], None]] = []
+        # A store git checked out (a clone): files 0644 and folders 0755
+        # (git's modes under umask 022, or 0664/0775 under 002), gathered
+        # into one problem by `_report_checkout` instead of one per file.
+        self.checked_out = False
+        self.checkout: list[tuple[str, int, int]] = []      # (relpath, mode, allowed)
         for (source, field), target in rules.references.items():
             self.fields.setdefault(source, []).append((field, target))
 
@@ -191,7 +207,8 @@ class _Checker:
                 lock.acquire()
             except filelock.Timeout:
                 raise LockTimeout(f"could not lock {lock_path} within {timeout} s "
-                                  "to repair the store") from None
+                                  f"to repair the store{held_by(lock_path)}") from None
+            record_holder(lock_path, self.file_mode)
             try:
                 yield
             finally:
@@ -203,7 +220,9 @@ class _Checker:
                 with probe:
                     pass
             except filelock.Timeout:
-                self.report("locked", LOCK_FILE, "held by a running writer: what "
+                holder = holder_of(lock_path)
+                self.report("locked", LOCK_FILE, f"held by a running writer"
+                            f"{f' ({holder})' if holder else ''}: what "
                             "follows may change while it is checked", note=True)
         yield
 
@@ -401,12 +420,68 @@ class _Checker:
                         fix=lambda: os.rmdir(folder), note=True)
 
     def check_mode(self, relpath: str, st: os.stat_result) -> None:
-        allowed = self.dir_mode if stat.S_ISDIR(st.st_mode) else self.file_mode
+        folder = stat.S_ISDIR(st.st_mode)
+        allowed = self.dir_mode if folder else self.file_mode
         mode = stat.S_IMODE(st.st_mode)
         if mode & ~allowed & 0o777:
-            self.report("permissions", relpath,
-                        f"mode {mode:04o} is looser than {allowed:04o}",
-                        fix=lambda: os.chmod(self.path(relpath), mode & allowed))
+            if self.checked_out and mode in ((0o755, 0o775) if folder else (0o644, 0o664)):
+                self.checkout.append((relpath, mode, allowed))
+            else:
+                self.report_mode(relpath, mode, allowed)
+
+    def report_mode(self, relpath: str, mode: int, allowed: int) -> None:
+        self.report("permissions", relpath, f"mode {mode:04o} is looser than {allowed:04o}",
+                    fix=lambda: os.chmod(self.path(relpath), mode & allowed))
+
+def differs_from_head(worktree: str, prefix: str, relpaths: list[str],
+                      root: str) -> dict[str, str | None]:
+    """How each store file (relpath below `root`, at `prefix` in the work
+    tree) differs from HEAD: "same", "new", "deleted", "modified", or None
+    where the file cannot be read (a folder or symlink in its place).  One
+    ``git cat-file --batch-check`` for all of them."""
+    from .history.history import read_store_file
+    from .history.objects import object_id
+    if not relpaths:
+        return {}
+    run = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objectname)"], cwd=worktree,
+        input="".join(f"HEAD:{prefix}{relpath}\n" for relpath in relpaths).encode(
+            "utf-8", "surrogateescape"), capture_output=True, check=False)
+    lines = run.stdout.decode("ascii", "replace").splitlines()
+    if run.returncode != 0 or len(lines) != len(relpaths):
+        return dict.fromkeys(relpaths)      # no HEAD to read: status's word
+    found: dict[str, str | None] = {}
+    for relpath, line in zip(relpaths, lines):
+        head = line if re.fullmatch(r"[0-9a-f]{40}", line) else None
+        data = read_store_file(root, relpath)
+        if data is False:
+            found[relpath] = None
+        elif data is None:
+            found[relpath] = "same" if head is None else "deleted"
+        elif head is None:
+            found[relpath] = "new"
+        else:
+            found[relpath] = "same" if object_id(b"blob", data).hex() == head else "modified"
+    return found
+
+
+def _report_checkout(checker: _Checker) -> None:
+    """The files and folders `checker` found with git's checkout modes, as
+    one problem (a fresh clone made thousands, one per file); a single one
+    as itself."""
+    found, checker.checkout = checker.checkout, []
+    if len(found) == 1:
+        checker.report_mode(*found[0])
+        return
+    if not found:
+        return
+
+    def tighten() -> None:
+        for relpath, mode, allowed in found:
+            os.chmod(checker.path(relpath), mode & allowed)
+    checker.report("permissions", ".", f"checked out by git with mode 0644: {len(found)} "
+                   f"files and folders are looser than {checker.file_mode:04o} (folders "
+                   f"{checker.dir_mode:04o}); `fsck --repair` tightens", fix=tighten)
 
 
 class _GitCheck:
@@ -446,20 +521,34 @@ class _GitCheck:
             repo.close()
 
     def uncommitted(self, repo: git.Repo, here: str) -> dict[str, str]:
-        """Record and format files that differ from HEAD: relpath -> what."""
+        """Record and format files that differ from HEAD: relpath -> what.
+        ``git status`` names the candidates; each is then compared with HEAD
+        itself (`differs_from_head`), not with the index, which the history
+        updates half a second after a commit: read from status alone, every
+        commit looked uncommitted for that long."""
         # Ignored files too: the history commits record files whatever the
         # repository's .gitignore says.
         from .history.runner import STATUS, parse_status     # GitPython: only for git
         pathspec = "." if here == "." else f":(literal){here}"
         status, out, err = repo.git.execute(
             ["git", *STATUS, "--", pathspec], with_extended_output=True,
-            with_exceptions=False, strip_newline_in_stdout=False)
+            with_exceptions=False, strip_newline_in_stdout=False,
+            env={"GIT_OPTIONAL_LOCKS": "0"})      # no index refresh: fsck only reads
         if status != 0:
             self.checker.report("git-fsck", ".", f"git status failed: {err.strip()}")
             return {}
         prefix = "" if here == "." else here.replace(os.sep, "/") + "/"
-        return {relpath: _STATUS_WORDS.get(code[1] if code[1] != " " else code[0], "changed")
-                for relpath, code in parse_status(out, prefix).items()}
+        codes = parse_status(out, prefix)
+        found = {}
+        for relpath, head_says in differs_from_head(os.fspath(repo.working_tree_dir or "."), prefix,
+                                                    list(codes), self.checker.root).items():
+            code = codes[relpath]
+            word = _STATUS_WORDS.get(code[1] if code[1] != " " else code[0], "changed")
+            if head_says is None or (head_says == "new" and word.startswith("new")):
+                found[relpath] = word       # keeps "(ignored by git)"
+            elif head_says != "same":
+                found[relpath] = head_says
+        return found
 
     def commit_pending(self) -> None:
         """Commit what is uncommitted, as a store opened with git does."""

@@ -7,6 +7,7 @@ A store folder holds one folder per type (``<type>/<shard>/<id>.json``, see
   fields (committed with the records);
 * ``.gitignore``: keeps everything else in the meta folder out of git;
 * ``write.lock``: the writers' lock file;
+* ``write.holder``: who holds it, or held it last (pid, host, since when);
 * ``changes``: the change log every process's cache follows;
 * ``splitting``: the types whose records a declaration that grew is still
   moving secret fields out of (the next open finishes it, before it commits);
@@ -31,6 +32,7 @@ META_DIR: Final = ".gitpersist"
 FORMAT_FILE: Final = f"{META_DIR}/format.json"
 GITIGNORE_FILE: Final = f"{META_DIR}/.gitignore"
 LOCK_FILE: Final = f"{META_DIR}/write.lock"
+HOLDER_FILE: Final = f"{META_DIR}/write.holder"
 CHANGES_FILE: Final = f"{META_DIR}/changes"
 SPLITTING_FILE: Final = f"{META_DIR}/splitting"
 CONFLICTS_FILE: Final = f"{META_DIR}/conflicts.json"
@@ -41,7 +43,8 @@ META_GITIGNORE: Final = b"*\n!.gitignore\n!format.json\n"
 META_FILES: Final = frozenset([FORMAT_FILE, GITIGNORE_FILE])
 """Store files committed besides the records."""
 META_NAMES: Final = frozenset(path.rsplit("/", 1)[1] for path in (
-    FORMAT_FILE, GITIGNORE_FILE, LOCK_FILE, CHANGES_FILE, SPLITTING_FILE, CONFLICTS_FILE))
+    FORMAT_FILE, GITIGNORE_FILE, LOCK_FILE, HOLDER_FILE, CHANGES_FILE, SPLITTING_FILE,
+    CONFLICTS_FILE))
 """The files of the meta folder (besides the secrets folder)."""
 
 

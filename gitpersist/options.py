@@ -12,7 +12,8 @@ Rules decided here (tests: ``tests/test_options.py``):
 * Every option is checked whatever the others say: ``commit_mode="bogus"``
   or a malformed ``author`` is refused with ``git=False`` too.
 * ``remote`` needs ``git``; ``sync_every``, ``sync_on_open`` and
-  ``sync_after_commit`` need ``remote``.
+  ``sync_after_commit`` need ``remote``, and a writable store (not
+  ``read_only``: a sync writes).
 * An author is ``Name <email>``: a non-empty name, an email in angle
   brackets (which may be empty), no other ``<``, ``>`` or newline.
 """
@@ -128,6 +129,7 @@ class Options:
     sync_on_open: bool = False
     sync_after_commit: bool = False
     merge: str = "field"
+    read_only: bool = False
 
     @property
     def syncing(self) -> bool:
@@ -150,6 +152,7 @@ CHECKS: dict[str, Check] = {
     "sync_on_open": boolean,
     "sync_after_commit": boolean,
     "merge": choice(MERGE_RULES),
+    "read_only": boolean,
 }
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Options)}
 assert CHECKS.keys() == DEFAULTS.keys()
@@ -172,4 +175,9 @@ def parse(values: Mapping[str, Any], label: Label = str) -> Options:
             if checked[name] not in (None, False):
                 raise ConfigError(f"{label(name)}: {values[name]!r} needs {label('remote')} "
                                   "(a git remote to sync with)")
+    if checked["read_only"]:
+        for name in ("sync_every", "sync_on_open", "sync_after_commit"):
+            if checked[name] not in (None, False):
+                raise ConfigError(f"{label(name)}: {values[name]!r} needs {label('read_only')} "
+                                  "false (a sync writes to the store)")
     return Options(**checked)

@@ -110,10 +110,33 @@ class RecordFiles:
                 yield f"{relfolder}/{file.name}", file.path
 
 
-def open_store_folder(root: str, dir_mode: int) -> None:
+def writable(root: str) -> bool:
+    """Whether this process may write in the store folder `root` and its
+    meta folder (as far as they exist: a missing one is made at open)."""
+    return all(os.access(path, os.W_OK) for path in (root, os.path.join(root, META_DIR))
+               if os.path.isdir(path))
+
+
+def check_store_folder(root: str) -> None:
+    """What `open_store_folder` checks, for a store opened read-only: `root`
+    and its meta folder exist (nothing is made)."""
+    meta = os.path.join(root, META_DIR)
+    if not os.path.isdir(root):
+        raise StoreError(f"store folder {root} is missing (read_only=True opens an "
+                         "existing store)")
+    if os.path.islink(meta) or not os.path.isdir(meta):
+        raise StoreError(f"no gitpersist store at {root}: {meta} is missing, a symlink or "
+                         "not a folder (read_only=True opens an existing store)")
+
+
+def open_store_folder(root: str, dir_mode: int, *, create: bool = True) -> None:
     """Make sure `root` and its meta folder exist (created `dir_mode`: a
     store folder made here is private, git's objects in it are 0444), and
-    refuse a meta folder that is a symlink or not a folder."""
+    refuse a meta folder that is a symlink or not a folder.  Without
+    `create` (a store opened read-only), `check_store_folder`."""
+    if not create:
+        check_store_folder(root)
+        return
     if os.path.exists(root) and not os.path.isdir(root):
         raise StoreError(f"store path {root} exists and is not a folder")
     meta = os.path.join(root, META_DIR)

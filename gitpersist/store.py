@@ -24,6 +24,14 @@ Guarantees (each one has a test; see the README's Guarantees section):
   good) are kept in side files under ``.gitpersist/secrets/``, never in
   the record files that git commits and syncs; reads return the whole
   record (see `gitpersist.secret`).
+* **Read-only opens.**  ``read_only=True`` (picked, with a warning, when
+  the store folder is not writable) opens an existing store without the
+  write lock, free space or a writable file system: reads, listings and
+  history work; every write raises `ReadOnlyStore` naming the store; the
+  recovery an open would do is left to the next writer.  A writable
+  store's open does not wait for the write lock either: held by another
+  writer (or not to be had, a full disk), its recovery is left to this
+  process's first write (``tests/test_read_only.py``).
 * **Bad records stay contained.**  A record file that does not parse raises
   `CorruptRecord` naming the file from `get`; `find` and `all` skip it with a
   warning, and the rest of the store keeps working.
@@ -51,6 +59,7 @@ component           owns
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -73,7 +82,7 @@ from .locking import WriteLock
 from .messages import Describe, describe_change
 from .reader import Entry, OnDisk, Reader
 from .recorder import Recorder
-from .records import RecordFiles, open_store_folder
+from .records import RecordFiles, open_store_folder, writable
 from .sidefiles import SideFiles
 from .watcher import Watcher
 
@@ -84,6 +93,16 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 __all__ = ["ABSENT", "Absent", "Change", "Document", "Store", "describe_change"]
+
+
+def _read_only_if_not_writable(opts: options.Options, root: str) -> options.Options:
+    """`opts`, made read-only (with a warning) if the store folder at
+    `root` is not writable."""
+    if opts.read_only or writable(root):
+        return opts
+    LOG.warning("%s: the store folder is not writable: opened read-only, writes are "
+                "refused", root)
+    return dataclasses.replace(opts, read_only=True)
 
 
 class Absent:
@@ -119,7 +138,7 @@ class Store:
                  commit_mode: str = "sync", commit_delay: float = 0.2,
                  remote: str | None = None, sync_every: float | None = None,
                  sync_on_open: bool = False, sync_after_commit: bool = False,
-                 merge: str = "field") -> None:
+                 merge: str = "field", read_only: bool = False) -> None:
         """Open (or create) the store at `path`.
 
         `git`: commit every change (the folder becomes a repository, or the
@@ -134,7 +153,9 @@ class Store:
         `sync_on_open`, `sync_after_commit`, and `merge`, the rule for a
         record both hosts changed: "field" (a three-way merge, field by
         field) or "record" (the later change wins as a whole record)
-        (`gitpersist.sync`).
+        (`gitpersist.sync`);
+        `read_only`: open an existing store for reading only (picked
+        with a warning when its folder is not writable).
         `gitpersist.options` checks each, naming it, before anything is
         made.  `indexes` declares equality
         indexes (type -> index name -> field name or function of the
@@ -146,9 +167,10 @@ class Store:
             lock_timeout=lock_timeout, file_mode=file_mode, dir_mode=dir_mode, author=author,
             commit_mode=commit_mode, commit_delay=commit_delay, remote=remote,
             sync_every=sync_every, sync_on_open=sync_on_open,
-            sync_after_commit=sync_after_commit, merge=merge))
+            sync_after_commit=sync_after_commit, merge=merge, read_only=read_only))
         wanted = secret.check_fields(secret_fields, "secret_fields")
         self.root = os.path.abspath(os.fspath(path))
+        opts = self.options = _read_only_if_not_writable(opts, self.root)
         self._describe = describe or describe_change
         self._closed = False
         self._syncer: Syncer | None = None
@@ -162,8 +184,9 @@ class Store:
         self._log = ChangeLog(self._files)
         self._feed = ChangeFeed(self._log.path)
         self._cache = Cache(self._files, self._reader, self._sides, self._log, indexes or {})
-        open_store_folder(self.root, opts.dir_mode)
-        self._lock = WriteLock(self.root, timeout=opts.lock_timeout, file_mode=opts.file_mode)
+        open_store_folder(self.root, opts.dir_mode, create=not opts.read_only)
+        self._lock = WriteLock(self.root, timeout=opts.lock_timeout, file_mode=opts.file_mode,
+                               read_only=opts.read_only)
         self._recorder = Recorder(None)
         self._format = FormatFile(self._files, self._lock.exclusive,
                                   lambda relpath: self._log.wrote(relpath, UNKNOWN))
@@ -171,7 +194,7 @@ class Store:
                                         self._lock.exclusive)
         self._cache.declaration_changed = self._declaration.changed
         try:
-            self._log.open()
+            self._log.open(create=not opts.read_only)
             grown = self._declaration.open(wanted)
             if opts.watch != "off":
                 watcher = self._watcher = Watcher(
@@ -379,7 +402,7 @@ class Store:
 
     def flush(self) -> None:
         """Wait until every write so far is committed (asynchronous commits)."""
-        if self._history is not None:
+        if self._history is not None and not self.options.read_only:
             self._history.flush()
 
     def sync(self) -> SyncReport:
@@ -454,16 +477,22 @@ class Store:
 
     def _open_history(self) -> None:
         """The git history; a sync cut short finishes first, then recovery
-        commits what differs from HEAD."""
+        commits what differs from HEAD.  Both only if the write lock is free
+        now: opening never waits for it (a SIGSTOPped holder made every
+        open fail), and what is found is left to the next write.  A store
+        opened read-only does neither."""
         from .history import History   # GitPython loads only when needed
         opts = self.options
-        self._recorder.history = self._history = History(
+        history = self._recorder.history = self._history = History(
             self.root, lock=self._lock.exclusive, author=opts.author,
-            commit_mode=opts.commit_mode, commit_delay=opts.commit_delay, fsync=opts.fsync)
-        with self._lock.exclusive():
-            from .sync import finish_interrupted
-            finish_interrupted(self)
-            self._history.recover()
+            commit_mode=opts.commit_mode, commit_delay=opts.commit_delay, fsync=opts.fsync,
+            create=not opts.read_only)
+        history.recovery_due = True     # until done: if not now, by the next write
+        with self._lock.if_free() as free:      # never, read-only
+            if free:
+                from .sync import finish_interrupted
+                finish_interrupted(self)
+                history.recover_quietly()
 
     def _split_secrets(self, type: str) -> None:
         """Move newly declared secret fields of `type`'s records to side files."""

@@ -4,6 +4,7 @@ only when that is safe."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -225,9 +226,14 @@ def test_a_held_write_lock_is_a_note_and_repair_waits_for_it(root):
     lock = filelock.FileLock(str(root / ".gitpersist" / "write.lock"), thread_local=False)
     with lock:
         problems = fsck.check(root)
-        assert problems == [Problem("locked", ".gitpersist/write.lock",
-                                    "held by a running writer: what follows may change "
-                                    "while it is checked", note=True)]
+        # this process holds it, and recorded itself as holder when it made
+        # the store: named, with that time (tests/test_lock_holder.py)
+        [problem] = problems
+        assert (problem.kind, problem.path, problem.note) == \
+            ("locked", ".gitpersist/write.lock", True)
+        assert re.fullmatch(rf"held by a running writer \(pid {os.getpid()} on host .+ since "
+                            r".+ UTC\): what follows may change while it is checked",
+                            problem.message), problem.message
         with pytest.raises(fsck.LockTimeout, match="could not lock .*write.lock within "
                                                    "0.1 s to repair the store"):
             fsck.check(root, repair=True, lock_timeout=0.1)
@@ -344,3 +350,39 @@ def test_repair_while_another_thread_writes(git_root):
         stop.set()
         writer.join()
     assert fsck.clean(fsck.check(git_root, repair=True))
+
+
+# -- fsck beside a busy store and a clone (issue 14) ----------------------------------
+
+def test_right_after_a_commit_nothing_is_uncommitted(tmp_path):
+    """The index follows a commit half a second later (much later here):
+    fsck compares the files with HEAD, not with the index."""
+    root = tmp_path / "store"
+    with Store(root, git=True, watch="off") as store:
+        store.history.index_delay = 3600
+        store.put("volumes", "v1", {"size": 1})
+        store.put("volumes", "v2", {"size": 2})
+        store.flush()
+        store.put("volumes", "v1", {"size": 3})      # modified, committed
+        store.delete("volumes", "v2")                 # deleted, committed
+        store.put("volumes", "v3", {"size": 1})      # new, committed
+        assert git(root, "status", "--porcelain") != ""        # the index lags
+        assert [p.kind for p in fsck.check(root)] == ["empty-folder"]     # v2's shard
+        record_file(root, "volumes", "v1").write_text('{"id": "v1", "size": 9}\n')
+        assert [(p.kind, p.message) for p in fsck.check(root)] == [
+            ("empty-folder", "empty folder (left after deletions)"),
+            ("uncommitted", "modified since the last commit")]
+
+
+def test_a_git_clone_is_reported_once_and_repair_tightens_it(git_root, tmp_path):
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(git_root), str(clone))
+    os.chmod(clone, 0o755)      # the root's own mode is the user's business
+    problems = fsck.check(clone)
+    assert [(p.kind, p.path) for p in problems] == [("permissions", ".")]
+    assert re.fullmatch(r"checked out by git with mode 0644: \d+ files and folders are "
+                        r"looser than 0600 \(folders 0700\); `fsck --repair` tightens",
+                        problems[0].message), problems[0].message
+    assert [p.repaired for p in fsck.check(clone, repair=True)] == [True]
+    assert fsck.check(clone) == []
+    assert (record_file(clone, "volumes", "v1").stat().st_mode & 0o777) == 0o600

@@ -82,7 +82,7 @@ def test_apply_write_commit_and_pack_make_a_history_git_reads(git_repo, store):
     git(git_repo, "update-ref", "refs/heads/main", commit)
     fsck_clean(git_repo)
     assert not [n for n in os.listdir(git_repo / ".git" / "objects" / "pack")
-                if n.startswith("tmp_")]
+                if n.startswith(("tmp_", "gitpersist_"))]
     # and read back through gitdb
     assert store.lookup(store.commit_tree(commit), "meta/volumes/ab/v1.json")[0] == FILE_MODE
     assert store.lookup(store.commit_tree(commit), "README") is None
@@ -126,8 +126,38 @@ def test_stale_pack_temps_of_dead_processes_are_removed(git_repo, store):
     folder.mkdir(parents=True, exist_ok=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    names = [f"tmp_pack_{dead.pid}_{HOST}_abcd", f"tmp_idx_{os.getpid()}_{HOST}_abcd", "tmp_other_1_2"]
+    names = [f"tmp_pack_{dead.pid}_{HOST}_abcd", f"gitpersist_idx_{dead.pid}_{HOST}_ab",
+             f"tmp_idx_{os.getpid()}_{HOST}_abcd", f"gitpersist_pack_{os.getpid()}_{HOST}_ab",
+             "tmp_other_1_2"]
     for name in names:
         (folder / name).write_bytes(b"")
+    keeps = {"pack-1.keep": f"gitpersist {dead.pid} {HOST}\n",     # a dead writer's
+             "pack-2.keep": f"gitpersist {os.getpid()} {HOST}\n",  # a live one's
+             "pack-3.keep": "kept by the ops team\n"}              # the user's
+    for name, text in keeps.items():
+        (folder / name).write_text(text)
     store.remove_stale_temps()
-    assert sorted(n for n in os.listdir(folder) if n.startswith("tmp")) == sorted(names[1:])
+    assert sorted(n for n in os.listdir(folder) if n.startswith(("tmp", "gitpersist"))) == \
+        sorted(names[2:])
+    assert sorted(n for n in os.listdir(folder) if n.endswith(".keep")) == \
+        ["pack-2.keep", "pack-3.keep"]
+
+
+def test_a_pack_is_kept_from_git_repack_until_released(git_repo, store):
+    """The window where a new pack is unreachable: a keep file, so ``git
+    repack -a -d`` leaves it (without, it deleted it: issue 14)."""
+    parent = git(git_repo, "rev-parse", "HEAD").strip()
+    tree = store.apply(store.commit_tree(parent),
+                       nest({"v1.json": store.add(b"blob", b"{}\n")}))
+    commit = store.write_commit(tree, [parent], AUTHOR, "v1\n")
+    store.write_pack()
+    [keep] = store.kept
+    assert open(keep).read() == f"gitpersist {os.getpid()} {HOST}\n"
+    git(git_repo, "repack", "-a", "-d", "-q")
+    git(git_repo, "prune", "--expire=now")
+    assert git(git_repo, "cat-file", "-t", commit) == "commit\n"
+    git(git_repo, "update-ref", "refs/heads/main", commit)
+    store.release()
+    assert store.kept == [] and not os.path.exists(keep)
+    git(git_repo, "gc", "--prune=now", "-q")
+    fsck_clean(git_repo)

@@ -184,7 +184,8 @@ def test_secret_fields_stay_local_and_read_back_whole(tmp_path, use_git):
     if use_git:
         assert PASSWORD.encode() not in everything_git_has(root)
         assert git_bytes(root, "status", "--porcelain", "--ignored").splitlines() == [
-            b"!! .gitpersist/changes", b"!! .gitpersist/secrets/", b"!! .gitpersist/write.lock"]
+            b"!! .gitpersist/changes", b"!! .gitpersist/secrets/", b"!! .gitpersist/write.holder",
+            b"!! .gitpersist/write.lock"]
         assert fsck.clean(fsck.check(root, git=True))
 
 

@@ -37,6 +37,11 @@ commit_delay    0.2           seconds an "async" commit may wait to gather
 file_mode       0o600         permissions of record files (int, or an octal
                               string such as "0640")
 dir_mode        0o700         permissions of the store's folders
+read_only       False         open an existing store for reading only:
+                              no write lock, free space or writable file
+                              system needed, writes refused
+                              (``ReadOnlyStore``); picked with a warning
+                              when the folder is not writable
 local_secrets   True          keep each volume's ``provider_auth`` and each
                               connection's ``connection_info`` (their
                               credentials: CHAP passwords and the like) out

@@ -23,7 +23,9 @@ Guarantees kept here:
   written twice before its commit gets a commit for each version.
 * **Crashes lose nothing.**  Record files are durable before `record` is
   called.  A process that dies before its commit leaves files that differ
-  from HEAD; `recover` (run at every open) commits them in one commit.
+  from HEAD; `recover` (run at every open that finds the write lock free,
+  else at the process's first write: `recover_quietly`) commits them in
+  one commit.
   The objects are on disk before the ref moves (`objects`, `refs`): ``git
   fsck`` stays clean.  Temp files of a dead writer are removed at open; a
   branch lock left by a killed writer is removed once `stale_lock_age`
@@ -142,8 +144,9 @@ class History:
 
     def __init__(self, root: str, *, lock: Callable[[], AbstractContextManager[object]],
                  author: str | None, commit_mode: str, commit_delay: float,
-                 fsync: bool) -> None:
+                 fsync: bool, create: bool = True) -> None:
         self.root = root
+        self.recovery_due = False   # recovery left by the open to the next write
         self.commit_mode = commit_mode
         self.commit_delay = float(commit_delay)
         self.fsync = fsync
@@ -151,7 +154,7 @@ class History:
         self._git_lock = threading.RLock()       # GitPython is not thread-safe
         self._cond = green.Condition()
         self._closed = False
-        self.repository = repo = Repository(root, author)
+        self.repository = repo = Repository(root, author, create=create)
         self.worktree, self.prefix, self.author = repo.worktree, repo.prefix, repo.author
         self.git_dir, self.common_dir = repo.git_dir, repo.common_dir
         self.runner = GitRunner(self.worktree)
@@ -235,6 +238,8 @@ class History:
         still queued there, a hand edit, or a crashed writer's leftover: it
         keeps a commit of its own, and the next commit's diff is the change
         its message describes."""
+        if self.recovery_due:
+            self.recover_quietly()
         if self.commit_mode != "sync":
             return              # our own queued changes look just the same
         if self.group.holds(relpath):
@@ -286,6 +291,22 @@ class History:
             LOG.warning("%s: index not updated yet, retrying in the background: %s",
                         self.root, exc)
         return list(changes)
+
+    def recover_quietly(self) -> list[str]:
+        """`recover`, where a failure must not fail the caller: at open, and
+        at the first write of a process whose open could not recover (the
+        write lock held by another writer, a full disk).  A failure is
+        logged and leaves the recovery due (`recovery_due`) for the next
+        write (`commit_pending`).  Called with the store lock held."""
+        try:
+            found = self.recover()
+        except (HistoryError, OSError) as exc:
+            self.recovery_due = True
+            LOG.warning("%s: files changed since the last commit are left for the next "
+                        "write to commit: %s", self.root, exc)
+            return []
+        self.recovery_due = False
+        return found
 
     def flush(self) -> None:
         """Return once every change recorded so far is committed and the

@@ -35,9 +35,9 @@ class Repository:
     serialise every use of it (History's ``_git_lock``).  Everything else is
     read once in the constructor and not changed afterwards: no lock."""
 
-    def __init__(self, root: str, author: str | None = None) -> None:
+    def __init__(self, root: str, author: str | None = None, *, create: bool = True) -> None:
         explicit = None if author is None else options.parse_author("author", author)
-        self.repo = open_repo(root)
+        self.repo = open_repo(root, create=create)
         try:
             self._read_facts(root, explicit)
         except BaseException:
@@ -95,12 +95,14 @@ class Author:
         return f"{self.name} <{self.email}>"
 
 
-def open_repo(root: str) -> git.Repo:
-    """The repository enclosing `root`, or a new one at `root`."""
+def open_repo(root: str, *, create: bool = True) -> git.Repo:
+    """The repository enclosing `root`, or (with `create`) a new one at `root`."""
     try:
         return git.Repo(root, search_parent_directories=True)
     except git.InvalidGitRepositoryError:
-        pass
+        if not create:
+            raise HistoryError(f"no git repository holds the store {root} (a store opened "
+                               "read-only does not make one)") from None
     except git.NoSuchPathError:
         raise StoreError(f"store folder {root} is missing") from None
     try:

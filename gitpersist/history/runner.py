@@ -122,7 +122,11 @@ class GitRunner:
         """The store's relpaths (below `prefix` in the work tree) that git
         status reports as differing anywhere between HEAD, the index and the
         work tree, ignored files included."""
-        out = self.text([*STATUS, "--", f":(literal){prefix}" if prefix else "."])
+        # GIT_OPTIONAL_LOCKS=0: status must not take index.lock to refresh
+        # the index (it died on ENOSPC writing it, and a full disk kept the
+        # store from opening); the index is ours to update (`index`).
+        out = self.text([*STATUS, "--", f":(literal){prefix}" if prefix else "."],
+                        env={"GIT_OPTIONAL_LOCKS": "0"})
         return set(parse_status(out, prefix))
 
 
