@@ -69,6 +69,18 @@ class Reader:
         entry.checked = checked
         return entry
 
+    def for_write(self, relpath: str, needed: bool) -> OnDisk | None:
+        """The record at `relpath` as a write finds it, read once, when the
+        write needs it: when the writer says it is `needed` (to check
+        ``expect=``, to describe the change, to stage the secrets it has),
+        or when the type may have side files to keep.  Read under the write
+        lock from the file, not the cache: another process may have written
+        it a moment ago and its event may not have arrived yet."""
+        type = relpath.split("/", 1)[0]
+        if not needed and not (self._codec.names(type) and self._sides.may_have(type)):
+            return None
+        return self.current(relpath)
+
     def current(self, relpath: str) -> OnDisk:
         """The record at `relpath` as a write finds it (see `OnDisk`)."""
         path = self._files.path(relpath)

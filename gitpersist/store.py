@@ -315,7 +315,8 @@ class Store:
             if self._codec.generation != generation:
                 record = self._codec.prepare(type, id, document)
             keys = self._cache.keys_of(type, record.document, f"{type} {id!r}")
-            now = self._current(record.relpath, expect, bool(record.hidden))
+            now = self._reader.for_write(record.relpath, expect is not None or self._recorder.active
+                                         or bool(record.hidden))
             _check_expected(self._cache, type, id, expect, now)
             self._recorder.before_change(record.relpath, now.content if now else None)
             kept = (self._sides.stage(record, now.side, now.public_revision) if now
@@ -341,7 +342,7 @@ class Store:
         relpath = paths.record_path(type, id)
         ticket = None
         with self._lock.exclusive():
-            now = self._current(relpath, expect)
+            now = self._reader.for_write(relpath, expect is not None or self._recorder.active)
             _check_expected(self._cache, type, id, expect, now)
             self._recorder.before_change(relpath, now.content if now else None)
             removed = self._files.remove(relpath)
@@ -501,18 +502,6 @@ class Store:
             if names & document.keys():
                 self.put(type, document["id"], document,
                          message=f"{type} {document['id']}: secret fields kept local")
-
-    def _current(self, relpath: str, expect: object, secrets: bool = False) -> OnDisk | None:
-        """The record as it is on disk now, read once, when the write needs
-        it: to check `expect`, to describe the change, to stage secrets (the
-        write has some, or the type may have side files).  Read under the write lock from the file,
-        not the cache: another process may have written it a moment ago and
-        its event may not have arrived yet."""
-        type = relpath.split("/", 1)[0]
-        if expect is None and not self._recorder.active and not secrets and not (
-                self._codec.names(type) and self._sides.may_have(type)):
-            return None
-        return self._reader.current(relpath)
 
     def _message(self, record: Prepared, now: OnDisk | None) -> str:
         """The commit message of a put: `describe` sees the records without
