@@ -45,7 +45,8 @@ import orjson
 from . import encoding, files, paths
 from .errors import CorruptRecord, LockTimeout, StoreError
 from .locate import find_repo, uses_git
-from .layout import FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_NAMES
+from .layout import (FORMAT_FILE, FORMAT_VERSION, LOCK_FILE, META_DIR, META_NAMES,
+                     SNAPSHOT_DIR)
 
 if TYPE_CHECKING:
     import git
@@ -213,6 +214,10 @@ class _Checker:
                 self.check_mode(relpath, entry.stat(follow_symlinks=False))
             elif entry.name == "secrets" and entry.is_dir():
                 self.check_secrets(relpath)
+            elif relpath == SNAPSHOT_DIR and entry.is_dir():     # the cache's, rebuilt at will
+                for snapshot in os.scandir(entry.path):
+                    self.check_mode(f"{relpath}/{snapshot.name}",
+                                    snapshot.stat(follow_symlinks=False))
             elif files.is_stale_temp(entry.name, entry.path):
                 self.report_stale_temp(relpath)
             else:

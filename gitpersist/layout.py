@@ -8,7 +8,9 @@ A store folder holds one folder per type (``<type>/<shard>/<id>.json``, see
 * ``.gitignore``: keeps everything else in the meta folder out of git;
 * ``write.lock``: the writers' lock file;
 * ``changes``: the change log every process's cache follows;
-* ``secrets/``: the side files holding secret fields, and the store's key.
+* ``secrets/``: the side files holding secret fields, and the store's key;
+* ``snapshot/``: the cache's snapshot of each type (`gitpersist.snapshot`),
+  local state that holds no secret field.
 
 Guarantees: this module imports only `paths` (a leaf), and
 `is_store_file` is the one rule for "is this path one of the store's own
@@ -30,6 +32,8 @@ LOCK_FILE: Final = f"{META_DIR}/write.lock"
 CHANGES_FILE: Final = f"{META_DIR}/changes"
 SECRETS_DIR: Final = f"{META_DIR}/secrets"
 KEY_FILE: Final = f"{SECRETS_DIR}/key"
+SNAPSHOT_DIR: Final = f"{META_DIR}/snapshot"
+SNAPSHOT_KEY: Final = f"{SNAPSHOT_DIR}/key"
 # What the meta folder keeps out of git: everything but the format file.
 META_GITIGNORE: Final = b"*\n!.gitignore\n!format.json\n"
 META_FILES: Final = frozenset([FORMAT_FILE, GITIGNORE_FILE])
