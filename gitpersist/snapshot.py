@@ -238,6 +238,8 @@ class Snapshots:
             row = self._row(entry)
             if row is not None:
                 by_shard.setdefault(entry.relpath.split("/", 2)[1], []).append(row)
+        if not by_shard:
+            return      # nothing it could spare a read of (every record has secrets?)
         shards = {}
         for relfolder, folder in self._files.shards(type):
             shard = relfolder.rsplit("/", 1)[1]

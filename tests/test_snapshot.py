@@ -307,3 +307,16 @@ def test_the_collector_is_on_again_after_a_load(tmp_path):
 
 def snapshots_of(store: Store) -> Snapshots:
     return store._cache.snapshots
+
+
+def test_no_snapshot_when_every_record_has_secret_fields(tmp_path):
+    """Nothing in it would spare a read: none is written."""
+    root = tmp_path / "s"
+    secrets = {"volumes": ["password"]}
+    with Store(root, watch="off", secret_fields=secrets) as store:
+        for i in range(N):
+            store.put("volumes", f"v{i:03d}", {"n": i, "password": f"p{i}"})
+    time.sleep(0.25)
+    with Store(root, watch="off", secret_fields=secrets) as store:
+        assert len(store.all("volumes")) == N
+    assert not (root / ".gitpersist/snapshot/volumes.snap").exists()
