@@ -150,7 +150,7 @@ class Cache:
                                                      for name, key in keys.items()}
                             for type, keys in indexes.items()}
         self._types: dict[str, TypeCache] = {}
-        self.snapshots = Snapshots(files, sides.codec)
+        self.snapshots = Snapshots(files, sides.codec, reader)
         self.lock = threading.RLock()
         self.listeners: list[CacheListener] = []
         self._dirty: set[str] = set()

@@ -24,10 +24,12 @@ The rules (tests: ``tests/test_snapshot.py``):
   holds the same names: creating, removing or renaming a file changes
   them.  Only then is the folder not listed again; each file is still
   checked by its own signature.
-* **No secrets.**  A record that had secret fields is not saved (its side
-  file is read at the next open); a row is the record file's bytes, which
-  git may see anyway.  A snapshot made under another declaration of the
-  type's secret fields is ignored.
+* **No secrets.**  A row is a record file's content, which git may see
+  anyway: a record with secret fields is saved without them, marked, and
+  its side file is read when it is taken (the side-file protocol replaces
+  the record file whenever its secrets change, so an unchanged record file
+  has the same secrets; an unmarked row has none).  A snapshot made under
+  another declaration of the type's secret fields is ignored.
 * **Never wrong data.**  A snapshot this store did not write is ignored
   whole and rebuilt: its HMAC (SHA-256, with the key) fails when it is
   torn, truncated, edited or planted by anyone who cannot read the key
@@ -58,7 +60,8 @@ import orjson
 from . import encoding, files, paths
 from .codec import Codec
 from .layout import SNAPSHOT_DIR, SNAPSHOT_KEY
-from .reader import COARSE_TICK, Entry
+from .errors import CorruptRecord
+from .reader import COARSE_TICK, Entry, Reader
 from .records import RecordFiles
 
 LOG = logging.getLogger(__name__)
@@ -69,10 +72,11 @@ FINE_TICK: Final = 100_000_000      # ns: well over the kernel's file clock tick
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 
-# [name, ino, mtime_ns, size, ctime_ns, checked, revision, document, text]: text
-# is the file's bytes, or None when they are the document's canonical encoding
-# (most files: parsing the documents with the snapshot and encoding them again
-# costs half of parsing each one's text).
+# [name, ino, mtime_ns, size, ctime_ns, checked, revision, document, text,
+# (secret)]: the record file's; text is its bytes, or None when they are the
+# document's canonical encoding (most files: parsing the documents with the
+# snapshot and encoding them again costs half of parsing each one's text);
+# a tenth item (True) marks a record whose side file holds secret fields.
 Row = list[Any]
 
 
@@ -98,9 +102,10 @@ class Snapshots:
     """The snapshots of the store whose files are `files`.  No lock: the
     cache calls it with its own lock held."""
 
-    def __init__(self, files: RecordFiles, codec: Codec) -> None:
+    def __init__(self, files: RecordFiles, codec: Codec, reader: Reader) -> None:
         self._files = files
         self._codec = codec
+        self._reader = reader
         self.writable = True        # False: never saved (a read-only store)
 
     # Types smaller than this are read in milliseconds: no snapshot.
@@ -190,11 +195,10 @@ class Snapshots:
             os.close(fd)
         return entries, others
 
-    @staticmethod
-    def _entry(kind: str, relpath: str, row: Row, fd: int, name: str) -> Entry | None:
+    def _entry(self, kind: str, relpath: str, row: Row, fd: int, name: str) -> Entry | None:
         """The entry of `row` if its file has the saved signature now."""
         try:
-            _, ino, mtime, size, ctime, checked, revision, document, text = row
+            _, ino, mtime, size, ctime, checked, revision, document, text, *secrets = row
             stat = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if stat.st_ino != ino or stat.st_mtime_ns != mtime or stat.st_size != size \
                     or stat.st_ctime_ns != ctime or not S_ISREG(stat.st_mode) \
@@ -209,9 +213,10 @@ class Snapshots:
             if type(document) is not dict or not paths.is_path_of(relpath, kind,
                                                                   document["id"]):
                 return None
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            entry = Entry(relpath, document, data, revision, (ino, mtime, size), checked)
+            return self._reader.with_secrets(entry) if secrets == [True] else entry
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, CorruptRecord):
             return None
-        return Entry(relpath, document, data, revision, (ino, mtime, size), checked)
 
     # -- saving --------------------------------------------------------------
 
@@ -233,13 +238,9 @@ class Snapshots:
         names = self._codec.names(type)
         by_shard: dict[str, list[Row]] = {}
         for entry in entries:
-            if names & entry.document.keys():
-                continue        # secret fields: its side file is read next time
-            row = self._row(entry)
+            row = self._row(entry, bool(names & entry.document.keys()))
             if row is not None:
                 by_shard.setdefault(entry.relpath.split("/", 2)[1], []).append(row)
-        if not by_shard:
-            return      # nothing it could spare a read of (every record has secrets?)
         shards = {}
         for relfolder, folder in self._files.shards(type):
             shard = relfolder.rsplit("/", 1)[1]
@@ -251,9 +252,9 @@ class Snapshots:
         files.write_atomic(self._files.root, self.relpath(type), data, fsync=False,
                            file_mode=self._files.file_mode, dir_mode=self._files.dir_mode)
 
-    def _row(self, entry: Entry) -> Row | None:
-        """The row of `entry`, if its file is still what was read and had
-        settled before it was read."""
+    def _row(self, entry: Entry, secrets: bool) -> Row | None:
+        """The row of `entry` (`secrets`: it has secret fields), if its file
+        is still what was read and had settled before it was read."""
         try:
             stat = os.lstat(self._files.path(entry.relpath))
         except OSError:
@@ -261,13 +262,21 @@ class Snapshots:
         if files.signature(stat) != entry.signature or not settled(stat.st_ctime_ns,
                                                                    entry.checked):
             return None
+        name, document, data, revision = (entry.relpath.rsplit("/", 1)[1], entry.document,
+                                          entry.data, entry.revision)
         try:
-            canonical = encoding.canonical(entry.document) == entry.data
+            if secrets:     # the record file's part, if it is what the file holds
+                document, hidden = self._codec.split(entry.relpath.split("/", 1)[0], document)
+                data = encoding.canonical(document)
+                revision = encoding.revision_of(data)
+                if self._codec.revision(revision, hidden) != entry.revision:
+                    return None
+            canonical = encoding.canonical(document) == data
         except TypeError:
-            canonical = False
-        return [entry.relpath.rsplit("/", 1)[1], stat.st_ino, stat.st_mtime_ns,
-                stat.st_size, stat.st_ctime_ns, entry.checked, entry.revision,
-                entry.document, None if canonical else entry.data.decode()]
+            return None
+        return [name, stat.st_ino, stat.st_mtime_ns, stat.st_size, stat.st_ctime_ns,
+                entry.checked, revision, document, None if canonical else data.decode(),
+                *([True] if secrets else [])]
 
     @staticmethod
     def _folder(folder: str, rows: set[str]) -> list[Any]:

@@ -309,14 +309,24 @@ def snapshots_of(store: Store) -> Snapshots:
     return store._cache.snapshots
 
 
-def test_no_snapshot_when_every_record_has_secret_fields(tmp_path):
-    """Nothing in it would spare a read: none is written."""
+def test_records_with_secret_fields_read_only_their_side_file(tmp_path, reads):
     root = tmp_path / "s"
     secrets = {"volumes": ["password"]}
     with Store(root, watch="off", secret_fields=secrets) as store:
         for i in range(N):
-            store.put("volumes", f"v{i:03d}", {"n": i, "password": f"p{i}"})
+            store.put("volumes", f"v{i:03d}", {"n": i, "password": f"hunter2-{i}"})
+        revisions = [store.revision("volumes", f"v{i:03d}") for i in range(N)]
     time.sleep(0.25)
     with Store(root, watch="off", secret_fields=secrets) as store:
-        assert len(store.all("volumes")) == N
-    assert not (root / ".gitpersist/snapshot/volumes.snap").exists()
+        store.all("volumes")
+    assert b"hunter2" not in (root / ".gitpersist/snapshot/volumes.snap").read_bytes()
+    # while closed: a secret changes (the record file is replaced with it)
+    with Store(root, watch="off", secret_fields=secrets) as store:
+        revisions[1] = store.put("volumes", "v001", {"n": 1, "password": "changed"})
+    del reads[:]
+    with Store(root, watch="off", secret_fields=secrets) as store:
+        found = store.all("volumes")
+        assert [d["password"] for d in found] == ["hunter2-0", "changed"] + [
+            f"hunter2-{i}" for i in range(2, N)]
+        assert [store.revision("volumes", d["id"]) for d in found] == revisions
+    assert reads == [paths.record_path("volumes", "v001")]
