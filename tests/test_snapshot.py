@@ -330,3 +330,30 @@ def test_records_with_secret_fields_read_only_their_side_file(tmp_path, reads):
             f"hunter2-{i}" for i in range(2, N)]
         assert [store.revision("volumes", d["id"]) for d in found] == revisions
     assert reads == [paths.record_path("volumes", "v001")]
+
+
+def test_a_read_only_file_system_reads_the_snapshot_and_cannot_break_on_it(coarse_fs, reads):
+    root = coarse_fs / "s"
+    with Store(root, watch="off") as store:
+        for i in range(N):
+            store.put("volumes", f"v{i:03d}", {"n": i})
+    time.sleep(2.1)         # 1-second timestamps: settled after COARSE_TICK
+    with Store(root, watch="off") as store:
+        store.all("volumes")
+    subprocess.run(["mount", "-o", "remount,ro", str(coarse_fs)], check=True)
+    try:
+        del reads[:]
+        with Store(root, watch="off") as store:
+            assert store.all("volumes") == truth(root)
+        assert reads == []
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(coarse_fs)], check=True)
+    (root / ".gitpersist/snapshot/volumes.snap").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(coarse_fs)], check=True)
+    try:
+        with Store(root, watch="off") as store:     # saving it fails: nothing else does
+            assert store.all("volumes") == truth(root)
+            store.all("volumes")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(coarse_fs)], check=True)
+    assert not (root / ".gitpersist/snapshot/volumes.snap").exists()
