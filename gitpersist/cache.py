@@ -111,9 +111,14 @@ class TypeCache:
         self.entries[id] = entry
         self.unsaved += 1
         self.id_of_path[entry.relpath] = id
-        self.corrupt.pop(entry.relpath, None)
+        if self.corrupt:
+            self.corrupt.pop(entry.relpath, None)
         for name, key in entry.keys:
-            self.indexes[name].setdefault(key, set()).add(id)
+            ids = self.indexes[name].get(key)
+            if ids is None:
+                self.indexes[name][key] = {id}
+            else:
+                ids.add(id)
 
     def broken(self, relpath: str, path: str, exc: CorruptRecord, checked: int) -> None:
         """`relpath` is broken as read at `checked` (time.time_ns() before)."""
