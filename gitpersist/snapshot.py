@@ -59,8 +59,8 @@ import orjson
 
 from . import encoding, files, paths
 from .codec import Codec
-from .layout import SNAPSHOT_DIR, SNAPSHOT_KEY
 from .errors import CorruptRecord
+from .layout import SNAPSHOT_DIR, SNAPSHOT_KEY
 from .reader import COARSE_TICK, Entry, Reader
 from .records import RecordFiles
 
