@@ -54,6 +54,14 @@ def dumps(document: dict[str, Any], where: str) -> bytes:
     return data
 
 
+def canonical(document: dict[str, Any]) -> bytes:
+    """The canonical bytes of a document decoded from JSON (which holds
+    none of what `dumps` looks for): what `dumps` gives, without its checks
+    (they walk every document with a null, most of cinderlib's).  Raises
+    `orjson.JSONEncodeError` (a `TypeError`) on what JSON cannot hold."""
+    return bytes(memoryview(orjson.dumps(document, option=_DUMP_OPTIONS)))
+
+
 def loads(data: bytes, path: str) -> dict[str, Any]:
     """Decode a record file; `CorruptRecord` names `path` when it is not one."""
     try:

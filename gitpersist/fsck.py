@@ -59,7 +59,7 @@ from . import encoding, files, formatfile, paths, secret
 from .errors import CorruptRecord, FormatError, LockTimeout, StoreError
 from .locate import find_repo, uses_git
 from .layout import (FORMAT_FILE, FORMAT_VERSION, GITIGNORE_FILE, LOCK_FILE, META_DIR,
-                     META_GITIGNORE, META_NAMES, SECRETS_DIR)
+                     META_GITIGNORE, META_NAMES, SECRETS_DIR, SNAPSHOT_DIR)
 from .locking import held_by, holder_of, record_holder
 
 if TYPE_CHECKING:
@@ -245,6 +245,10 @@ class _Checker:
                 self.check_mode(relpath, entry.stat(follow_symlinks=False))
             elif entry.name == "secrets" and entry.is_dir():
                 self.check_secrets(relpath)
+            elif relpath == SNAPSHOT_DIR and entry.is_dir():     # the cache's, rebuilt at will
+                for snapshot in os.scandir(entry.path):
+                    self.check_mode(f"{relpath}/{snapshot.name}",
+                                    snapshot.stat(follow_symlinks=False))
             elif files.is_stale_temp(entry.name, entry.path):
                 self.report_stale_temp(relpath)
             else:

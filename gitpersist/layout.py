@@ -13,7 +13,9 @@ A store folder holds one folder per type (``<type>/<shard>/<id>.json``, see
   moving secret fields out of (the next open finishes it, before it commits);
 * ``conflicts.json``: the conflicts syncs decided, until settled
   (`gitpersist.sync.ledger`);
-* ``secrets/``: the side files holding secret fields, and the store's key.
+* ``secrets/``: the side files holding secret fields, and the store's key;
+* ``snapshot/``: the cache's snapshot of each type (`gitpersist.snapshot`),
+  local state that holds no secret field.
 
 Guarantees: this module imports only `paths` (a leaf), and
 `is_store_file` is the one rule for "is this path one of the store's own
@@ -38,6 +40,8 @@ SPLITTING_FILE: Final = f"{META_DIR}/splitting"
 CONFLICTS_FILE: Final = f"{META_DIR}/conflicts.json"
 SECRETS_DIR: Final = f"{META_DIR}/secrets"
 KEY_FILE: Final = f"{SECRETS_DIR}/key"
+SNAPSHOT_DIR: Final = f"{META_DIR}/snapshot"
+SNAPSHOT_KEY: Final = f"{SNAPSHOT_DIR}/key"
 # What the meta folder keeps out of git: everything but the format file.
 META_GITIGNORE: Final = b"*\n!.gitignore\n!format.json\n"
 META_FILES: Final = frozenset([FORMAT_FILE, GITIGNORE_FILE])

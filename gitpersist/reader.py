@@ -25,7 +25,7 @@ from .records import RecordFiles
 from .sidefiles import SideFiles
 
 
-@dataclass
+@dataclass(slots=True)      # no __dict__: 100k of them cached, and tracked by the collector
 class Entry:
     """A record as the cache keeps it: `data` and `revision` are those of
     the whole record (secret fields included); `signature` tells a later
@@ -81,6 +81,13 @@ class Reader:
             return None
         return self.current(relpath)
 
+    def with_secrets(self, public: Entry) -> Entry:
+        """`public`, a record file's entry (its revision the file's), with
+        the secret fields its side file holds for it; a broken side file
+        raises `CorruptRecord` naming it."""
+        return _merge(self._codec, public, self._sides.read(public.relpath),
+                      self._files.path(public.relpath))
+
     def current(self, relpath: str) -> OnDisk:
         """The record at `relpath` as a write finds it (see `OnDisk`)."""
         path = self._files.path(relpath)
@@ -102,15 +109,20 @@ def _decode(codec: Codec, relpath: str, path: str, found: tuple[bytes, os.stat_r
             side: dict[str, Any] | None) -> Entry:
     """The entry of a record file's content and its side file."""
     data, stat = found
-    document, revision = encoding.loads(data, path), encoding.revision_of(data)
-    names = codec.names(relpath.split("/", 1)[0])
-    entry = secret.entry_for(side, revision)
-    hidden = {k: v for k, v in (entry or {}).get("fields", {}).items() if k in names}
+    return _merge(codec, Entry(relpath, encoding.loads(data, path), data,
+                               encoding.revision_of(data), files.signature(stat)), side, path)
+
+
+def _merge(codec: Codec, entry: Entry, side: dict[str, Any] | None, path: str) -> Entry:
+    """`entry` (a record file's) with the secret fields `side` holds for it."""
+    names = codec.names(entry.relpath.split("/", 1)[0])
+    found = secret.entry_for(side, entry.revision)
+    hidden = {k: v for k, v in (found or {}).get("fields", {}).items() if k in names}
     if hidden:
-        document = {**document, **hidden}
-        data = encoding.dumps(document, path)
-        revision = codec.revision(revision, hidden)
-    return Entry(relpath, document, data, revision, files.signature(stat))
+        entry.document = {**entry.document, **hidden}
+        entry.data = encoding.dumps(entry.document, path)
+        entry.revision = codec.revision(entry.revision, hidden)
+    return entry
 
 
 class OnDisk:

@@ -52,6 +52,7 @@ component           owns
 `sidefiles`         the side-file protocol of secret fields
 `reader`            what is on disk now, read once
 `cache`             entries, indexes, watcher paths; its own lock
+`snapshot`          the cache's snapshot of each type (the cache's)
 `watcher`           events from the file system
 `recorder`          history, batches, commit listeners
 ==================  ==============================================
@@ -450,8 +451,9 @@ class Store:
     # -- life cycle ----------------------------------------------------------
 
     def close(self) -> None:
-        """Stop syncing, commit what is pending, stop the watcher, release
-        git processes.  The order is this method's: the syncer's last sync
+        """Stop syncing, commit what is pending, save the cache's snapshot
+        of the types changed (`gitpersist.snapshot`), stop the watcher,
+        release git processes.  The order is this method's: the syncer's last sync
         needs the history; the history's last commit needs the write lock."""
         if self._closed:
             return
@@ -460,6 +462,7 @@ class Store:
             self._syncer.close()
         if self._history is not None:
             self._history.close()
+        self._cache.save_snapshots()
         self._lock.close()
         if self._watcher is not None:
             self._watcher.close()

@@ -78,3 +78,17 @@ def child_pids() -> set[int]:
 # Why a test marked ``cinderlib`` skips (conftest), in one place.
 CINDERLIB_MISSING = ("needs the cinderlib stack: pip install 'gitpersist[cinderlib]' "
                      "on Python 3.11")
+
+
+def edit_in_place(path, old: bytes, new: bytes) -> os.stat_result:
+    """Replace `old` by `new` (the same length) in the file at `path`,
+    writing into the file itself (same inode), and set its mtime back: the
+    change only its ctime shows.  Returns its stat before."""
+    assert len(old) == len(new)
+    before = os.stat(path)
+    with open(path, "r+b") as file:
+        data = file.read()
+        file.seek(0)
+        file.write(data.replace(old, new))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    return before

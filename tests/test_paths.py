@@ -53,6 +53,16 @@ def test_any_id_round_trips_through_the_store(tmp_path_factory, id_list):
         assert all(len(name.encode()) <= 255 for name in names)
 
 
+@settings(deadline=None)     # a loaded machine: 250 ms for a 1,000-character id
+@given(ids, ids)
+def test_is_path_of_says_what_record_path_says(a, b):
+    """The fast check of the snapshot's rows agrees with `record_path`."""
+    for id in (a, b, "con", "a" * 200, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"):
+        assert paths.is_path_of(paths.record_path("volumes", id), "volumes", id)
+    assert paths.is_path_of(paths.record_path("volumes", a), "volumes", b) == (a == b)
+    assert paths.is_record_name(paths.record_path("volumes", a).rsplit("/", 1)[1])
+
+
 def test_uuid_stays_readable():
     uuid = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
     assert paths.encode_id(uuid) == uuid
