@@ -185,6 +185,7 @@ class Store:
         self._log = ChangeLog(self._files)
         self._feed = ChangeFeed(self._log.path)
         self._cache = Cache(self._files, self._reader, self._sides, self._log, indexes or {})
+        self._cache.snapshots.writable = not opts.read_only    # local state: none saved
         open_store_folder(self.root, opts.dir_mode, create=not opts.read_only)
         self._lock = WriteLock(self.root, timeout=opts.lock_timeout, file_mode=opts.file_mode,
                                read_only=opts.read_only)

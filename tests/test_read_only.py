@@ -232,3 +232,16 @@ def test_a_stopped_lock_holder_does_not_keep_a_git_store_from_opening(holder):  
     with Store(root, git=True, watch="off", lock_timeout=0.2) as store:
         assert store.get("volumes", "held") == {"id": "held"}
         assert store.history.recovery_due          # left to the next writer
+
+
+def test_a_read_only_store_saves_no_snapshot(tmp_path):
+    """The cache's snapshot is local state a reader would write at close:
+    a store opened read_only writes nothing, not even that."""
+    from gitpersist.snapshot import Snapshots
+    count = Snapshots.MIN_RECORDS + 1
+    with Store(tmp_path, watch="off", fsync=False) as store:
+        for i in range(count):
+            store.put("volumes", f"v{i}", {"n": i})
+    with Store(tmp_path, watch="off", read_only=True) as reader:
+        assert len(reader.all("volumes")) == count
+    assert not (tmp_path / ".gitpersist" / "snapshot").exists()
