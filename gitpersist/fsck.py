@@ -56,6 +56,9 @@ _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
                  "!": "new (ignored by git)"}
 
 Progress = Callable[[int, int], None]
+# What `--repair` commits, and what it never does (a sync would carry it).
+REPAIR_TITLE = "fsck --repair: commit the store files that differed from HEAD"
+_NEVER_COMMITTED = frozenset({"corrupt", "id-mismatch", "format"})
 
 
 class ReferenceRules(Protocol):
@@ -419,13 +422,16 @@ class _GitCheck:
                             "crashed (then remove the file)")
             changes = self.uncommitted(repo, here)
             left = changes
+            broken = self.broken()
             if changes and self.checker.repair and not os.path.exists(lock):
-                self.commit_pending()
+                self.commit_pending(broken)
                 left = self.uncommitted(repo, here)
             for relpath, what in changes.items():
+                held = relpath in broken        # never carried to other hosts
                 self.checker.problems.append(Problem(
-                    "uncommitted", relpath, f"{what} since the last commit",
-                    repairable=True, repaired=relpath not in left))
+                    "uncommitted", relpath, f"{what} since the last commit" + (
+                        " (not committed: it is reported broken above)" if held else ""),
+                    repairable=not held, repaired=relpath not in left))
             self.git_fsck(repo)
         finally:
             repo.close()
@@ -446,12 +452,26 @@ class _GitCheck:
         return {relpath: _STATUS_WORDS.get(code[1] if code[1] != " " else code[0], "changed")
                 for relpath, code in parse_status(out, prefix).items()}
 
-    def commit_pending(self) -> None:
-        """Commit what is uncommitted, as a store opened with git does."""
+    def broken(self) -> set[str]:
+        """The files this check found broken (corrupt, at the wrong path, an
+        unreadable format file): a repair never commits them."""
+        return {problem.path for problem in self.checker.problems
+                if problem.kind in _NEVER_COMMITTED and not problem.repaired}
+
+    def commit_pending(self, broken: set[str]) -> None:
+        """Commit what is uncommitted but `broken`, under the write lock, in
+        a commit that says it is this repair's (the history's recovery,
+        without opening a store: that would commit everything)."""
+        from .history import History
         from .store import Store
-        with Store(self.checker.root, git=True, watch="off", file_mode=self.checker.file_mode,
-                   dir_mode=self.checker.dir_mode):
-            pass
+        with Store(self.checker.root, watch="off", file_mode=self.checker.file_mode,
+                   dir_mode=self.checker.dir_mode) as store, store.exclusive():
+            history = History(self.checker.root, lock=store.exclusive, author=None,
+                              commit_mode="sync", commit_delay=0.0, fsync=True)
+            try:
+                history.recover(skip=broken, reason=REPAIR_TITLE)
+            finally:
+                history.close()
 
     def git_fsck(self, repo: git.Repo) -> None:
         status, out, err = repo.git.fsck("--no-dangling", "--no-progress",

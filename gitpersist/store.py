@@ -69,7 +69,7 @@ from .errors import ConflictError, CorruptRecord, StoreError
 from .formatfile import FormatFile
 from .layout import FORMAT_FILE, Change
 from .locking import WriteLock
-from .messages import Describe, describe_change
+from .messages import Describe, declared_secrets, describe_change
 from .reader import Entry, OnDisk, Reader
 from .recorder import Recorder
 from .records import RecordFiles, open_store_folder
@@ -172,10 +172,14 @@ class Store:
                     self.root, self._cache.changed, self._cache.lost, mode=opts.watch,
                     poll_interval=opts.poll_interval)
                 self._cache.unwatched = lambda: not watcher.healthy
-            for type in grown:      # before recovery could commit them
-                self._split_secrets(type)
+            # Split before recovery could commit the fields; both changes
+            # are then committed as the declaration they are, not as a crash.
+            title = declared_secrets(self._codec.fields, grown)
+            explained = dict.fromkeys(
+                [FORMAT_FILE, *(relpath for type in grown
+                                for relpath in self._split_secrets(type))], title)
             if opts.git:
-                self._open_history()
+                self._open_history(explained if grown else {})
             if opts.syncing:    # a background syncer, and a sync on open if asked
                 from .sync import Syncer
                 assert opts.remote is not None
@@ -423,9 +427,10 @@ class Store:
 
     # -- internals -----------------------------------------------------------
 
-    def _open_history(self) -> None:
+    def _open_history(self, explained: Mapping[str, str]) -> None:
         """The git history; a sync cut short finishes first, then recovery
-        commits what differs from HEAD."""
+        commits what differs from HEAD (`explained`: the files this open
+        changed, and the commit title that says why)."""
         from .history import History   # GitPython loads only when needed
         opts = self.options
         self._recorder.history = self._history = History(
@@ -434,15 +439,19 @@ class Store:
         with self._lock.exclusive():
             from .sync import finish_interrupted
             finish_interrupted(self)
-            self._history.recover()
+            self._history.recover(explained)
 
-    def _split_secrets(self, type: str) -> None:
-        """Move newly declared secret fields of `type`'s records to side files."""
+    def _split_secrets(self, type: str) -> list[str]:
+        """Move newly declared secret fields of `type`'s records to side
+        files; the record files rewritten."""
         names = self._codec.names(type)
+        rewritten = []
         for document in self.all(type):
             if names & document.keys():
                 self.put(type, document["id"], document,
                          message=f"{type} {document['id']}: secret fields kept local")
+                rewritten.append(paths.record_path(type, document["id"]))
+        return rewritten
 
     def _current(self, relpath: str, expect: object, secrets: bool = False) -> OnDisk | None:
         """The record as it is on disk now, read once, when the write needs

@@ -549,7 +549,7 @@ def test_a_failed_recovery_at_open_leaves_no_thread_or_process(tmp_path, monkeyp
     from gitpersist import HistoryError
     from gitpersist.history import History
 
-    def broken(self):
+    def broken(self, *args, **kwargs):
         raise HistoryError("recovery failed")
     before = threading.active_count()
     monkeypatch.setattr(History, "recover", broken)
@@ -578,3 +578,37 @@ def test_another_processs_queued_async_change_keeps_a_commit_of_its_own(tmp_path
         assert [v.message.split("\n")[0] for v in b.versions("volumes", "v1")][0] == \
             "volumes v1: status available -> in-use"
         assert git(tmp_path, "show", "HEAD~1:" + relpath).count('"available"') == 1
+
+
+def test_a_declaration_at_open_is_committed_as_one_not_as_a_crash(tmp_path):
+    """Issue 16 item 3: opening with new secret fields commits the format
+    file and the split records under a declaration's title."""
+    with open_store(tmp_path) as store:
+        store.put("volumes", "v1", {"size": 1, "provider_auth": "CHAP u p"})
+    with open_store(tmp_path, secret_fields={"volumes": ["provider_auth"]}):
+        pass
+    assert subjects(tmp_path)[0] == (
+        "gitpersist: declare secret fields volumes.provider_auth (kept on this host)")
+    assert "found changed at open" not in "\n".join(subjects(tmp_path))
+    changed = git(tmp_path, "show", "--format=", "--name-only", "HEAD").split()
+    assert sorted(changed) == sorted([".gitpersist/format.json",
+                                      paths.record_path("volumes", "v1")])
+    assert git(tmp_path, "status", "--porcelain") == ""
+
+
+def test_recovery_leaves_the_files_it_is_told_to_skip(tmp_path):
+    with open_store(tmp_path) as store:
+        store.put("volumes", "v1", {"size": 1})
+    with Store(tmp_path, watch="off", fsync=False) as plain:
+        plain.put("volumes", "v1", {"size": 2})
+        plain.put("volumes", "v2", {"size": 2})
+    skipped = paths.record_path("volumes", "v1")
+    with Store(tmp_path, watch="off") as plain, plain.exclusive():
+        from gitpersist.history import History
+        history = History(str(tmp_path), lock=plain.exclusive, author=None,
+                          commit_mode="sync", commit_delay=0.0, fsync=False)
+        try:
+            assert history.recover({}, skip={skipped}) == [paths.record_path("volumes", "v2")]
+        finally:
+            history.close()
+    assert git(tmp_path, "status", "--porcelain", "--", skipped).strip()
