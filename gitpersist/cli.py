@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import __version__, encoding, fsck, options, paths, transfer
+from . import __version__, encoding, fsck, interrupt, options, paths, transfer
 from .errors import ConfigError, GitpersistError, StoreError
 from .locate import is_store, uses_git
 from .progress import Progress
@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the store's folder")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bar (it shows only on a terminal anyway)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help: str,
@@ -155,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--remote", metavar="NAME", default="origin",
                      help="a git remote of the store's repository (default: origin)")
 
-    sub = command("fsck", "check the store; exit 1 if anything is wrong", as_json)
+    sub = command("fsck", "check the store; exit 1 if anything is wrong", as_json, quiet)
     sub.add_argument("--repair", action="store_true",
                      help="fix what is safe: stale temp files, empty folders, loose "
                           "permissions, uncommitted changes")
@@ -167,11 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("export", "print every record as one JSON document")
     sub.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
 
-    sub = command("import", "store the records of an export or of a cinderlib dump")
+    sub = command("import", "store the records of an export or of a cinderlib dump", quiet)
     sub.add_argument("file", metavar="FILE", help="a `gitpersist export` document, or "
                      "cinderlib's dumps() output; - reads stdin")
 
-    sub = command("migrate", "copy everything from a cinderlib database into the store")
+    sub = command("migrate", "copy everything from a cinderlib database into the store",
+                  quiet)
     sub.add_argument("--from-db", metavar="URL", required=True,
                      help="the SQLAlchemy URL cinderlib's db plugin used, e.g. "
                           "sqlite:////var/lib/cinderlib/cinderlib.sqlite")
@@ -188,13 +192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             # eventlet >= 0.40 warns on import that it is deprecated; cinder
             # 23 imports it, and our users can do nothing about it.
             warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-            return args.run(args) or 0
+            with interrupt.terminating():       # SIGTERM runs our cleanups too
+                return args.run(args) or 0
     except GitpersistError as exc:
         print(f"gitpersist: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("gitpersist: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"gitpersist: interrupted ({transfer.why_stopped(exc)})", file=sys.stderr)
+        return exc.exit_status if isinstance(exc, interrupt.Interrupted) else 130
     except BrokenPipeError:      # `gitpersist ls volumes | head`
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -454,7 +459,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     if not os.path.isdir(os.path.join(root, META_DIR)):
         _require_store(root)
     from .cinder import schema     # cinderlib's references (plain data, no cinderlib)
-    with Progress("fsck") as bar:
+    with Progress("fsck", quiet=args.quiet) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.advance(done - bar.done)
@@ -510,9 +515,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         writes = transfer.read_export(document, args.file)
         # What the exported store kept local stays local here too.
         secret_fields = transfer.secret_fields_of(document, args.file)
+        from .cinder import schema     # cinderlib's references (plain data)
         with _open(args, write=True, secret_fields=secret_fields) as store, \
-                Progress("import") as bar:
-            counts = transfer.import_export(store, writes, source=args.file, progress=bar)
+                _long_write("import", args, store.history is not None) as (bar, stop):
+            counts = transfer.import_export(store, writes, source=args.file, progress=bar,
+                                            references=schema.REFERENCES,
+                                            checkpoint=stop.check)
     else:
         from .cinder import migrate     # cinderlib loads only when needed
         if not migrate.is_dump(document):
@@ -522,10 +530,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
                 migrate.cinderlib_persistence({"storage": plugin}):
             objects = migrate.load_cinderlib(document, args.file)
-            with Progress("import") as bar:
-                counts = migrate.write_objects(
-                    plugin, objects, f"Import {len(objects)} cinderlib objects from {name}",
-                    progress=bar)
+            with _long_write("import", args, plugin.store.history is not None) as (bar, stop):
+                counts = migrate.write_objects(plugin, objects, f"import {name}",
+                                               progress=bar, checkpoint=stop.check)
     print(f"imported {transfer.describe_counts(counts)} from {args.file}")
     return 0
 
@@ -538,11 +545,30 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     shown = migrate.safe_url(args.from_db)
     objects = migrate.from_database(args.from_db)
     with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
-            Progress("migrate") as bar:
-        counts = migrate.write_objects(plugin, objects, f"Migrate from {shown}",
-                                       progress=bar)
+            _long_write("migrate", args, plugin.store.history is not None) as (bar, stop):
+        counts = migrate.write_objects(plugin, objects, f"migrate {shown}",
+                                       progress=bar, checkpoint=stop.check)
     print(f"migrated {transfer.describe_counts(counts)} from {shown}")
     return 0
+
+
+@contextlib.contextmanager
+def _long_write(label: str, args: argparse.Namespace,
+                git: bool) -> Iterator[tuple[Progress, interrupt.Deferred]]:
+    """A progress bar, and SIGINT/SIGTERM held until the next record is
+    whole (`interrupt.deferred`); cut short, stderr says how far it got,
+    as the commit does."""
+    with Progress(label, quiet=args.quiet) as bar:
+        try:
+            with interrupt.deferred() as stop:
+                yield bar, stop
+        except BaseException as exc:
+            if bar.total:
+                kept = " and committed" if git and bar.done else ""
+                print(f"gitpersist: {label} interrupted: {bar.done} of {bar.total} records "
+                      f"written{kept} ({transfer.why_stopped(exc)}); run it again to "
+                      "finish (records already there are left as they are)", file=sys.stderr)
+            raise
 
 
 def _need_cinderlib(what: str) -> None:

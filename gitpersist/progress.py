@@ -19,12 +19,12 @@ class Progress:
     """``with Progress("import", total) as bar: ... bar.advance()``"""
 
     def __init__(self, label: str, total: int | None = None,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, *, quiet: bool = False) -> None:
         self.label = label
         self.total = total
         self.done = 0
         self.stream = sys.stderr if stream is None else stream
-        self.enabled = _is_terminal(self.stream)
+        self.enabled = not quiet and _is_terminal(self.stream)
         self._drawn = 0.0
         self._width = 0
 

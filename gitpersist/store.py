@@ -71,7 +71,7 @@ from .layout import FORMAT_FILE, Change
 from .locking import WriteLock
 from .messages import Describe, declared_secrets, describe_change
 from .reader import Entry, OnDisk, Reader
-from .recorder import Recorder
+from .recorder import BatchMessage, Recorder
 from .records import RecordFiles, open_store_folder
 from .sidefiles import SideFiles
 from .watcher import Watcher
@@ -312,12 +312,14 @@ class Store:
         return removed
 
     @contextmanager
-    def batch(self, message: str) -> Iterator[Store]:
+    def batch(self, message: str | BatchMessage) -> Iterator[Store]:
         """Group writes: with git, everything written inside becomes one
         commit with `message` when the block ends.  The store stays locked
         for other writers meanwhile (readers go on).  Not a rollback unit:
         each write is durable as it happens, and on an exception the writes
-        made so far are committed too, so history matches the files."""
+        made so far are committed too, so history matches the files.  A
+        callable `message` gets that exception (None if none) and returns
+        the message: a batch cut short can say what it got done."""
         with self._lock.exclusive(), self._recorder.batch(message):
             yield self
 

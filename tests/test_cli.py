@@ -592,7 +592,7 @@ def test_import_into_a_git_store_is_one_commit(run, git_store, store_path, tmp_p
     assert code == 0
     assert git(git_store, "rev-list", f"{head}..HEAD").count("\n") == 1
     assert git(git_store, "log", "-1", "--format=%s") == \
-        "Import 3 records from export.json\n"
+        "import export.json: 3 records\n"
     # s1 was already the same: only what changed is in the commit
     assert sorted(git(git_store, "show", "--name-only", "--format=", "HEAD").split()) == \
         sorted([paths.record_path("volumes", "v1"), paths.record_path("volumes", "v2")])
@@ -700,9 +700,12 @@ def cinderlib_run(code: str, config: dict) -> dict:
 
 
 def gitpersist(*argv) -> subprocess.CompletedProcess:
-    """The console script, in a new process (cinderlib's setup is global)."""
+    """The console script, in a new process (cinderlib's setup is global),
+    running the gitpersist of this tree (not whatever the venv installed)."""
+    source = str(Path(__file__).resolve().parents[1])
     return subprocess.run([str(BIN / "gitpersist"), *map(str, argv)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": source})
 
 
 @pytest.fixture(scope="module")
@@ -815,7 +818,7 @@ def test_export_import_and_cinderlib_dumps_give_the_same_records(
     assert json.loads(out)["types"] == {
         type: records for type, records in exported.items() if type != "key_values"}
     assert git(target, "log", "-1", "--format=%s") == \
-        "Import 4 cinderlib objects from dump.json\n"
+        "import dump.json: 4 records\n"
     assert git(target, "status", "--porcelain") == ""
 
 
@@ -847,7 +850,7 @@ def test_migrate_from_a_database_written_by_cinderlibs_db_plugin(run, tmp_path):
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == ("migrated 1 connections, 1 key_values, 1 snapshots, "
                            f"2 volumes from {url}\n")
-    assert git(store, "log", "-1", "--format=%s") == f"Migrate from {url}\n"
+    assert git(store, "log", "-1", "--format=%s") == f"migrate {url}: 5 records\n"
     assert git(store, "status", "--porcelain") == ""
 
     from_db = cinderlib_run(READ_BACK, {"storage": "db", "connection": url})

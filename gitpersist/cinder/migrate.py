@@ -14,7 +14,9 @@ Guarantees:
   plugin never creates a schema in a database that is not cinderlib's.
   Beyond the schema upgrade the db plugin applies when it opens a
   database, the database is only read.
-* Every import is one `Store.batch`: one commit with git.
+* Every import is one `Store.batch`: one commit with git, volumes before
+  their snapshots and connections; one cut short commits what it wrote
+  and says so (`write_objects`).
 
 cinderlib, cinder and SQLAlchemy load only when a function needs them:
 importing this module needs none of them.
@@ -28,12 +30,12 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import GitpersistError
-from ..transfer import NoProgress, Progress, TransferError
+from ..transfer import NoProgress, Progress, TransferError, batch_message
 
 CINDERLIB_OBJECTS = frozenset({"Volume", "Snapshot", "Connection"})
 # Plain-data fields of a volume OVO the db plugin may leave unloaded.
@@ -212,18 +214,24 @@ def cinderlib_persistence(config: dict[str, Any]) -> Iterator[Any]:
             backend.set_persistence({"storage": previous})
 
 
-def write_objects(plugin: Any, objects: list[tuple[str, Any]], message: str, *,
-                  progress: Progress | None = None) -> Counter[str]:
+def write_objects(plugin: Any, objects: list[tuple[str, Any]], what: str, *,
+                  progress: Progress | None = None,
+                  checkpoint: Callable[[], None] = lambda: None) -> Counter[str]:
     """Save cinderlib objects through the file plugin `plugin`, in one
-    batch; return how many of each type were written."""
+    batch (`what`: the commit's subject, ``migrate sqlite:///...``); return
+    how many of each type were written.  `checkpoint()` runs after each
+    object and may raise to stop: the batch then commits what it wrote
+    under an "interrupted: N of M" message (`transfer.batch_message`)."""
     progress = progress or NoProgress()
     progress.total = len(objects)
     counts: Counter[str] = Counter()
-    with plugin.store.batch(message):
+    with plugin.store.batch(
+            lambda stopped: batch_message(what, counts.total(), len(objects), stopped)):
         for kind, obj in objects:
             getattr(plugin, f"set_{kind}")(obj)
             counts[f"{kind}s"] += 1
             progress.advance()
+            checkpoint()
     return counts
 
 
