@@ -28,6 +28,7 @@ Guarantees (tests: ``tests/test_cache.py``, ``tests/test_store.py``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -39,7 +40,7 @@ import orjson
 from . import paths
 from .codec import Document
 from .changelog import ChangeLog
-from .errors import ConfigError, CorruptRecord, InvalidDocument
+from .errors import ConfigError, CorruptRecord, InvalidDocument, UnreadableFolder
 from .layout import FORMAT_FILE
 from .reader import Entry, Reader, racy
 from .records import RecordFiles
@@ -70,6 +71,7 @@ class TypeCache:
         self.entries: dict[str, Entry] = {}
         self.id_of_path: dict[str, str] = {}
         self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
+        self.unreadable: dict[str, UnreadableFolder] = {}    # folders, by relpath
         # relpath -> (signature, time.time_ns() before it was read)
         self.corrupt_signatures: dict[str, tuple[tuple[int, int, int], int]] = {}
         self.complete = False
@@ -185,7 +187,8 @@ class Cache:
     def corrupt(self, type: str) -> list[CorruptRecord]:
         with self.lock:
             cache = self.complete(type)
-            return [cache.corrupt[relpath] for relpath in sorted(cache.corrupt)]
+            broken = {**cache.unreadable, **cache.corrupt}
+            return [broken[relpath] for relpath in sorted(broken)]
 
     def complete(self, type: str) -> TypeCache:
         """The type's cache, after loading every record file of the type."""
@@ -201,8 +204,8 @@ class Cache:
             # before its record) means reading every record again, with them.
             sides = self._sides.may_have(type)
             while True:
-                for relfolder, folder in self._files.shards(type):
-                    self._load_folder(cache, relfolder, folder, sides)
+                for relpath, path in self._listing(cache, type):
+                    self._sync_file(cache, relpath, path, sides)
                 if sides or not self._sides.may_have(type):
                     break
                 sides = True
@@ -278,10 +281,33 @@ class Cache:
         for listener in self.listeners:
             listener.invalidated(type)
 
-    def _load_folder(self, cache: TypeCache, relfolder: str, folder: str,
-                     sides: bool | None = None) -> None:
-        for relpath, path in self._files.record_files(relfolder, folder):
-            self._sync_file(cache, relpath, path, sides)
+    def _listing(self, cache: TypeCache, type: str) -> list[tuple[str, str]]:
+        """(relpath, path) of every record file of `type` that can be
+        listed; the rest is listed past a folder that cannot be."""
+        return [file for relfolder, folder in self._listed(
+                    cache, type, lambda: self._files.shards(type))
+                for file in self._shard_listing(cache, relfolder, folder)]
+
+    def _shard_listing(self, cache: TypeCache, relfolder: str,
+                       folder: str) -> list[tuple[str, str]]:
+        return self._listed(cache, relfolder,
+                            functools.partial(self._files.record_files, relfolder, folder))
+
+    @staticmethod
+    def _listed(cache: TypeCache, relfolder: str,
+                list: Callable[[], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+        """What `list()` lists of `relfolder`; if it cannot be listed,
+        nothing, and the folder is kept in `cache.unreadable` (named by
+        `corrupt`, logged once)."""
+        try:
+            found = list()
+        except UnreadableFolder as exc:
+            if relfolder not in cache.unreadable:
+                LOG.warning("skipping %s", exc)
+            cache.unreadable[relfolder] = exc
+            return []
+        cache.unreadable.pop(relfolder, None)
+        return found
 
     def _sync_file(self, cache: TypeCache, relpath: str, path: str | None = None,
                    sides: bool | None = None) -> None:
@@ -336,10 +362,9 @@ class Cache:
         """Bring a complete type in line with its folder (what a polling
         watcher would do, at read time): one stat per file."""
         seen = set()
-        for relfolder, folder in self._files.shards(type):
-            for relpath, path in self._files.record_files(relfolder, folder):
-                seen.add(relpath)
-                self._sync_file(cache, relpath, path)
+        for relpath, path in self._listing(cache, type):
+            seen.add(relpath)
+            self._sync_file(cache, relpath, path)
         for relpath in [p for p in [*cache.id_of_path, *cache.corrupt] if p not in seen]:
             cache.corrupt.pop(relpath, None)
             self._sync_file(cache, relpath)
@@ -409,7 +434,9 @@ class Cache:
         for relpath in [p for p in cache.id_of_path if p.startswith(prefix)]:
             self._sync_file(cache, relpath)
         if cache.complete and self._files.is_folder(relfolder):
-            self._load_folder(cache, relfolder, self._files.path(relfolder))
+            for relpath, path in self._shard_listing(cache, relfolder,
+                                                     self._files.path(relfolder)):
+                self._sync_file(cache, relpath, path)
 
 
 def key_function(name: str, key: IndexKey) -> Callable[[Document], Any]:

@@ -9,6 +9,8 @@ thing wrong, each naming its file (relative to the store root).  It checks:
 * references between records, by the `ReferenceRules` an application
   passes in (none by default; the CLI passes cinderlib's): a live record's
   reference fields name a live record of their type;
+* folders and files that cannot be read (``unreadable``, one problem
+  each: the rest is checked);
 * files and folders the store cannot account for (anything that is not a
   type folder, shard folder, record file or the store's own metadata),
   symlinks (never followed), temp files left by crashed writers, write
@@ -58,7 +60,7 @@ _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
 Progress = Callable[[int, int], None]
 # What `--repair` commits, and what it never does (a sync would carry it).
 REPAIR_TITLE = "fsck --repair: commit the store files that differed from HEAD"
-_NEVER_COMMITTED = frozenset({"corrupt", "id-mismatch", "format"})
+_NEVER_COMMITTED = frozenset({"corrupt", "id-mismatch", "format", "unreadable"})
 
 
 class ReferenceRules(Protocol):
@@ -91,7 +93,7 @@ class Problem:
     """One thing wrong with a store.
 
     `kind` is a stable short code (``corrupt``, ``id-mismatch``,
-    ``dangling-reference``, ``unknown-file``, ``symlink``, ``stale-temp``,
+    ``dangling-reference``, ``unreadable``, ``unknown-file``, ``symlink``, ``stale-temp``,
     ``permissions``, ``format``, ``orphan-secret``, ``uncommitted``, ``git-lock``,
     ``git-fsck``, and for notes ``empty-folder``, ``write-in-progress``,
     ``locked``); `path` is relative to the store root (``.`` for the root).
@@ -297,9 +299,22 @@ class _Checker:
         for type_entry in type_folders:
             self.remove_if_empty(type_entry.name)
 
+    def listing(self, relfolder: str, folder: str) -> list[os.DirEntry[str]]:
+        """The entries of `folder`, sorted by name; one that cannot be
+        listed is one ``unreadable`` problem, and the check goes on."""
+        try:
+            with os.scandir(folder) as entries:
+                return sorted(entries, key=lambda e: e.name)
+        except FileNotFoundError:       # removed while we looked
+            return []
+        except OSError as exc:
+            self.report("unreadable", relfolder, f"folder cannot be listed "
+                        f"({exc.strerror or exc}): its records were not checked")
+            return []
+
     def shards_of(self, type_entry: os.DirEntry[str]) -> list[tuple[str, os.DirEntry[str]]]:
         shards = []
-        for entry in sorted(os.scandir(type_entry.path), key=lambda e: e.name):
+        for entry in self.listing(type_entry.name, type_entry.path):
             relpath = f"{type_entry.name}/{entry.name}"
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
@@ -316,7 +331,7 @@ class _Checker:
     def check_shard(self, type: str, shard: os.DirEntry[str]) -> None:
         relfolder = f"{type}/{shard.name}"
         self.check_mode(relfolder, shard.stat(follow_symlinks=False))
-        for entry in sorted(os.scandir(shard.path), key=lambda e: e.name):
+        for entry in self.listing(relfolder, shard.path):
             relpath = f"{relfolder}/{entry.name}"
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
@@ -345,7 +360,7 @@ class _Checker:
             self.report("corrupt", relpath, exc.reason)
             return
         except OSError as exc:
-            self.report("corrupt", relpath, f"unreadable: {exc.strerror or exc}")
+            self.report("unreadable", relpath, f"file cannot be read ({exc.strerror or exc})")
             return
         id = document["id"]
         try:
@@ -382,7 +397,7 @@ class _Checker:
         try:
             with os.scandir(folder) as entries:
                 empty = next(entries, None) is None
-        except FileNotFoundError:
+        except OSError:     # gone, or unreadable (reported by `listing`)
             return
         if empty:
             self.report("empty-folder", relfolder, "empty folder (left after deletions)",

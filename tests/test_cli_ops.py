@@ -128,3 +128,87 @@ def test_records_are_written_in_reference_order():
     order = [type for type, _, _ in in_reference_order(writes, references)]
     # referenced types first, else as given; a type naming itself is no cycle
     assert order == ["key_values", "volumes", "a_loop", "connections", "snapshots"]
+
+
+# -- an unreadable folder or file ----------------------------------------------
+
+def deny(monkeypatch, *denied: Path) -> None:
+    """Listing or opening anything at or below `denied` fails as chmod 000
+    makes it fail for a user that is not root (these tests may run as root,
+    whom permissions do not stop)."""
+    prefixes = [str(path) for path in denied]
+    scandir, open_ = os.scandir, os.open
+
+    def refused(path) -> bool:
+        path = os.fspath(path) if not isinstance(path, int) else ""
+        return any(path == p or path.startswith(p + os.sep) for p in prefixes)
+
+    def guarded_scandir(path="."):
+        if refused(path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    def guarded_open(path, *args, **kwargs):
+        if kwargs.get("dir_fd") is None and refused(path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return open_(path, *args, **kwargs)
+    monkeypatch.setattr(os, "scandir", guarded_scandir)
+    monkeypatch.setattr(os, "open", guarded_open)
+
+
+@pytest.fixture
+def three_volumes(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(store, the shard folder of volume a, the file of volume b): a, b and
+    c in three shards."""
+    root = tmp_path / "store"
+    with Store(root, watch="off") as store:
+        for id in ("a", "b", "c"):
+            store.put("volumes", id, {"size": 1})
+    shards = {paths.record_path("volumes", id).split("/")[1] for id in "abc"}
+    assert len(shards) == 3
+    return (root, root / os.path.dirname(paths.record_path("volumes", "a")),
+            root / paths.record_path("volumes", "b"))
+
+
+def test_store_all_names_an_unreadable_folder_and_lists_the_rest(three_volumes, monkeypatch):
+    root, folder, _ = three_volumes
+    deny(monkeypatch, folder)
+    with Store(root, watch="off") as store:
+        assert [record["id"] for record in store.all("volumes")] == ["b", "c"]
+        [broken] = store.corrupt("volumes")
+    assert broken.path == str(folder)
+    assert str(broken) == (f"unreadable folder {folder}: Permission denied "
+                           "(its records are left out)")
+
+
+def test_ls_and_export_warn_of_an_unreadable_folder_and_list_the_rest(
+        run, three_volumes, monkeypatch):
+    root, folder, _ = three_volumes
+    deny(monkeypatch, folder)
+    code, out, err = run("--path", root, "ls", "volumes")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == ["ID", "b", "c"]
+    assert err == (f"gitpersist: warning: skipping unreadable folder {folder}: "
+                   "Permission denied (its records are left out)\n")
+    code, out, err = run("--path", root, "export")
+    assert [r["id"] for r in json.loads(out)["types"]["volumes"]] == ["b", "c"]
+    assert "Traceback" not in err and f"unreadable folder {folder}" in err
+    assert code == 1        # an export that left records out says so
+
+
+def test_fsck_names_an_unreadable_folder_and_file_once_and_checks_the_rest(
+        run, three_volumes, monkeypatch):
+    root, folder, file = three_volumes
+    (root / paths.record_path("volumes", "c")).write_text("{")
+    deny(monkeypatch, folder, file)
+    code, out, err = run("--path", root, "fsck")
+    assert code == 1
+    relfolder = os.path.relpath(folder, root)
+    assert out.splitlines() == sorted([
+        f"error: unreadable: {relfolder}: folder cannot be listed (Permission denied): "
+        "its records were not checked",
+        f"error: unreadable: {paths.record_path('volumes', 'b')}: file cannot be read "
+        "(Permission denied)",
+        f"error: corrupt: {paths.record_path('volumes', 'c')}: not valid JSON "
+        "(unexpected end of data: line 1 column 2 (char 1))"], key=lambda line: line.split(": ")[2])
+    assert err == f"{root}: 3 problems\n"
