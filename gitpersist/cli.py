@@ -1,7 +1,9 @@
 """The `gitpersist` command: inspect, check, export, import, migrate and sync a store.
 
 ``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
-else the current folder.  Commands that only read never create anything and
+else the current folder; the store is the one holding PATH, found from any
+folder inside it as git finds a repository (``init`` refuses to make a
+store inside one).  Commands that only read never create anything and
 refuse a folder that holds no store; commands that write need a store made
 by ``gitpersist init`` first.
 
@@ -35,7 +37,7 @@ import orjson
 
 from . import __version__, encoding, fsck, interrupt, options, paths, transfer
 from .errors import ConfigError, GitpersistError, StoreError
-from .locate import is_store, uses_git
+from .locate import find_store, is_store, uses_git
 from .progress import Progress
 from .layout import META_DIR
 from .messages import printable
@@ -225,8 +227,17 @@ def _log_to_stderr() -> logging.Handler:
 
 # -- opening the store -------------------------------------------------------
 
-def _root(args: argparse.Namespace) -> str:
+def _start(args: argparse.Namespace) -> str:
     return os.path.abspath(args.path or os.environ.get(ENV_PATH) or os.curdir)
+
+
+def _root(args: argparse.Namespace) -> str:
+    """The store the command works on: the one holding the folder given
+    (--path, $GITPERSIST_PATH, the current folder), found upward as git
+    finds a repository; the folder itself if none holds it (the command
+    then says there is no store there)."""
+    start = _start(args)
+    return find_store(start) or start
 
 
 def _require_store(root: str) -> None:
@@ -324,8 +335,13 @@ def _columns(records: list[dict[str, Any]]) -> list[str]:
 # -- commands ----------------------------------------------------------------
 
 def cmd_init(args: argparse.Namespace) -> int:
-    root = _root(args)
+    root = _start(args)
     existed = is_store(root)
+    around = None if existed else find_store(root)
+    if around is not None:
+        raise CommandError(f"{root} is inside the gitpersist store at {around}; a store "
+                           "inside a store would be read as one of its types (try --path "
+                           "outside it)")
     if not existed and os.path.isdir(root) and any(
             entry.name != ".git" for entry in os.scandir(root)):
         raise CommandError(f"{root} is not empty; a store needs a folder of its own "

@@ -70,9 +70,10 @@ def test_init_refuses_a_folder_with_other_content(run, tmp_path):
 
 
 def test_path_comes_from_option_then_environment_then_cwd(run, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cwd").mkdir()       # side by side: init refuses a store in a store
+    monkeypatch.chdir(tmp_path / "cwd")
     assert run("init")[0] == 0
-    assert (tmp_path / ".gitpersist").is_dir()
+    assert (tmp_path / "cwd" / ".gitpersist").is_dir()
     monkeypatch.setenv(cli.ENV_PATH, str(tmp_path / "env"))
     assert run("init")[0] == 0
     assert (tmp_path / "env" / ".gitpersist").is_dir()

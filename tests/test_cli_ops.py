@@ -212,3 +212,28 @@ def test_fsck_names_an_unreadable_folder_and_file_once_and_checks_the_rest(
         f"error: corrupt: {paths.record_path('volumes', 'c')}: not valid JSON "
         "(unexpected end of data: line 1 column 2 (char 1))"], key=lambda line: line.split(": ")[2])
     assert err == f"{root}: 3 problems\n"
+
+
+# -- git's habits ----------------------------------------------------------------
+
+def test_the_store_is_found_from_any_folder_inside_it(run, three_volumes, monkeypatch):
+    root, folder, _ = three_volumes
+    monkeypatch.chdir(folder)
+    code, out, _ = run("ls", "volumes")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["ID", "a", "b", "c"]
+    code, out, _ = run("--path", root / "volumes", "show", "volumes", "a")
+    assert code == 0 and "size" in out
+    monkeypatch.setenv("GITPERSIST_PATH", str(root / "volumes"))
+    assert run("ls", "volumes")[0] == 0
+
+
+def test_init_refuses_to_make_a_store_inside_a_store(run, three_volumes):
+    root, folder, _ = three_volumes
+    for inside in (folder, root / "volumes" / "new", root / "other"):
+        code, out, err = run("--path", inside, "init")
+        assert (code, out) == (1, "")
+        assert err == (f"gitpersist: error: {inside} is inside the gitpersist store at "
+                       f"{root}; a store inside a store would be read as one of its types "
+                       "(try --path outside it)\n")
+        assert not (inside / ".gitpersist").exists()
+    assert run("--path", root, "init")[1].startswith("Reinitialized existing")
