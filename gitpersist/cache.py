@@ -41,6 +41,7 @@ from . import paths
 from .codec import Document
 from .changelog import ChangeLog
 from .errors import ConfigError, CorruptRecord, InvalidDocument, UnreadableFolder
+from .query import Condition
 from .layout import FORMAT_FILE
 from .reader import Entry, Reader, racy
 from .records import RecordFiles
@@ -164,25 +165,24 @@ class Cache:
                     self._add(cache, entry)
             return entry
 
-    def find(self, type: str, filters: Mapping[str, Any]) -> list[bytes]:
-        """The data of the records whose fields (or declared indexes) equal
-        every filter, sorted by id."""
+    def find(self, type: str, conditions: list[Condition]) -> list[bytes]:
+        """The data of the records that meet every condition (`gitpersist.query`),
+        sorted by id; ``=`` and ``in`` on a declared index use it."""
         with self.lock:
             cache = self.complete(type)
             ids: set[str] | None = None
-            scan = {}
-            for name, value in filters.items():
-                if name in cache.indexes:
-                    try:
-                        found = cache.indexes[name].get(hashable(value), set())
-                    except TypeError:       # not a JSON value: no record has it
-                        found = set()
-                    ids = set(found) if ids is None else ids & found
+            scan = []
+            for condition in conditions:
+                index = cache.indexes.get(condition.name)
+                if index is not None and condition.op in ("=", "in"):
+                    found = set().union(*(index.get(_key(value), set()) for value in (
+                        [condition.value] if condition.op == "=" else condition.value)))
+                    ids = found if ids is None else ids & found
                 else:
-                    scan[name] = value
+                    scan.append(condition)
             candidates = cache.entries.keys() if ids is None else ids
             return [cache.entries[id].data for id in sorted(candidates)
-                    if all(cache.entries[id].document.get(k) == v for k, v in scan.items())]
+                    if all(c.matches(cache.entries[id].document) for c in scan)]
 
     def corrupt(self, type: str) -> list[CorruptRecord]:
         with self.lock:
@@ -446,6 +446,17 @@ def key_function(name: str, key: IndexKey) -> Callable[[Document], Any]:
     if not isinstance(field, str):
         raise ConfigError(f"index {name!r}: give a field name or a function of the document")
     return lambda document: document.get(field)
+
+
+def _key(value: Any) -> Any:
+    """`value` as an index key; a value that is no JSON value has none."""
+    try:
+        return hashable(value)
+    except TypeError:
+        return _NO_KEY
+
+
+_NO_KEY = object()
 
 
 def hashable(value: Any) -> Any:

@@ -28,6 +28,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import __version__, encoding, fsck, interrupt, options, paths, transfer
+from . import __version__, encoding, fsck, interrupt, options, paths, query, transfer
 from .errors import ConfigError, GitpersistError, StoreError
 from .locate import find_store, is_store, uses_git
 from .progress import Progress
@@ -71,14 +72,22 @@ def _type_name(text: str) -> str:
     return text
 
 
+_FILTER = re.compile(r"(?P<field>[^<>!=]+?)\s*(?P<op><=|>=|!=|<|>|=)(?P<value>.*)", re.S)
+
+
 def _filter(text: str) -> tuple[str, Any]:
-    field, equals, value = text.partition("=")
-    if not equals or not field:
-        raise argparse.ArgumentTypeError(f"{text!r}: use FIELD=VALUE")
+    """``FIELD=VALUE`` (or ``!=``, ``<``, ``<=``, ``>``, ``>=``) as a key
+    and value of `Store.find`'s mapping (``"size >="``: 10)."""
+    match = _FILTER.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: use FIELD=VALUE (or FIELD!=VALUE, "
+                                         "FIELD<VALUE, FIELD<=VALUE, FIELD>VALUE, "
+                                         "FIELD>=VALUE)")
+    key = match["field"] if match["op"] == "=" else f"{match['field']} {match['op']}"
     try:
-        return field, json.loads(value)
+        return key, json.loads(match["value"])
     except ValueError:
-        return field, value
+        return key, match["value"]
 
 
 def _count(text: str) -> int:
@@ -125,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("--where", metavar="FIELD=VALUE", type=_filter, action="append",
                      default=[], help="only records whose FIELD equals VALUE (JSON when "
-                     "it parses, so size=1 is a number; else a string); FIELD may be "
-                     "a.b for a nested field; repeatable")
+                     "it parses, so size=1 is a number; else a string), or compares "
+                     "with it: FIELD!=, <, <=, >, >=VALUE; FIELD may be a.b for a "
+                     "nested field; repeatable")
     sub.add_argument("--columns", metavar="FIELD,...",
                      help="the fields to show after the id, a.b for a nested one "
                           "(default: a few plain ones)")
@@ -309,19 +319,6 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-def _field(record: dict[str, Any], name: str) -> Any:
-    """The record's field `name`; ``a.b`` reaches into nested objects (unless
-    the record has a field literally called ``a.b``)."""
-    if name in record or "." not in name:
-        return record.get(name)
-    value: Any = record
-    for part in name.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
 def _columns(records: list[dict[str, Any]]) -> list[str]:
     """A few fields worth a column: known names first, then plain fields
     every record has."""
@@ -358,10 +355,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        # Filters are applied here rather than by Store.find: a field may be
-        # called "type", which find() takes as its own argument.
-        records = [record for record in store.all(args.type)
-                   if all(_field(record, name) == value for name, value in args.where)]
+        records = store.find(args.type, dict(args.where))
         if not records and args.type not in store.types():
             LOG.warning("no records of type %r (the store has %s)", args.type,
                         ", ".join(store.types()) or "none at all")
@@ -374,7 +368,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                else [name for name in args.columns.split(",") if name and name != "id"])
     _print_table(["ID", *(printable(name.upper()) for name in columns)],
                  [[_cell(record["id"], None),
-                   *(_cell(_field(record, name)) for name in columns)] for record in records])
+                   *(_cell(query.value_of(record, name)) for name in columns)] for record in records])
     return 0
 
 

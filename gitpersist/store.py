@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from . import encoding, files, options, paths, secret
+from . import encoding, files, options, paths, query, secret
 from .cache import Cache, CacheListener, IndexKey
 from .changelog import UNKNOWN, ChangeLog
 from .codec import Codec, Document, Prepared
@@ -205,14 +205,21 @@ class Store:
         entry = self._cache.entry(type, id)
         return None if entry is None else entry.revision
 
-    def find(self, type: str, **filters: Any) -> list[Document]:
-        """Records whose fields (or declared indexes) equal every filter,
-        sorted by id.  Declared indexes answer without scanning."""
-        return [orjson.loads(data) for data in self._cache.find(type, filters)]
+    def find(self, type: str, where: Mapping[str, Any] | None = None, /,
+             **filters: Any) -> list[Document]:
+        """Records meeting every filter, sorted by id: keyword `filters`
+        are equal fields (or declared indexes); the mapping `where` also
+        takes dotted paths into nested objects and operators after the
+        name, ``{"size >=": 10, "meta.owner": "ops", "status in": [...]}``
+        (`gitpersist.query`).  `type` and `where` are positional-only, so
+        ``find("t", type="x")`` filters a field called ``type``.  Declared
+        indexes answer ``=`` and ``in`` without scanning."""
+        return [orjson.loads(data)
+                for data in self._cache.find(type, query.conditions(where, filters))]
 
     def all(self, type: str) -> list[Document]:
         """Every record of `type`, sorted by id."""
-        return self.find(type)
+        return self.find(type, None)
 
     def corrupt(self, type: str) -> list[CorruptRecord]:
         """The record files of `type` that `find` and `all` leave out (they

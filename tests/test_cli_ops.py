@@ -237,3 +237,14 @@ def test_init_refuses_to_make_a_store_inside_a_store(run, three_volumes):
                        "(try --path outside it)\n")
         assert not (inside / ".gitpersist").exists()
     assert run("--path", root, "init")[1].startswith("Reinitialized existing")
+
+
+def test_ls_where_takes_operators_and_dotted_paths(run, tmp_path):
+    with Store(tmp_path / "s", watch="off") as store:
+        store.put("volumes", "a", {"size": 1, "meta": {"owner": "ops"}})
+        store.put("volumes", "b", {"size": 10, "meta": {"owner": "dev"}})
+    for where, expected in (("size>1", ["b"]), ("size<=10", ["a", "b"]),
+                            ("meta.owner!=ops", ["b"]), ("meta.owner=ops", ["a"])):
+        code, out, _ = run("--path", tmp_path / "s", "ls", "volumes", "--where", where,
+                           "--json")
+        assert code == 0 and [r["id"] for r in json.loads(out)] == expected, where
