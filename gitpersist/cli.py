@@ -25,14 +25,15 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import json
 import logging
 import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
@@ -100,26 +101,41 @@ def _count(text: str) -> int:
     return number
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with git's "did you mean" for a mistyped command."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            message += _did_you_mean(match[1], re.findall(r"'([^']*)'", match[2]))
+        super().error(message)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gitpersist",
         description="Inspect and manage a gitpersist metadata store.",
         epilog=f"The store is --path, else ${ENV_PATH}, else the current folder.")
     parser.add_argument("--version", action="version", version=f"gitpersist {__version__}")
     parser.add_argument("--path", metavar="PATH", help="the store's folder")
     # --path also after the command; SUPPRESS keeps the global one otherwise.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--path", metavar="PATH", default=argparse.SUPPRESS,
                         help="the store's folder")
-    as_json = argparse.ArgumentParser(add_help=False)
+    as_json = _Parser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
-    quiet = argparse.ArgumentParser(add_help=False)
+    quiet = _Parser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bar (it shows only on a terminal anyway)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help: str,
-                *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+                *parents: _Parser) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help,
                                   parents=[common, *parents])
         sub.set_defaults(run=globals()[f"cmd_{name}"])
@@ -292,6 +308,39 @@ def _no_writes() -> contextlib.AbstractContextManager[None]:
     raise StoreError("the history was opened read-only")
 
 
+# -- types and ids -----------------------------------------------------------
+
+def _check_type(store: Store, type: str) -> None:
+    """An unknown type is an error (exit 1), with "did you mean"."""
+    types = store.types()
+    if type not in types:
+        raise CommandError(f"no type {type!r} in {store.root} (it has "
+                           f"{', '.join(types) or 'none'}){_did_you_mean(type, types)}")
+
+
+def _resolve_id(args: argparse.Namespace) -> None:
+    """`args.id` as given if that record exists now, else the one id of
+    `args.type` it is a prefix of, as git takes an abbreviated commit; an
+    ambiguous prefix is an error naming the candidates.  No match: as
+    given (a deleted record still has its history)."""
+    root = _root(args)
+    _require_store(root)
+    relpath = paths.record_path(args.type, args.id)
+    if os.path.lexists(os.path.join(root, *relpath.split("/"))):
+        return
+    with Store(root, watch="off") as store:
+        if args.type not in store.types():
+            return
+        matches = [record["id"] for record in store.all(args.type)
+                   if record["id"].startswith(args.id)]
+    if len(matches) > 1:
+        shown = ", ".join(printable(id) for id in matches[:5])
+        raise CommandError(f"{args.type} id prefix {args.id!r} is ambiguous: {shown}"
+                           + (f" and {len(matches) - 5} more" if len(matches) > 5 else ""))
+    if matches:
+        args.id = matches[0]
+
+
 # -- output ------------------------------------------------------------------
 
 def _print_json(value: Any) -> None:
@@ -355,14 +404,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args) as store:
+        _check_type(store, args.type)
         records = store.find(args.type, dict(args.where))
-        if not records and args.type not in store.types():
-            LOG.warning("no records of type %r (the store has %s)", args.type,
-                        ", ".join(store.types()) or "none at all")
     if args.json:
         _print_json(records)
-        return 0
-    if not records:
         return 0
     columns = (_columns(records) if args.columns is None
                else [name for name in args.columns.split(",") if name and name != "id"])
@@ -373,6 +418,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    _resolve_id(args)
     if args.rev is None:
         with _open(args) as store:
             record = store.get(args.type, args.id)
@@ -394,14 +440,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    if args.id is not None:
+        _resolve_id(args)
     relpath = (paths.record_path(args.type, args.id) if args.id is not None
                else args.type or ".")
     with _open_history(args) as history:
         entries = [{"commit": version.commit, "time": version.time.isoformat(),
                     "author": version.author, "message": version.message}
                    for version in history.versions(relpath, args.limit)]
-    if not entries and args.limit != 0:     # a mistyped type or id is not silent
-        LOG.warning("no commit changed %s", relpath if relpath != "." else "the store")
+    if not entries and relpath != ".":      # a mistyped type or id: exit 1
+        with _open(args) as store:
+            types = store.types()
+        hint = "" if args.type in types else _did_you_mean(args.type, types)
+        raise CommandError(f"no commit changed {relpath}{hint}")
     if args.json:
         _print_json(entries)
         return 0
@@ -416,13 +467,20 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    _resolve_id(args)
     relpath = paths.record_path(args.type, args.id)
     with _open_history(args) as history:
+        if history.read(relpath, args.rev1) is None and (
+                history.read(relpath, args.rev2) is None if args.rev2 is not None
+                else not os.path.lexists(os.path.join(_root(args), *relpath.split("/")))):
+            raise CommandError(f"no record {args.type} {args.id!r} at {args.rev1} nor "
+                               f"{'at ' + args.rev2 if args.rev2 else 'now'}")
         sys.stdout.write(history.diff(relpath, args.rev1, args.rev2))
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    _resolve_id(args)
     root = _root(args)
     _require_store(root)
     if not uses_git(root):

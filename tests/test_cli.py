@@ -169,12 +169,14 @@ def test_control_characters_cannot_break_a_table_or_drive_the_terminal(run, tmp_
                                     "text   red \\x1b[31m\\ttab"]
 
 
-def test_ls_of_a_type_the_store_lacks_says_so_on_stderr(run, store_path):
+def test_ls_of_a_type_the_store_lacks_fails_saying_so(run, store_path):
     code, out, err = run("--path", store_path, "ls", "connections")
-    assert (code, out) == (0, "")
-    assert err == ("gitpersist: warning: no records of type 'connections' "
-                   "(the store has snapshots, volumes)\n")
-    assert run("--path", store_path, "ls", "connections", "--json")[1] == "[]\n"
+    assert (code, out) == (1, "")
+    assert err == (f"gitpersist: error: no type 'connections' in {store_path} "
+                   "(it has snapshots, volumes)\n")
+    assert run("--path", store_path, "ls", "volume", "--json")[2] == (
+        f"gitpersist: error: no type 'volume' in {store_path} (it has snapshots, "
+        "volumes); did you mean 'volumes'?\n")
 
 
 def test_show_prints_fields_or_json(run, store_path):
@@ -480,13 +482,13 @@ def test_a_store_merely_inside_a_repository_keeps_no_history(run, tmp_path):
                    "history (start one with `gitpersist init --git`)\n")
 
 
-def test_log_of_a_mistyped_type_or_id_says_so(run, git_store):
+def test_log_of_a_mistyped_type_or_id_fails_saying_so(run, git_store):
     code, out, err = run("--path", git_store, "log", "volumes", "v9")
-    assert (code, out) == (0, "")
-    assert err == (f"gitpersist: warning: no commit changed "
+    assert (code, out) == (1, "")
+    assert err == (f"gitpersist: error: no commit changed "
                    f"{paths.record_path('volumes', 'v9')}\n")
     assert run("--path", git_store, "log", "volume")[2] == \
-        "gitpersist: warning: no commit changed volume\n"
+        "gitpersist: error: no commit changed volume; did you mean 'volumes'?\n"
 
 
 def test_log_of_the_store_a_type_and_a_record(run, git_store):

@@ -248,3 +248,57 @@ def test_ls_where_takes_operators_and_dotted_paths(run, tmp_path):
         code, out, _ = run("--path", tmp_path / "s", "ls", "volumes", "--where", where,
                            "--json")
         assert code == 0 and [r["id"] for r in json.loads(out)] == expected, where
+
+
+# -- empties, unknowns, prefixes, did you mean -------------------------------------
+
+@pytest.fixture
+def git_store(tmp_path: Path) -> Path:
+    root = tmp_path / "g"
+    with Store(root, git=True, watch="off") as store:
+        store.put("volumes", "abc123", {"size": 1})
+        store.put("volumes", "abc123", {"size": 2})
+        store.put("volumes", "abd456", {"size": 3})
+        store.put("snapshots", "s1", {"volume_id": "abc123"})
+        store.delete("snapshots", "s1")
+    return root
+
+
+def test_an_empty_type_prints_its_header(run, git_store):
+    code, out, err = run("--path", git_store, "ls", "snapshots")
+    assert (code, out, err) == (0, "ID\n", "")
+    code, out, _ = run("--path", git_store, "ls", "volumes", "--where", "size>9",
+                       "--columns", "size")
+    assert (code, out) == (0, "ID  SIZE\n")
+
+
+def test_diff_of_an_unknown_record_fails_like_log_and_show(run, git_store):
+    for argv in (["diff", "volumes", "nope", "HEAD"], ["log", "volumes", "nope"],
+                 ["show", "volumes", "nope"], ["diff", "volumes", "nope", "HEAD~1", "HEAD"]):
+        code, out, err = run("--path", git_store, *argv)
+        assert (code, out) == (1, ""), argv
+        assert err.startswith("gitpersist: error: no "), argv
+    # equal revisions of a known record: no output, success (as git diff)
+    assert run("--path", git_store, "diff", "volumes", "abd456", "HEAD")[:2] == (0, "")
+
+
+def test_unambiguous_id_prefixes_work_in_show_log_diff_and_restore(run, git_store):
+    code, out, _ = run("--path", git_store, "show", "volumes", "abc", "--json")
+    assert code == 0 and json.loads(out)["id"] == "abc123"
+    code, out, _ = run("--path", git_store, "log", "volumes", "abd", "--json")
+    assert code == 0 and len(json.loads(out)) == 1
+    code, out, _ = run("--path", git_store, "diff", "volumes", "abc1", "HEAD~4")
+    assert code == 0 and '-  "size": 1' in out
+    code, out, _ = run("--path", git_store, "restore", "volumes", "abc1", "--rev", "HEAD~4")
+    assert code == 0 and out.startswith("volumes abc123: restored from HEAD~4")
+    code, out, err = run("--path", git_store, "show", "volumes", "ab")
+    assert (code, out) == (1, "")
+    assert err == ("gitpersist: error: volumes id prefix 'ab' is ambiguous: "
+                   "abc123, abd456\n")
+
+
+def test_did_you_mean_for_a_mistyped_command(run, git_store, capsys):
+    with pytest.raises(SystemExit) as exit:
+        run("--path", git_store, "lss", "volumes")
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.rstrip().endswith("; did you mean 'ls'?")
