@@ -485,7 +485,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     _require_store(root)
     if not uses_git(root):
         raise CommandError(f"the store at {root} keeps no git history to restore from")
-    with Store(root, git=True, watch="off") as store:
+    from .cinder import schema     # commit messages as the plugin writes them
+    with Store(root, git=True, watch="off", describe=schema.describe) as store:
         before = store.revision(args.type, args.id)
         revision = store.restore(args.type, args.id, args.rev)
     subject = f"{args.type} {args.id}"

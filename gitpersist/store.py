@@ -354,12 +354,15 @@ class Store:
     def restore(self, type: str, id: str, rev: str) -> str | None:
         """Make the record what it was at `rev` (a new write and commit)."""
         document = self.get_at(type, id, rev)
-        message = f"{type} {id}: restore from {rev}"
+        now = self.get(type, id)
+        if document is not None and self._codec.names(type):
+            document.update(self._codec.split(type, now or {})[1])  # history never had them
+        # The change described as any other (`describe`), saying where from.
+        message = self._describe(type, id, self._codec.public(type, now),
+                                 self._codec.public(type, document)) + f" (restored from {rev})"
         if document is None:
             self.delete(type, id, message=message)
             return None
-        if self._codec.names(type):     # history never had them: keep today's
-            document.update(self._codec.split(type, self.get(type, id) or {})[1])
         return self.put(type, id, document, message=message)
 
     def flush(self) -> None:

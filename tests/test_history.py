@@ -188,7 +188,8 @@ def test_versions_read_diff_and_restore(tmp_path):
 
         assert store.restore("volumes", "v1", old) == first
         assert store.get("volumes", "v1") == {"id": "v1", "status": "creating"}
-        assert store.versions("volumes", "v1")[0].message == f"volumes v1: restore from {old}"
+        assert store.versions("volumes", "v1")[0].message == (
+            f"volumes v1: status available -> creating (restored from {old})")
         assert store.restore("volumes", "other", old) is None     # absent then: deleted
         assert store.get("volumes", "other") is None
 
@@ -295,7 +296,7 @@ def test_async_mode_groups_queued_writes_and_flush_waits_for_them(tmp_path):
         store.flush()
         assert len(subjects(tmp_path)) == count + 1
         assert git(tmp_path, "log", "-1", "--format=%B") == (
-            "3 changes\n\n- volumes v1: created\n- volumes v2: created\n"
+            "gitpersist: 3 changes in one commit\n\n- volumes v1: created\n- volumes v2: created\n"
             "- volumes v1: size 1 -> 2\n\n")
         assert store.get_at("volumes", "v1", "HEAD") == {"id": "v1", "size": 2}
         assert git(tmp_path, "status", "--porcelain") == ""
@@ -573,7 +574,7 @@ def test_another_processs_queued_async_change_keeps_a_commit_of_its_own(tmp_path
         relpath = paths.record_path("volumes", "v1")
         log = git(tmp_path, "log", "--format=%an|%s", "--", relpath).splitlines()
         assert log == ["B|volumes v1: status available -> in-use",
-                       f"B|Commit {relpath}, changed before this process's next change",
+                       f"B|gitpersist: commit {relpath}, changed before this process's next change",
                        "A|volumes v1: created"]
         assert [v.message.split("\n")[0] for v in b.versions("volumes", "v1")][0] == \
             "volumes v1: status available -> in-use"

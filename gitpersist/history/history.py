@@ -202,7 +202,7 @@ class History:
             if _blob_id(data) == (entry and entry[1]):
                 return
             self._commit({relpath: data}, (
-                f"Commit {relpath}, changed before this process's next change\n\n"
+                f"gitpersist: commit {relpath}, changed before this process's next change\n\n"
                 "It differed from HEAD: another process's asynchronous commit was\n"
                 "still pending, the file was edited by hand, or a writer stopped\n"
                 "before committing.\n"))
