@@ -612,22 +612,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     _need_cinderlib("migrate")
     from .cinder import migrate
     shown = migrate.safe_url(args.from_db)
-    objects = migrate.from_database(args.from_db)
-    with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
-            _long_write("migrate", args, plugin.store.history is not None) as (bar, stop):
-        counts = migrate.write_objects(plugin, objects, f"migrate {shown}",
-                                       progress=bar, checkpoint=stop.check)
+    with Progress("migrate", quiet=args.quiet) as bar:
+        with bar.phase(f"reading {shown}"):
+            objects = migrate.from_database(args.from_db)
+        with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
+                _long_write("migrate", args, plugin.store.history is not None,
+                            bar) as (bar, stop):
+            counts = migrate.write_objects(plugin, objects, f"migrate {shown}",
+                                           progress=bar, checkpoint=stop.check)
     print(f"migrated {transfer.describe_counts(counts)} from {shown}")
     return 0
 
 
 @contextlib.contextmanager
-def _long_write(label: str, args: argparse.Namespace,
-                git: bool) -> Iterator[tuple[Progress, interrupt.Deferred]]:
-    """A progress bar, and SIGINT/SIGTERM held until the next record is
-    whole (`interrupt.deferred`); cut short, stderr says how far it got,
-    as the commit does."""
-    with Progress(label, quiet=args.quiet) as bar:
+def _long_write(label: str, args: argparse.Namespace, git: bool, shown: Progress | None = None
+                ) -> Iterator[tuple[Progress, interrupt.Deferred]]:
+    """A progress bar (`shown`, else a new one), and SIGINT/SIGTERM held
+    until the next record is whole (`interrupt.deferred`); cut short,
+    stderr says how far it got, as the commit does."""
+    with shown or Progress(label, quiet=args.quiet) as bar:
         try:
             with interrupt.deferred() as stop:
                 yield bar, stop

@@ -395,13 +395,19 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_draws_on_a_terminal_and_erases_itself():
-    stream = _Terminal()
-    with Progress("import", 4, stream=stream) as bar:
+    stream, now = _Terminal(), [100.0]
+    with Progress("import", 4, stream=stream, clock=lambda: now[0]) as bar:
         for _ in range(4):
             bar.advance()
+            now[0] += 0.5
     text = stream.getvalue()
-    assert "import [" + "#" * 30 + "] 4/4 100%" in text
-    assert text.endswith("\r" + " " * len("import [" + "#" * 30 + "] 4/4 100%") + "\r")
+    # from the first record on: count, rate and time left
+    first = "import [" + "#" * 7 + "-" * 23 + "] 1/4 25% -/s ETA -"
+    last = "import [" + "#" * 30 + "] 4/4 100% 3/s ETA 0s"
+    assert text.startswith("\r" + first)
+    assert "\r" + "import [" + "#" * 15 + "-" * 15 + "] 2/4 50% 4/s ETA 0s" in text
+    assert last in text
+    assert text.endswith("\r" + " " * len(last) + "\r")
 
 
 def test_progress_is_silent_when_not_a_terminal():

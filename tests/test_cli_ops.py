@@ -3,6 +3,7 @@ short leave honest history, long work shows progress, git's habits."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -302,3 +303,27 @@ def test_did_you_mean_for_a_mistyped_command(run, git_store, capsys):
         run("--path", git_store, "lss", "volumes")
     assert exit.value.code == 2
     assert capsys.readouterr().err.rstrip().endswith("; did you mean 'ls'?")
+
+
+# -- progress ---------------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_phase_shows_what_it_does_at_once_and_quiet_shows_nothing():
+    from gitpersist.progress import Progress
+    stream = Terminal()
+    with Progress("migrate", stream=stream, clock=lambda: 5.0) as bar, \
+            bar.phase("reading sqlite:///x.db"):
+        assert stream.getvalue() == "\rmigrate: reading sqlite:///x.db 0s"
+    stream = Terminal()
+    with Progress("import", 3, stream=stream, quiet=True) as bar, bar.phase("reading"):
+        bar.advance(3)
+    assert stream.getvalue() == ""
+
+
+def testdurations_read_like_a_clock():
+    from gitpersist.progress import duration
+    assert [duration(s) for s in (0.4, 42, 187, 3725)] == ["0s", "42s", "3m07s", "1h02m"]
