@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from . import __version__, encoding, fsck, interrupt, options, paths, query, transfer
+from . import __version__, encoding, fsck, interrupt, options, output, paths, query, transfer
 from .errors import ConfigError, GitpersistError, StoreError
 from .locate import find_store, is_store, uses_git
 from .progress import Progress
@@ -123,12 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"The store is --path, else ${ENV_PATH}, else the current folder.")
     parser.add_argument("--version", action="version", version=f"gitpersist {__version__}")
     parser.add_argument("--path", metavar="PATH", help="the store's folder")
+    parser.add_argument("--no-pager", action="store_true",
+                        help=f"never page long output (else ${output.ENV_PAGER}, $PAGER "
+                             "or less, on a terminal)")
     # --path also after the command; SUPPRESS keeps the global one otherwise.
     common = _Parser(add_help=False)
     common.add_argument("--path", metavar="PATH", default=argparse.SUPPRESS,
                         help="the store's folder")
+    common.add_argument("--no-pager", action="store_true", default=argparse.SUPPRESS,
+                        help="never page long output")
     as_json = _Parser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
+    formats = _Parser(add_help=False)
+    formats.add_argument("--format", choices=output.FORMATS, default=None,
+                         help="table (default), json, ndjson (a record a line) or csv")
+    formats.add_argument("--json", action="store_const", const="json", dest="format",
+                         help="the same as --format json")
+    formats.set_defaults(paged=True)
     quiet = _Parser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bar (it shows only on a terminal anyway)")
@@ -146,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep history in git (runs `git init` unless a repository "
                           "already holds the folder)")
 
-    sub = command("ls", "list the records of a type", as_json)
+    sub = command("ls", "list the records of a type", formats)
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("--where", metavar="FIELD=VALUE", type=_filter, action="append",
                      default=[], help="only records whose FIELD equals VALUE (JSON when "
@@ -156,20 +167,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--columns", metavar="FIELD,...",
                      help="the fields to show after the id, a.b for a nested one "
                           "(default: a few plain ones)")
+    sub.add_argument("--limit", metavar="N", type=_count, help="at most N records")
+
+    command("types", "list the types of the store and how many records each holds",
+            formats)
 
     sub = command("show", "print one record", as_json)
+    sub.set_defaults(paged=True)
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("--rev", metavar="REV", help="as it was at git revision REV")
 
     sub = command("log", "list the commits that changed the store, a type or a record",
-                  as_json)
+                  formats)
     sub.add_argument("type", metavar="TYPE", type=_type_name, nargs="?", help=TYPE_HELP)
     sub.add_argument("id", metavar="ID", nargs="?")
-    sub.add_argument("-n", metavar="N", type=_count, dest="limit",
+    sub.add_argument("-n", "--limit", metavar="N", type=_count, dest="limit",
                      help="at most N commits")
+    sub.add_argument("--date", choices=output.DATES, default="default",
+                     help="dates in the commit's zone (default), this machine's (local), "
+                          "ISO 8601 (iso) or as '3 hours ago' (relative), as git log")
 
     sub = command("diff", "show how a record changed between two revisions")
+    sub.set_defaults(paged=True)
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("rev1", metavar="REV1")
@@ -220,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # eventlet >= 0.40 warns on import that it is deprecated; cinder
             # 23 imports it, and our users can do nothing about it.
             warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-            with interrupt.terminating():       # SIGTERM runs our cleanups too
+            with interrupt.terminating(), \
+                    output.paged(getattr(args, "paged", False) and not args.no_pager):
                 return args.run(args) or 0
     except GitpersistError as exc:
         print(f"gitpersist: error: {exc}", file=sys.stderr)
@@ -362,12 +383,6 @@ def _cell(value: Any, limit: int | None = MAX_CELL) -> str:
     return text
 
 
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
 def _columns(records: list[dict[str, Any]]) -> list[str]:
     """A few fields worth a column: known names first, then plain fields
     every record has."""
@@ -405,15 +420,26 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args) as store:
         _check_type(store, args.type)
-        records = store.find(args.type, dict(args.where))
-    if args.json:
-        _print_json(records)
-        return 0
+        records = store.find(args.type, dict(args.where))[:args.limit]
     columns = (_columns(records) if args.columns is None
                else [name for name in args.columns.split(",") if name and name != "id"])
-    _print_table(["ID", *(printable(name.upper()) for name in columns)],
-                 [[_cell(record["id"], None),
-                   *(_cell(query.value_of(record, name)) for name in columns)] for record in records])
+    limit = None if args.format == "csv" else MAX_CELL       # csv: whole values
+    output.emit(args.format or "table", records,
+                ["ID" if limit else "id", *(printable(name.upper() if limit else name)
+                                            for name in columns)],
+                [[_cell(record["id"], None),
+                  *(_cell(query.value_of(record, name), limit) for name in columns)]
+                 for record in records])
+    return 0
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        # Every record is read to count it (about 50 us each): what a
+        # listing costs, and what tells a corrupt file from a record.
+        counts = [(type, len(store.all(type))) for type in store.types()]
+    output.emit(args.format or "table", [{"type": type, "records": n} for type, n in counts],
+                ["TYPE", "RECORDS"], [[type, str(n)] for type, n in counts])
     return 0
 
 
@@ -434,7 +460,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(record)
     else:
-        _print_table(["FIELD", "VALUE"], [[_cell(name, None), _cell(record[name], None)]
+        output.table(["FIELD", "VALUE"], [[_cell(name, None), _cell(record[name], None)]
                                           for name in ["id", *sorted(record.keys() - {"id"})]])
     return 0
 
@@ -453,16 +479,12 @@ def cmd_log(args: argparse.Namespace) -> int:
             types = store.types()
         hint = "" if args.type in types else _did_you_mean(args.type, types)
         raise CommandError(f"no commit changed {relpath}{hint}")
-    if args.json:
-        _print_json(entries)
-        return 0
-    if entries:
-        _print_table(["COMMIT", "DATE", "AUTHOR", "MESSAGE"], [
-            [entry["commit"][:10],
-             datetime.datetime.fromisoformat(entry["time"]).strftime("%Y-%m-%d %H:%M:%S"),
-             _cell(entry["author"].split(" <")[0], 24),
-             _cell((entry["message"].splitlines() or [""])[0], None)]
-            for entry in entries])
+    output.emit(args.format or "table", entries, ["COMMIT", "DATE", "AUTHOR", "MESSAGE"], [
+        [entry["commit"][:10],
+         output.date(datetime.datetime.fromisoformat(entry["time"]), args.date),
+         _cell(entry["author"].split(" <")[0], 24),
+         _cell((entry["message"].splitlines() or [""])[0], None)]
+        for entry in entries])
     return 0
 
 

@@ -352,12 +352,12 @@ class Store:
         return self._require_history().diff(paths.record_path(type, id), rev1, rev2)
 
     def restore(self, type: str, id: str, rev: str) -> str | None:
-        """Make the record what it was at `rev` (a new write and commit)."""
+        """Make the record what it was at `rev` (a new write and commit,
+        described as any change, ``... (restored from REV)``)."""
         document = self.get_at(type, id, rev)
-        now = self.get(type, id)
+        now = self.get(type, id)    # its secret fields: history never had them
         if document is not None and self._codec.names(type):
-            document.update(self._codec.split(type, now or {})[1])  # history never had them
-        # The change described as any other (`describe`), saying where from.
+            document.update(self._codec.split(type, now or {})[1])
         message = self._describe(type, id, self._codec.public(type, now),
                                  self._codec.public(type, document)) + f" (restored from {rev})"
         if document is None:
@@ -456,14 +456,10 @@ class Store:
     def _split_secrets(self, type: str) -> list[str]:
         """Move newly declared secret fields of `type`'s records to side
         files; the record files rewritten."""
-        names = self._codec.names(type)
-        rewritten = []
-        for document in self.all(type):
-            if names & document.keys():
-                self.put(type, document["id"], document,
-                         message=f"{type} {document['id']}: secret fields kept local")
-                rewritten.append(paths.record_path(type, document["id"]))
-        return rewritten
+        split = [doc for doc in self.all(type) if self._codec.names(type) & doc.keys()]
+        for doc in split:
+            self.put(type, doc["id"], doc, message=f"{type} {doc['id']}: secret fields kept local")
+        return [paths.record_path(type, doc["id"]) for doc in split]
 
     def _current(self, relpath: str, expect: object, secrets: bool = False) -> OnDisk | None:
         """The record as it is on disk now, read once, when the write needs

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import test_cli
-from gitpersist import Store, paths
+from gitpersist import Store, cli, paths
 from helpers import git
 
 run = test_cli.run      # the fixture: run(*argv) -> (exit status, stdout, stderr)
@@ -327,3 +327,67 @@ def test_a_phase_shows_what_it_does_at_once_and_quiet_shows_nothing():
 def testdurations_read_like_a_clock():
     from gitpersist.progress import duration
     assert [duration(s) for s in (0.4, 42, 187, 3725)] == ["0s", "42s", "3m07s", "1h02m"]
+
+
+# -- formats, limits, types, dates, the pager ----------------------------------------
+
+def test_ls_formats_and_limit(run, git_store):
+    root = git_store
+    code, out, _ = run("--path", root, "ls", "volumes", "--limit", "1")
+    assert (code, out) == (0, "ID      SIZE\nabc123  2\n")
+    code, out, _ = run("--path", root, "ls", "volumes", "--format", "ndjson")
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"id": "abc123", "size": 2}, {"id": "abd456", "size": 3}]
+    code, out, _ = run("--path", root, "ls", "volumes", "--format", "csv", "--columns", "size")
+    assert out == "id,size\nabc123,2\nabd456,3\n"
+    assert json.loads(run("--path", root, "ls", "volumes", "--json", "--limit", "1")[1]) == [
+        {"id": "abc123", "size": 2}]
+
+
+def test_types_lists_each_type_and_its_records(run, git_store):
+    code, out, _ = run("--path", git_store, "types")
+    assert (code, out) == (0, "TYPE       RECORDS\nsnapshots  0\nvolumes    2\n")
+    assert json.loads(run("--path", git_store, "types", "--json")[1]) == [
+        {"type": "snapshots", "records": 0}, {"type": "volumes", "records": 2}]
+
+
+def test_log_dates_carry_their_zone_or_follow_date(run, git_store):
+    import datetime
+    from gitpersist import output
+    code, out, _ = run("--path", git_store, "log", "-n", "1")
+    date = out.splitlines()[1].split("  ")[1]
+    assert datetime.datetime.strptime(date, "%Y-%m-%d %H:%M:%S %z").tzinfo is not None
+    out = run("--path", git_store, "log", "-n", "1", "--date", "iso")[1]
+    assert datetime.datetime.fromisoformat(out.splitlines()[1].split("  ")[1]).utcoffset() \
+        is not None
+    assert "ago" in run("--path", git_store, "log", "--limit", "1", "--date", "relative")[1]
+    when = datetime.datetime(2026, 11, 24, 16, 41, 37,
+                             tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    assert output.date(when) == "2026-11-24 16:41:37 +0200"
+    assert output.date(when, "relative", when + datetime.timedelta(hours=3)) == "3 hours ago"
+    assert output.date(when, "local").endswith(when.astimezone().strftime("%z"))
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_long_table_on_a_terminal_goes_through_the_pager(run, tmp_path, monkeypatch):
+    root, paged = tmp_path / "s", tmp_path / "paged.txt"
+    with Store(root, watch="off") as store:
+        for n in range(30):
+            store.put("volumes", f"v{n:02d}", {"size": n})
+    monkeypatch.setenv("GITPERSIST_PAGER", f"cat > {paged}")
+    monkeypatch.setenv("LINES", "10")
+    terminal = Tty()
+    monkeypatch.setattr("sys.stdout", terminal)
+    assert cli.main(["--path", str(root), "ls", "volumes"]) == 0
+    assert terminal.getvalue() == ""
+    assert paged.read_text().splitlines()[:2] == ["ID   SIZE", "v00  0"]
+    paged.unlink()
+    assert cli.main(["--path", str(root), "--no-pager", "ls", "volumes"]) == 0
+    assert len(terminal.getvalue().splitlines()) == 31 and not paged.exists()
+    monkeypatch.setenv("GITPERSIST_PAGER", "")        # empty: no pager, as git
+    assert cli.main(["--path", str(root), "ls", "volumes", "--limit", "3"]) == 0
+    assert not paged.exists()
