@@ -408,7 +408,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise CommandError(f"{root} is not empty; a store needs a folder of its own "
                            f"(try --path {os.path.join(root, 'metadata')})")
     # With git, the history commits the format file (and runs `git init` in
-    # the folder unless a repository already holds it).
+    # the folder unless a repository already holds it); an existing store's
+    # files get a commit saying history starts here, not suspecting a crash.
+    if existed and args.git and not uses_git(root):      # (History runs `git init`)
+        fsck.commit_changed(root, "gitpersist init --git: the history starts with "
+                                  "the store's files")
     with Store(root, git=args.git or uses_git(root), watch="off") as store:
         history = store.history
         where = f" (history in git repository {history.worktree})" if history else ""

@@ -35,7 +35,7 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -132,6 +132,24 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
     if git if git is not None else uses_git(root):
         _GitCheck(checker).check()
     return checker.problems
+
+
+def commit_changed(root: str, reason: str, *, skip: Collection[str] = (),
+                   file_mode: int = 0o600, dir_mode: int = 0o700) -> list[str]:
+    """Commit the store files at `root` that differ from HEAD (but those
+    in `skip`) under the title `reason`, holding the write lock: the
+    history's recovery, without opening a store with git (whose recovery
+    would commit everything, as a crash).  Their relpaths."""
+    from .history import History
+    from .store import Store
+    with Store(root, watch="off", file_mode=file_mode, dir_mode=dir_mode) as store, \
+            store.exclusive():
+        history = History(root, lock=store.exclusive, author=None, commit_mode="sync",
+                          commit_delay=0.0, fsync=True)
+        try:
+            return history.recover(skip=skip, reason=reason)
+        finally:
+            history.close()
 
 
 def clean(problems: list[Problem]) -> bool:
@@ -474,19 +492,10 @@ class _GitCheck:
                 if problem.kind in _NEVER_COMMITTED and not problem.repaired}
 
     def commit_pending(self, broken: set[str]) -> None:
-        """Commit what is uncommitted but `broken`, under the write lock, in
-        a commit that says it is this repair's (the history's recovery,
-        without opening a store: that would commit everything)."""
-        from .history import History
-        from .store import Store
-        with Store(self.checker.root, watch="off", file_mode=self.checker.file_mode,
-                   dir_mode=self.checker.dir_mode) as store, store.exclusive():
-            history = History(self.checker.root, lock=store.exclusive, author=None,
-                              commit_mode="sync", commit_delay=0.0, fsync=True)
-            try:
-                history.recover(skip=broken, reason=REPAIR_TITLE)
-            finally:
-                history.close()
+        """Commit what is uncommitted but `broken`, in a commit that says it
+        is this repair's."""
+        commit_changed(self.checker.root, REPAIR_TITLE, skip=broken,
+                       file_mode=self.checker.file_mode, dir_mode=self.checker.dir_mode)
 
     def git_fsck(self, repo: git.Repo) -> None:
         status, out, err = repo.git.fsck("--no-dangling", "--no-progress",

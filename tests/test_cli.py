@@ -965,7 +965,7 @@ def test_init_git_on_an_existing_store_starts_its_history(run, store_path):
         paths.record_path("snapshots", "s1")])
     assert [e["message"].splitlines()[0] for e in
             json.loads(run("--path", store_path, "log", "--json")[1])] == [
-        "gitpersist: commit 5 store files found changed at open"]
+        "gitpersist init --git: the history starts with the store's files"]
 
 
 def test_init_in_a_fresh_git_repository(run, tmp_path):
