@@ -864,6 +864,11 @@ def test_migrate_from_a_database_written_by_cinderlibs_db_plugin(run, tmp_path):
                            f"2 volumes from {url}\n")
     assert git(store, "log", "-1", "--format=%s") == f"migrate {url}: 5 records\n"
     assert git(store, "status", "--porcelain") == ""
+    # the plugin's secret fields are declared in a commit of their own, no
+    # commit suspects a crash (issue 16 item 3)
+    assert git(store, "log", "--format=%s").splitlines()[1:] == [
+        "gitpersist: declare secret fields connections.connection_info, "
+        "volumes.provider_auth (kept on this host)", "gitpersist: new store"]
 
     from_db = cinderlib_run(READ_BACK, {"storage": "db", "connection": url})
     from_files = cinderlib_run(READ_BACK, {"storage": "file", "path": str(store)})
