@@ -352,18 +352,16 @@ class Store:
         return self._require_history().diff(paths.record_path(type, id), rev1, rev2)
 
     def restore(self, type: str, id: str, rev: str) -> str | None:
-        """Make the record what it was at `rev` (a new write and commit,
-        described as any change, ``... (restored from REV)``)."""
+        """Make the record what it was at `rev`: a new write, ``... (restored from REV)``."""
         document = self.get_at(type, id, rev)
-        now = self.get(type, id)    # its secret fields: history never had them
-        if document is not None and self._codec.names(type):
+        now = _readable(self, type, id)
+        if document is not None and self._codec.names(type):    # history never had them
             document.update(self._codec.split(type, now or {})[1])
         message = self._describe(type, id, self._codec.public(type, now),
                                  self._codec.public(type, document)) + f" (restored from {rev})"
         if document is None:
             self.delete(type, id, message=message)
-            return None
-        return self.put(type, id, document, message=message)
+        return None if document is None else self.put(type, id, document, message=message)
 
     def flush(self) -> None:
         """Wait until every write so far is committed (asynchronous commits)."""
@@ -497,3 +495,11 @@ class Store:
         if self._history is None:
             raise StoreError(f"store {self.root} has no git history (open it with git=True)")
         return self._history
+
+
+def _readable(store: Store, type: str, id: str) -> Document | None:
+    """The record, or None if absent or broken (what a restore mends)."""
+    try:
+        return store.get(type, id)
+    except CorruptRecord:
+        return None
