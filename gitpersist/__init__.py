@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .errors import (ChangesExpired, ConfigError, ConflictError, CorruptRecord, FormatError,
                      GitpersistError, HistoryError, InvalidDocument, InvalidId,
-                     LockTimeout, ReadOnlyStore, StoreError, SyncError)
+                     LockTimeout, ReadOnlyStore, StoreError, SyncError, UnreadableFolder)
 from .store import ABSENT, Change, Store, describe_change
 
 try:
@@ -21,6 +21,7 @@ except PackageNotFoundError:     # running from a source tree
 __all__ = [
     "ABSENT", "Change", "ChangesExpired", "ConfigError", "ConflictError", "CorruptRecord",
     "FormatError", "GitpersistError", "HistoryError", "InvalidDocument",
-    "InvalidId", "LockTimeout", "ReadOnlyStore", "Store", "StoreError", "SyncError", "describe_change",
+    "InvalidId", "LockTimeout", "ReadOnlyStore", "Store", "StoreError", "SyncError",
+    "UnreadableFolder", "describe_change",
     "__version__",
 ]

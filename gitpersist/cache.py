@@ -34,6 +34,7 @@ Guarantees (tests: ``tests/test_cache.py``, ``tests/test_store.py``,
 from __future__ import annotations
 
 import gc
+import functools
 import logging
 import threading
 import time
@@ -46,7 +47,8 @@ import orjson
 from . import files, paths
 from .codec import Document
 from .changelog import ChangeLog
-from .errors import ConfigError, CorruptRecord, InvalidDocument
+from .errors import ConfigError, CorruptRecord, InvalidDocument, UnreadableFolder
+from .query import Condition
 from .layout import FORMAT_FILE
 from .reader import Entry, Reader
 from .records import RecordFiles
@@ -78,6 +80,7 @@ class TypeCache:
         self.entries: dict[str, Entry] = {}
         self.id_of_path: dict[str, str] = {}
         self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
+        self.unreadable: dict[str, UnreadableFolder] = {}    # folders, by relpath
         # relpath -> (signature, time.time_ns() before it was read)
         self.corrupt_signatures: dict[str, tuple[tuple[int, int, int], int]] = {}
         self.complete = False
@@ -190,30 +193,30 @@ class Cache:
                     self._add(cache, entry)
             return entry
 
-    def find(self, type: str, filters: Mapping[str, Any]) -> list[bytes]:
-        """The data of the records whose fields (or declared indexes) equal
-        every filter, sorted by id."""
+    def find(self, type: str, conditions: list[Condition]) -> list[bytes]:
+        """The data of the records that meet every condition (`gitpersist.query`),
+        sorted by id; ``=`` and ``in`` on a declared index use it."""
         with self.lock:
             cache = self.complete(type)
             ids: set[str] | None = None
-            scan = {}
-            for name, value in filters.items():
-                if name in cache.indexes:
-                    try:
-                        found = cache.indexes[name].get(hashable(value), set())
-                    except TypeError:       # not a JSON value: no record has it
-                        found = set()
-                    ids = set(found) if ids is None else ids & found
+            scan = []
+            for condition in conditions:
+                index = cache.indexes.get(condition.name)
+                if index is not None and condition.op in ("=", "in"):
+                    found = set().union(*(index.get(_key(value), set()) for value in (
+                        [condition.value] if condition.op == "=" else condition.value)))
+                    ids = found if ids is None else ids & found
                 else:
-                    scan[name] = value
+                    scan.append(condition)
             candidates = cache.entries.keys() if ids is None else ids
             return [cache.entries[id].data for id in sorted(candidates)
-                    if all(cache.entries[id].document.get(k) == v for k, v in scan.items())]
+                    if all(c.matches(cache.entries[id].document) for c in scan)]
 
     def corrupt(self, type: str) -> list[CorruptRecord]:
         with self.lock:
             cache = self.complete(type)
-            return [cache.corrupt[relpath] for relpath in sorted(cache.corrupt)]
+            broken = {**cache.unreadable, **cache.corrupt}
+            return [broken[relpath] for relpath in sorted(broken)]
 
     def complete(self, type: str) -> TypeCache:
         """The type's cache, after loading every record file of the type."""
@@ -232,7 +235,8 @@ class Cache:
                 snapshot = self.snapshots.load(type)
                 while True:
                     read = sum(self._load_folder(cache, relfolder, folder, sides, snapshot)
-                               for relfolder, folder in self._files.shards(type))
+                               for relfolder, folder in self._listed(
+                                   cache, type, lambda: self._files.shards(type)))
                     if sides or not self._sides.may_have(type):
                         break
                     sides = True
@@ -336,12 +340,40 @@ class Cache:
         """Load the records of a shard folder; how many files were read."""
         entries, others = self.snapshots.restore(
             (snapshot or {}).get(relfolder.rsplit("/", 1)[1]), relfolder, folder,
-            lambda: self._files.record_files(relfolder, folder))
+            functools.partial(self._shard_listing, cache, relfolder, folder))
         for entry in entries:
             self._add(cache, entry)
         for relpath, path in others:
             self._sync_file(cache, relpath, path, sides)
         return len(others)
+
+    def _listing(self, cache: TypeCache, type: str) -> list[tuple[str, str]]:
+        """(relpath, path) of every record file of `type` that can be
+        listed; the rest is listed past a folder that cannot be."""
+        return [file for relfolder, folder in self._listed(
+                    cache, type, lambda: self._files.shards(type))
+                for file in self._shard_listing(cache, relfolder, folder)]
+
+    def _shard_listing(self, cache: TypeCache, relfolder: str,
+                       folder: str) -> list[tuple[str, str]]:
+        return self._listed(cache, relfolder,
+                            functools.partial(self._files.record_files, relfolder, folder))
+
+    @staticmethod
+    def _listed(cache: TypeCache, relfolder: str,
+                list: Callable[[], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+        """What `list()` lists of `relfolder`; if it cannot be listed,
+        nothing, and the folder is kept in `cache.unreadable` (named by
+        `corrupt`, logged once)."""
+        try:
+            found = list()
+        except UnreadableFolder as exc:
+            if relfolder not in cache.unreadable:
+                LOG.warning("skipping %s", exc)
+            cache.unreadable[relfolder] = exc
+            return []
+        cache.unreadable.pop(relfolder, None)
+        return found
 
     def _sync_file(self, cache: TypeCache, relpath: str, path: str | None = None,
                    sides: bool | None = None) -> None:
@@ -386,10 +418,9 @@ class Cache:
         """Bring a complete type in line with its folder (what a polling
         watcher would do, at read time): one stat per file."""
         seen = set()
-        for relfolder, folder in self._files.shards(type):
-            for relpath, path in self._files.record_files(relfolder, folder):
-                seen.add(relpath)
-                self._sync_file(cache, relpath, path)
+        for relpath, path in self._listing(cache, type):
+            seen.add(relpath)
+            self._sync_file(cache, relpath, path)
         for relpath in [p for p in [*cache.id_of_path, *cache.corrupt] if p not in seen]:
             cache.corrupt.pop(relpath, None)
             self._sync_file(cache, relpath)
@@ -459,7 +490,9 @@ class Cache:
         for relpath in [p for p in cache.id_of_path if p.startswith(prefix)]:
             self._sync_file(cache, relpath)
         if cache.complete and self._files.is_folder(relfolder):
-            self._load_folder(cache, relfolder, self._files.path(relfolder))
+            for relpath, path in self._shard_listing(cache, relfolder,
+                                                     self._files.path(relfolder)):
+                self._sync_file(cache, relpath, path)
 
 
 @contextmanager
@@ -483,6 +516,17 @@ def key_function(name: str, key: IndexKey) -> Callable[[Document], Any]:
     if not isinstance(field, str):
         raise ConfigError(f"index {name!r}: give a field name or a function of the document")
     return lambda document: document.get(field)
+
+
+def _key(value: Any) -> Any:
+    """`value` as an index key; a value that is no JSON value has none."""
+    try:
+        return hashable(value)
+    except TypeError:
+        return _NO_KEY
+
+
+_NO_KEY = object()
 
 
 def hashable(value: Any) -> Any:

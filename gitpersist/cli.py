@@ -2,7 +2,9 @@
 store, settle a sync's conflicts, watch its changes.
 
 ``gitpersist [--path PATH] COMMAND ...``; PATH defaults to ``$GITPERSIST_PATH``,
-else the current folder.  Commands that only read never create anything and
+else the current folder; the store is the one holding PATH, found from any
+folder inside it as git finds a repository (``init`` refuses to make a
+store inside one).  Commands that only read never create anything and
 refuse a folder that holds no store; they open it read-only (no lock taken,
 so they work on a read-only mount: ``tests/test_read_only.py``).  Commands
 that write need a store made by ``gitpersist init`` first.
@@ -25,19 +27,21 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import json
 import logging
 import os
+import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from . import __version__, encoding, fsck, options, paths, transfer
+from . import __version__, encoding, fsck, interrupt, options, output, paths, query, transfer
 from .errors import ConfigError, GitpersistError, StoreError
-from .locate import is_store, uses_git
+from .locate import find_store, is_store, uses_git
 from .progress import Progress
 from .layout import META_DIR
 from .messages import printable
@@ -71,14 +75,22 @@ def _type_name(text: str) -> str:
     return text
 
 
+_FILTER = re.compile(r"(?P<field>[^<>!=]+?)\s*(?P<op><=|>=|!=|<|>|=)(?P<value>.*)", re.S)
+
+
 def _filter(text: str) -> tuple[str, Any]:
-    field, equals, value = text.partition("=")
-    if not equals or not field:
-        raise argparse.ArgumentTypeError(f"{text!r}: use FIELD=VALUE")
+    """``FIELD=VALUE`` (or ``!=``, ``<``, ``<=``, ``>``, ``>=``) as a key
+    and value of `Store.find`'s mapping (``"size >="``: 10)."""
+    match = _FILTER.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: use FIELD=VALUE (or FIELD!=VALUE, "
+                                         "FIELD<VALUE, FIELD<=VALUE, FIELD>VALUE, "
+                                         "FIELD>=VALUE)")
+    key = match["field"] if match["op"] == "=" else f"{match['field']} {match['op']}"
     try:
-        return field, json.loads(value)
+        return key, json.loads(match["value"])
     except ValueError:
-        return field, value
+        return key, match["value"]
 
 
 def _count(text: str) -> int:
@@ -91,23 +103,52 @@ def _count(text: str) -> int:
     return number
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with git's "did you mean" for a mistyped command."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            message += _did_you_mean(match[1], re.findall(r"'([^']*)'", match[2]))
+        super().error(message)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gitpersist",
         description="Inspect and manage a gitpersist metadata store.",
         epilog=f"The store is --path, else ${ENV_PATH}, else the current folder.")
     parser.add_argument("--version", action="version", version=f"gitpersist {__version__}")
     parser.add_argument("--path", metavar="PATH", help="the store's folder")
+    parser.add_argument("--no-pager", action="store_true",
+                        help=f"never page long output (else ${output.ENV_PAGER}, $PAGER "
+                             "or less, on a terminal)")
     # --path also after the command; SUPPRESS keeps the global one otherwise.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--path", metavar="PATH", default=argparse.SUPPRESS,
                         help="the store's folder")
-    as_json = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--no-pager", action="store_true", default=argparse.SUPPRESS,
+                        help="never page long output")
+    as_json = _Parser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
+    formats = _Parser(add_help=False)
+    formats.add_argument("--format", choices=output.FORMATS, default=None,
+                         help="table (default), json, ndjson (a record a line) or csv")
+    formats.add_argument("--json", action="store_const", const="json", dest="format",
+                         help="the same as --format json")
+    formats.set_defaults(paged=True)
+    quiet = _Parser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bar (it shows only on a terminal anyway)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help: str,
-                *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+                *parents: _Parser) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help,
                                   parents=[common, *parents])
         sub.set_defaults(run=globals()[f"cmd_{name}"])
@@ -118,29 +159,39 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep history in git (runs `git init` unless a repository "
                           "already holds the folder)")
 
-    sub = command("ls", "list the records of a type", as_json)
+    sub = command("ls", "list the records of a type", formats)
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("--where", metavar="FIELD=VALUE", type=_filter, action="append",
                      default=[], help="only records whose FIELD equals VALUE (JSON when "
-                     "it parses, so size=1 is a number; else a string); FIELD may be "
-                     "a.b for a nested field; repeatable")
+                     "it parses, so size=1 is a number; else a string), or compares "
+                     "with it: FIELD!=, <, <=, >, >=VALUE; FIELD may be a.b for a "
+                     "nested field; repeatable")
     sub.add_argument("--columns", metavar="FIELD,...",
                      help="the fields to show after the id, a.b for a nested one "
                           "(default: a few plain ones)")
+    sub.add_argument("--limit", metavar="N", type=_count, help="at most N records")
+
+    command("types", "list the types of the store and how many records each holds",
+            formats)
 
     sub = command("show", "print one record", as_json)
+    sub.set_defaults(paged=True)
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("--rev", metavar="REV", help="as it was at git revision REV")
 
     sub = command("log", "list the commits that changed the store, a type or a record",
-                  as_json)
+                  formats)
     sub.add_argument("type", metavar="TYPE", type=_type_name, nargs="?", help=TYPE_HELP)
     sub.add_argument("id", metavar="ID", nargs="?")
-    sub.add_argument("-n", metavar="N", type=_count, dest="limit",
+    sub.add_argument("-n", "--limit", metavar="N", type=_count, dest="limit",
                      help="at most N commits")
+    sub.add_argument("--date", choices=output.DATES, default="default",
+                     help="dates in the commit's zone (default), this machine's (local), "
+                          "ISO 8601 (iso) or as '3 hours ago' (relative), as git log")
 
     sub = command("diff", "show how a record changed between two revisions")
+    sub.set_defaults(paged=True)
     sub.add_argument("type", metavar="TYPE", type=_type_name, help=TYPE_HELP)
     sub.add_argument("id", metavar="ID")
     sub.add_argument("rev1", metavar="REV1")
@@ -157,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--remote", metavar="NAME", default="origin",
                      help="a git remote of the store's repository (default: origin)")
 
-    sub = command("fsck", "check the store; exit 1 if anything is wrong", as_json)
+    sub = command("fsck", "check the store; exit 1 if anything is wrong", as_json, quiet)
     sub.add_argument("--repair", action="store_true",
                      help="fix what is safe: stale temp files, empty folders, loose "
                           "permissions, uncommitted changes")
@@ -169,11 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("export", "print every record as one JSON document")
     sub.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
 
-    sub = command("import", "store the records of an export or of a cinderlib dump")
+    sub = command("import", "store the records of an export or of a cinderlib dump", quiet)
     sub.add_argument("file", metavar="FILE", help="a `gitpersist export` document, or "
                      "cinderlib's dumps() output; - reads stdin")
 
-    sub = command("migrate", "copy everything from a cinderlib database into the store")
+    sub = command("migrate", "copy everything from a cinderlib database into the store",
+                  quiet)
     sub.add_argument("--from-db", metavar="URL", required=True,
                      help="the SQLAlchemy URL cinderlib's db plugin used, e.g. "
                           "sqlite:////var/lib/cinderlib/cinderlib.sqlite")
@@ -192,13 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             # eventlet >= 0.40 warns on import that it is deprecated; cinder
             # 23 imports it, and our users can do nothing about it.
             warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-            return args.run(args) or 0
+            with interrupt.terminating(), \
+                    output.paged(getattr(args, "paged", False) and not args.no_pager):
+                return args.run(args) or 0
     except GitpersistError as exc:
         print(f"gitpersist: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("gitpersist: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"gitpersist: interrupted ({transfer.why_stopped(exc)})", file=sys.stderr)
+        return exc.exit_status if isinstance(exc, interrupt.Interrupted) else 130
     except BrokenPipeError:      # `gitpersist ls volumes | head`
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -224,8 +278,17 @@ def _log_to_stderr() -> logging.Handler:
 
 # -- opening the store -------------------------------------------------------
 
-def _root(args: argparse.Namespace) -> str:
+def _start(args: argparse.Namespace) -> str:
     return os.path.abspath(args.path or os.environ.get(ENV_PATH) or os.curdir)
+
+
+def _root(args: argparse.Namespace) -> str:
+    """The store the command works on: the one holding the folder given
+    (--path, $GITPERSIST_PATH, the current folder), found upward as git
+    finds a repository; the folder itself if none holds it (the command
+    then says there is no store there)."""
+    start = _start(args)
+    return find_store(start) or start
 
 
 def _require_store(root: str) -> None:
@@ -270,6 +333,39 @@ def _no_writes() -> contextlib.AbstractContextManager[None]:
     raise StoreError("the history was opened read-only")
 
 
+# -- types and ids -----------------------------------------------------------
+
+def _check_type(store: Store, type: str) -> None:
+    """An unknown type is an error (exit 1), with "did you mean"."""
+    types = store.types()
+    if type not in types:
+        raise CommandError(f"no type {type!r} in {store.root} (it has "
+                           f"{', '.join(types) or 'none'}){_did_you_mean(type, types)}")
+
+
+def _resolve_id(args: argparse.Namespace) -> None:
+    """`args.id` as given if that record exists now, else the one id of
+    `args.type` it is a prefix of, as git takes an abbreviated commit; an
+    ambiguous prefix is an error naming the candidates.  No match: as
+    given (a deleted record still has its history)."""
+    root = _root(args)
+    _require_store(root)
+    relpath = paths.record_path(args.type, args.id)
+    if os.path.lexists(os.path.join(root, *relpath.split("/"))):
+        return
+    with Store(root, watch="off") as store:
+        if args.type not in store.types():
+            return
+        matches = [record["id"] for record in store.all(args.type)
+                   if record["id"].startswith(args.id)]
+    if len(matches) > 1:
+        shown = ", ".join(printable(id) for id in matches[:5])
+        raise CommandError(f"{args.type} id prefix {args.id!r} is ambiguous: {shown}"
+                           + (f" and {len(matches) - 5} more" if len(matches) > 5 else ""))
+    if matches:
+        args.id = matches[0]
+
+
 # -- output ------------------------------------------------------------------
 
 def _print_json(value: Any) -> None:
@@ -291,25 +387,6 @@ def _cell(value: Any, limit: int | None = MAX_CELL) -> str:
     return text
 
 
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
-def _field(record: dict[str, Any], name: str) -> Any:
-    """The record's field `name`; ``a.b`` reaches into nested objects (unless
-    the record has a field literally called ``a.b``)."""
-    if name in record or "." not in name:
-        return record.get(name)
-    value: Any = record
-    for part in name.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
 def _columns(records: list[dict[str, Any]]) -> list[str]:
     """A few fields worth a column: known names first, then plain fields
     every record has."""
@@ -323,14 +400,23 @@ def _columns(records: list[dict[str, Any]]) -> list[str]:
 # -- commands ----------------------------------------------------------------
 
 def cmd_init(args: argparse.Namespace) -> int:
-    root = _root(args)
+    root = _start(args)
     existed = is_store(root)
+    around = None if existed else find_store(root)
+    if around is not None:
+        raise CommandError(f"{root} is inside the gitpersist store at {around}; a store "
+                           "inside a store would be read as one of its types (try --path "
+                           "outside it)")
     if not existed and os.path.isdir(root) and any(
             entry.name != ".git" for entry in os.scandir(root)):
         raise CommandError(f"{root} is not empty; a store needs a folder of its own "
                            f"(try --path {os.path.join(root, 'metadata')})")
     # With git, the history commits the format file (and runs `git init` in
-    # the folder unless a repository already holds it).
+    # the folder unless a repository already holds it); an existing store's
+    # files get a commit saying history starts here, not suspecting a crash.
+    if existed and args.git and not uses_git(root):      # (History runs `git init`)
+        fsck.commit_changed(root, "gitpersist init --git: the history starts with "
+                                  "the store's files")
     with Store(root, git=args.git or uses_git(root), watch="off") as store:
         history = store.history
         where = f" (history in git repository {history.worktree})" if history else ""
@@ -341,27 +427,32 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        # Filters are applied here rather than by Store.find: a field may be
-        # called "type", which find() takes as its own argument.
-        records = [record for record in store.all(args.type)
-                   if all(_field(record, name) == value for name, value in args.where)]
-        if not records and args.type not in store.types():
-            LOG.warning("no records of type %r (the store has %s)", args.type,
-                        ", ".join(store.types()) or "none at all")
-    if args.json:
-        _print_json(records)
-        return 0
-    if not records:
-        return 0
+        _check_type(store, args.type)
+        records = store.find(args.type, dict(args.where))[:args.limit]
     columns = (_columns(records) if args.columns is None
                else [name for name in args.columns.split(",") if name and name != "id"])
-    _print_table(["ID", *(printable(name.upper()) for name in columns)],
-                 [[_cell(record["id"], None),
-                   *(_cell(_field(record, name)) for name in columns)] for record in records])
+    limit = None if args.format == "csv" else MAX_CELL       # csv: whole values
+    output.emit(args.format or "table", records,
+                ["ID" if limit else "id", *(printable(name.upper() if limit else name)
+                                            for name in columns)],
+                [[_cell(record["id"], None),
+                  *(_cell(query.value_of(record, name), limit) for name in columns)]
+                 for record in records])
+    return 0
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        # Every record is read to count it (about 50 us each): what a
+        # listing costs, and what tells a corrupt file from a record.
+        counts = [(type, len(store.all(type))) for type in store.types()]
+    output.emit(args.format or "table", [{"type": type, "records": n} for type, n in counts],
+                ["TYPE", "RECORDS"], [[type, str(n)] for type, n in counts])
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    _resolve_id(args)
     if args.rev is None:
         with _open(args) as store:
             record = store.get(args.type, args.id)
@@ -377,46 +468,55 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(record)
     else:
-        _print_table(["FIELD", "VALUE"], [[_cell(name, None), _cell(record[name], None)]
+        output.table(["FIELD", "VALUE"], [[_cell(name, None), _cell(record[name], None)]
                                           for name in ["id", *sorted(record.keys() - {"id"})]])
     return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    if args.id is not None:
+        _resolve_id(args)
     relpath = (paths.record_path(args.type, args.id) if args.id is not None
                else args.type or ".")
     with _open_history(args) as history:
         entries = [{"commit": version.commit, "time": version.time.isoformat(),
                     "author": version.author, "message": version.message}
                    for version in history.versions(relpath, args.limit)]
-    if not entries and args.limit != 0:     # a mistyped type or id is not silent
-        LOG.warning("no commit changed %s", relpath if relpath != "." else "the store")
-    if args.json:
-        _print_json(entries)
-        return 0
-    if entries:
-        _print_table(["COMMIT", "DATE", "AUTHOR", "MESSAGE"], [
-            [entry["commit"][:10],
-             datetime.datetime.fromisoformat(entry["time"]).strftime("%Y-%m-%d %H:%M:%S"),
-             _cell(entry["author"].split(" <")[0], 24),
-             _cell((entry["message"].splitlines() or [""])[0], None)]
-            for entry in entries])
+    if not entries and relpath != ".":      # a mistyped type or id: exit 1
+        with _open(args) as store:
+            types = store.types()
+        hint = "" if args.type in types else _did_you_mean(args.type, types)
+        raise CommandError(f"no commit changed {relpath}{hint}")
+    output.emit(args.format or "table", entries, ["COMMIT", "DATE", "AUTHOR", "MESSAGE"], [
+        [entry["commit"][:10],
+         output.date(datetime.datetime.fromisoformat(entry["time"]), args.date),
+         _cell(entry["author"].split(" <")[0], 24),
+         _cell((entry["message"].splitlines() or [""])[0], None)]
+        for entry in entries])
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    _resolve_id(args)
     relpath = paths.record_path(args.type, args.id)
     with _open_history(args) as history:
+        if history.read(relpath, args.rev1) is None and (
+                history.read(relpath, args.rev2) is None if args.rev2 is not None
+                else not os.path.lexists(os.path.join(_root(args), *relpath.split("/")))):
+            raise CommandError(f"no record {args.type} {args.id!r} at {args.rev1} nor "
+                               f"{'at ' + args.rev2 if args.rev2 else 'now'}")
         sys.stdout.write(history.diff(relpath, args.rev1, args.rev2))
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    _resolve_id(args)
     root = _root(args)
     _require_store(root)
     if not uses_git(root):
         raise CommandError(f"the store at {root} keeps no git history to restore from")
-    with Store(root, git=True, watch="off") as store:
+    from .cinder import schema     # commit messages as the plugin writes them
+    with Store(root, git=True, watch="off", describe=schema.describe) as store:
         before = store.revision(args.type, args.id)
         revision = store.restore(args.type, args.id, args.rev)
     subject = f"{args.type} {args.id}"
@@ -458,7 +558,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     if not os.path.isdir(os.path.join(root, META_DIR)):
         _require_store(root)
     from .cinder import schema     # cinderlib's references (plain data, no cinderlib)
-    with Progress("fsck") as bar:
+    with Progress("fsck", quiet=args.quiet) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.advance(done - bar.done)
@@ -514,9 +614,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         writes = transfer.read_export(document, args.file)
         # What the exported store kept local stays local here too.
         secret_fields = transfer.secret_fields_of(document, args.file)
+        from .cinder import schema     # cinderlib's references (plain data)
         with _open(args, write=True, secret_fields=secret_fields) as store, \
-                Progress("import") as bar:
-            counts = transfer.import_export(store, writes, source=args.file, progress=bar)
+                _long_write("import", args, store.history is not None) as (bar, stop):
+            counts = transfer.import_export(store, writes, source=args.file, progress=bar,
+                                            references=schema.REFERENCES,
+                                            checkpoint=stop.check)
     else:
         from .cinder import migrate     # cinderlib loads only when needed
         if not migrate.is_dump(document):
@@ -526,10 +629,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
                 migrate.cinderlib_persistence({"storage": plugin}):
             objects = migrate.load_cinderlib(document, args.file)
-            with Progress("import") as bar:
-                counts = migrate.write_objects(
-                    plugin, objects, f"Import {len(objects)} cinderlib objects from {name}",
-                    progress=bar)
+            with _long_write("import", args, plugin.store.history is not None) as (bar, stop):
+                counts = migrate.write_objects(plugin, objects, f"import {name}",
+                                               progress=bar, checkpoint=stop.check)
     print(f"imported {transfer.describe_counts(counts)} from {args.file}")
     return 0
 
@@ -540,13 +642,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     _need_cinderlib("migrate")
     from .cinder import migrate
     shown = migrate.safe_url(args.from_db)
-    objects = migrate.from_database(args.from_db)
-    with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
-            Progress("migrate") as bar:
-        counts = migrate.write_objects(plugin, objects, f"Migrate from {shown}",
-                                       progress=bar)
+    with Progress("migrate", quiet=args.quiet) as bar:
+        with bar.phase(f"reading {shown}"):
+            objects = migrate.from_database(args.from_db)
+        with migrate.file_plugin(root, git=uses_git(root)) as plugin, \
+                _long_write("migrate", args, plugin.store.history is not None,
+                            bar) as (bar, stop):
+            counts = migrate.write_objects(plugin, objects, f"migrate {shown}",
+                                           progress=bar, checkpoint=stop.check)
     print(f"migrated {transfer.describe_counts(counts)} from {shown}")
     return 0
+
+
+@contextlib.contextmanager
+def _long_write(label: str, args: argparse.Namespace, git: bool, shown: Progress | None = None
+                ) -> Iterator[tuple[Progress, interrupt.Deferred]]:
+    """A progress bar (`shown`, else a new one), and SIGINT/SIGTERM held
+    until the next record is whole (`interrupt.deferred`); cut short,
+    stderr says how far it got, as the commit does."""
+    with shown or Progress(label, quiet=args.quiet) as bar:
+        try:
+            with interrupt.deferred() as stop:
+                yield bar, stop
+        except BaseException as exc:
+            if bar.total:
+                kept = " and committed" if git and bar.done else ""
+                print(f"gitpersist: {label} interrupted: {bar.done} of {bar.total} records "
+                      f"written{kept} ({transfer.why_stopped(exc)}); run it again to "
+                      "finish (records already there are left as they are)", file=sys.stderr)
+            raise
 
 
 def _need_cinderlib(what: str) -> None:
@@ -588,7 +712,7 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
         _print_json(entries)
         return 0
     if entries:
-        _print_table(["TYPE", "ID", "FIELD", "BASE", "LOCAL", "REMOTE", "KEPT", "COMMITS"], [
+        output.table(["TYPE", "ID", "FIELD", "BASE", "LOCAL", "REMOTE", "KEPT", "COMMITS"], [
             [_cell(e["type"], None), _cell(e["id"], None),
              _cell(".".join(e["field"]) or "(record)", None),
              *(_cell(e[f"{side}_value"]) for side in ("base", "local", "remote")),

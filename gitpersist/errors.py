@@ -33,6 +33,17 @@ class CorruptRecord(GitpersistError):
         self.reason = reason
 
 
+class UnreadableFolder(CorruptRecord):
+    """A type or shard folder the store cannot list (its permissions): its
+    records are left out of listings, which `Store.corrupt` says."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        GitpersistError.__init__(self, f"unreadable folder {path}: {reason} "
+                                 "(its records are left out)")
+        self.path = path
+        self.reason = reason
+
+
 class ConflictError(GitpersistError):
     """A write based on a stale revision of a record (optimistic concurrency)."""
 

@@ -9,6 +9,8 @@ thing wrong, each naming its file (relative to the store root).  It checks:
 * references between records, by the `ReferenceRules` an application
   passes in (none by default; the CLI passes cinderlib's): a live record's
   reference fields name a live record of their type;
+* folders and files that cannot be read (``unreadable``, one problem
+  each: the rest is checked);
 * files and folders the store cannot account for (anything that is not a
   type folder, shard folder, record file or the store's own metadata),
   symlinks (never followed), temp files left by crashed writers, write
@@ -46,7 +48,7 @@ import os
 import re
 import stat
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -71,6 +73,9 @@ _STATUS_WORDS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed",
                  "!": "new (ignored by git)"}
 
 Progress = Callable[[int, int], None]
+# What `--repair` commits, and what it never does (a sync would carry it).
+REPAIR_TITLE = "fsck --repair: commit the store files that differed from HEAD"
+_NEVER_COMMITTED = frozenset({"corrupt", "id-mismatch", "format", "unreadable"})
 
 
 class ReferenceRules(Protocol):
@@ -103,7 +108,7 @@ class Problem:
     """One thing wrong with a store.
 
     `kind` is a stable short code (``corrupt``, ``id-mismatch``,
-    ``dangling-reference``, ``unknown-file``, ``symlink``, ``stale-temp``,
+    ``dangling-reference``, ``unreadable``, ``unknown-file``, ``symlink``, ``stale-temp``,
     ``permissions``, ``format``, ``orphan-secret``, ``gitignore``,
     ``inline-secret``, ``tracked-secret``, ``uncommitted``, ``git-lock``,
     ``git-fsck``, and for notes ``empty-folder``, ``write-in-progress``,
@@ -149,6 +154,24 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
         _GitCheck(checker).check()
         secrets.check_git()
     return checker.problems
+
+
+def commit_changed(root: str, reason: str, *, skip: Collection[str] = (),
+                   file_mode: int = 0o600, dir_mode: int = 0o700) -> list[str]:
+    """Commit the store files at `root` that differ from HEAD (but those
+    in `skip`) under the title `reason`, holding the write lock: the
+    history's recovery, without opening a store with git (whose recovery
+    would commit everything, as a crash).  Their relpaths."""
+    from .history import History
+    from .store import Store
+    with Store(root, watch="off", file_mode=file_mode, dir_mode=dir_mode) as store, \
+            store.exclusive():
+        history = History(root, lock=store.exclusive, author=None, commit_mode="sync",
+                          commit_delay=0.0, fsync=True)
+        try:
+            return history.recover(skip=skip, reason=reason)
+        finally:
+            history.close()
 
 
 def clean(problems: list[Problem]) -> bool:
@@ -330,9 +353,22 @@ class _Checker:
         for type_entry in type_folders:
             self.remove_if_empty(type_entry.name)
 
+    def listing(self, relfolder: str, folder: str) -> list[os.DirEntry[str]]:
+        """The entries of `folder`, sorted by name; one that cannot be
+        listed is one ``unreadable`` problem, and the check goes on."""
+        try:
+            with os.scandir(folder) as entries:
+                return sorted(entries, key=lambda e: e.name)
+        except FileNotFoundError:       # removed while we looked
+            return []
+        except OSError as exc:
+            self.report("unreadable", relfolder, f"folder cannot be listed "
+                        f"({exc.strerror or exc}): its records were not checked")
+            return []
+
     def shards_of(self, type_entry: os.DirEntry[str]) -> list[tuple[str, os.DirEntry[str]]]:
         shards = []
-        for entry in sorted(os.scandir(type_entry.path), key=lambda e: e.name):
+        for entry in self.listing(type_entry.name, type_entry.path):
             relpath = f"{type_entry.name}/{entry.name}"
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
@@ -349,7 +385,7 @@ class _Checker:
     def check_shard(self, type: str, shard: os.DirEntry[str]) -> None:
         relfolder = f"{type}/{shard.name}"
         self.check_mode(relfolder, shard.stat(follow_symlinks=False))
-        for entry in sorted(os.scandir(shard.path), key=lambda e: e.name):
+        for entry in self.listing(relfolder, shard.path):
             relpath = f"{relfolder}/{entry.name}"
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
@@ -378,7 +414,7 @@ class _Checker:
             self.report("corrupt", relpath, exc.reason)
             return
         except OSError as exc:
-            self.report("corrupt", relpath, f"unreadable: {exc.strerror or exc}")
+            self.report("unreadable", relpath, f"file cannot be read ({exc.strerror or exc})")
             return
         id = document["id"]
         try:
@@ -417,7 +453,7 @@ class _Checker:
         try:
             with os.scandir(folder) as entries:
                 empty = next(entries, None) is None
-        except FileNotFoundError:
+        except OSError:     # gone, or unreadable (reported by `listing`)
             return
         if empty:
             self.report("empty-folder", relfolder, "empty folder (left after deletions)",
@@ -513,13 +549,16 @@ class _GitCheck:
                             "crashed (then remove the file)")
             changes = self.uncommitted(repo, here)
             left = changes
+            broken = self.broken()
             if changes and self.checker.repair and not os.path.exists(lock):
-                self.commit_pending()
+                self.commit_pending(broken)
                 left = self.uncommitted(repo, here)
             for relpath, what in changes.items():
+                held = relpath in broken        # never carried to other hosts
                 self.checker.problems.append(Problem(
-                    "uncommitted", relpath, f"{what} since the last commit",
-                    repairable=True, repaired=relpath not in left))
+                    "uncommitted", relpath, f"{what} since the last commit" + (
+                        " (not committed: it is reported broken above)" if held else ""),
+                    repairable=not held, repaired=relpath not in left))
             self.git_fsck(repo)
         finally:
             repo.close()
@@ -554,12 +593,17 @@ class _GitCheck:
                 found[relpath] = head_says
         return found
 
-    def commit_pending(self) -> None:
-        """Commit what is uncommitted, as a store opened with git does."""
-        from .store import Store
-        with Store(self.checker.root, git=True, watch="off", file_mode=self.checker.file_mode,
-                   dir_mode=self.checker.dir_mode):
-            pass
+    def broken(self) -> set[str]:
+        """The files this check found broken (corrupt, at the wrong path, an
+        unreadable format file): a repair never commits them."""
+        return {problem.path for problem in self.checker.problems
+                if problem.kind in _NEVER_COMMITTED and not problem.repaired}
+
+    def commit_pending(self, broken: set[str]) -> None:
+        """Commit what is uncommitted but `broken`, in a commit that says it
+        is this repair's."""
+        commit_changed(self.checker.root, REPAIR_TITLE, skip=broken,
+                       file_mode=self.checker.file_mode, dir_mode=self.checker.dir_mode)
 
     def git_fsck(self, repo: git.Repo) -> None:
         status, out, err = repo.git.fsck("--no-dangling", "--no-progress",

@@ -4,7 +4,9 @@ Guarantees:
 
 * Nothing here creates or changes a file: these functions only look.
 * `is_store` is true exactly when the folder holds a format file, the file
-  every `Store` writes when it first opens a folder.
+  every `Store` writes when it first opens a folder; `find_store` finds the
+  store a folder is in, from any folder inside it (tests:
+  ``tests/test_cli_ops.py``).
 * `uses_git` decides whether a store keeps git history, without being told:
   yes when its root is the top of a git work tree (``<root>/.git`` exists),
   or when its format file is tracked by the git repository around it (a
@@ -26,6 +28,20 @@ if TYPE_CHECKING:
 def is_store(root: str | os.PathLike[str]) -> bool:
     """True if `root` holds a gitpersist store (its format file exists)."""
     return os.path.isfile(os.path.join(os.fspath(root), *FORMAT_FILE.split("/")))
+
+
+def find_store(start: str | os.PathLike[str]) -> str | None:
+    """The store holding the folder `start`: `start` itself or the nearest
+    folder above it that `is_store`, as git finds a repository from any
+    folder inside its work tree; None if there is none."""
+    folder = os.path.abspath(os.fspath(start))
+    while True:
+        if is_store(folder):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
 def find_repo(root: str | os.PathLike[str]) -> git.Repo | None:

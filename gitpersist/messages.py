@@ -9,7 +9,7 @@ newline).  Tested in ``tests/test_messages.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Document = dict[str, Any]
@@ -40,6 +40,13 @@ def describe_change(type: str, id: str, old: Document | None, new: Document | No
     if len(changed) > 3:
         parts.append(f"and {len(changed) - 3} more fields")
     return f"{subject}: {', '.join(parts)}"
+
+
+def declared_secrets(fields: Mapping[str, Iterable[str]], types: Iterable[str]) -> str:
+    """The commit title of a secret-field declaration growing for `types`:
+    ``gitpersist: declare secret fields volumes.provider_auth (kept on this host)``."""
+    names = [f"{type}.{name}" for type in sorted(types) for name in sorted(fields.get(type, ()))]
+    return f"gitpersist: declare secret fields {printable(', '.join(names))} (kept on this host)"
 
 
 def _is_scalar(value: Any) -> bool:

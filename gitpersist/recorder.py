@@ -27,6 +27,11 @@ from typing import Literal, Protocol
 from .layout import Change
 
 
+BatchMessage = Callable[[BaseException | None], str]
+"""``message(stopped)``: a batch's commit message, given the exception that
+ended it (None: it ended normally)."""
+
+
 class HistoryPort(Protocol):
     """What the recorder needs of a history (`gitpersist.history.History`)."""
 
@@ -104,16 +109,23 @@ class Recorder:
             listener()
 
     @contextmanager
-    def batch(self, message: str) -> Iterator[None]:
+    def batch(self, message: str | BatchMessage) -> Iterator[None]:
         """Everything recorded inside is one commit with `message` when the
         block ends, also when it ends with an exception (history matches the
-        files).  Nested batches join the outer one."""
+        files).  A callable `message` is given that exception (None if the
+        block ended normally) and returns the message, so that a batch cut
+        short says so.  Nested batches join the outer one."""
         if self._batch is not None:
             yield
             return
         self._batch = []
+        stopped: BaseException | None = None
         try:
             yield
+        except BaseException as exc:
+            stopped = exc
+            raise
         finally:
             changes, self._batch = self._batch, None
-            self.commit(changes, message)
+            if changes:
+                self.commit(changes, message if isinstance(message, str) else message(stopped))

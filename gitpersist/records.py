@@ -24,10 +24,9 @@ FIFOs refused):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 from . import files, paths
-from .errors import CorruptRecord, StoreError
+from .errors import CorruptRecord, StoreError, UnreadableFolder
 from .layout import META_DIR
 
 
@@ -90,24 +89,35 @@ class RecordFiles:
     def shards(self, folder: str) -> list[tuple[str, str]]:
         """(relpath, path) of each shard folder of the folder `folder`
         (a type folder, or one in the secrets folder); none if it is
-        missing or a symlink (never followed)."""
+        missing or a symlink (never followed).  Raises `UnreadableFolder` if
+        it cannot be listed."""
         if os.path.islink(self.path(folder)):
             return []
-        try:
-            entries = list(os.scandir(self.path(folder)))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return [(f"{folder}/{entry.name}", entry.path) for entry in entries
+        return [(f"{folder}/{entry.name}", entry.path)
+                for entry in self._list(self.path(folder))
                 if entry.is_dir(follow_symlinks=False)]
 
-    def record_files(self, relfolder: str, folder: str | None = None) -> Iterator[tuple[str, str]]:
+    def record_files(self, relfolder: str, folder: str | None = None) -> list[tuple[str, str]]:
         """(relpath, path) of the record files in the shard folder
-        `relfolder`; stale temp files there are removed."""
-        for file in os.scandir(folder or self.path(relfolder)):
+        `relfolder`; stale temp files there are removed.  Raises
+        `UnreadableFolder` if the folder cannot be listed."""
+        found = []
+        for file in self._list(folder or self.path(relfolder)):
             if files.is_stale_temp(file.name, file.path):
                 files.unlink_quietly(file.path)
             elif paths.split_record_path(f"{relfolder}/{file.name}") is not None:
-                yield f"{relfolder}/{file.name}", file.path
+                found.append((f"{relfolder}/{file.name}", file.path))
+        return found
+
+    @staticmethod
+    def _list(path: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(path) as entries:
+                return list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:      # e.g. chmod 000: name it, list the rest
+            raise UnreadableFolder(path, exc.strerror or str(exc)) from None
 
 
 def writable(root: str) -> bool:

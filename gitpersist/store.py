@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from . import encoding, files, options, paths, secret
+from . import encoding, files, options, paths, query, secret
 from .cache import Cache, CacheListener, IndexKey
 from .changefeed import ChangeFeed, Changes
 from .changelog import UNKNOWN, ChangeLog
@@ -80,9 +80,9 @@ from .errors import ConflictError, CorruptRecord, StoreError
 from .formatfile import FormatFile
 from .layout import FORMAT_FILE, Change
 from .locking import WriteLock
-from .messages import Describe, describe_change
+from .messages import Describe, declared_secrets, describe_change
 from .reader import Entry, OnDisk, Reader
-from .recorder import Recorder
+from .recorder import BatchMessage, Recorder
 from .records import RecordFiles, open_store_folder, writable
 from .sidefiles import SideFiles
 from .watcher import Watcher
@@ -203,11 +203,15 @@ class Store:
                     self.root, self._cache.changed, self._cache.lost, mode=opts.watch,
                     poll_interval=opts.poll_interval)
                 self._cache.unwatched = lambda: not watcher.healthy
-            for type in grown:      # before recovery could commit them
-                self._split_secrets(type)
+            # Split before recovery could commit the fields; both changes
+            # are then committed as the declaration they are, not as a crash.
+            title = declared_secrets(self._codec.fields, grown)
+            explained = dict.fromkeys(
+                [FORMAT_FILE, *(relpath for type in grown
+                                for relpath in self._split_secrets(type))], title)
             self._declaration.split(grown)
             if opts.git:
-                self._open_history()
+                self._open_history(explained if grown else {})
             if opts.syncing:    # a background syncer, and a sync on open if asked
                 from .sync import Syncer
                 assert opts.remote is not None
@@ -233,14 +237,21 @@ class Store:
         entry = self._cache.entry(type, id)
         return None if entry is None else entry.revision
 
-    def find(self, type: str, **filters: Any) -> list[Document]:
-        """Records whose fields (or declared indexes) equal every filter,
-        sorted by id.  Declared indexes answer without scanning."""
-        return [orjson.loads(data) for data in self._cache.find(type, filters)]
+    def find(self, type: str, where: Mapping[str, Any] | None = None, /,
+             **filters: Any) -> list[Document]:
+        """Records meeting every filter, sorted by id: keyword `filters`
+        are equal fields (or declared indexes); the mapping `where` also
+        takes dotted paths into nested objects and operators after the
+        name, ``{"size >=": 10, "meta.owner": "ops", "status in": [...]}``
+        (`gitpersist.query`).  `type` and `where` are positional-only, so
+        ``find("t", type="x")`` filters a field called ``type``.  Declared
+        indexes answer ``=`` and ``in`` without scanning."""
+        return [orjson.loads(data)
+                for data in self._cache.find(type, query.conditions(where, filters))]
 
     def all(self, type: str) -> list[Document]:
         """Every record of `type`, sorted by id."""
-        return self.find(type)
+        return self.find(type, None)
 
     def corrupt(self, type: str) -> list[CorruptRecord]:
         """The record files of `type` that `find` and `all` leave out (they
@@ -362,12 +373,14 @@ class Store:
         return removed
 
     @contextmanager
-    def batch(self, message: str) -> Iterator[Store]:
+    def batch(self, message: str | BatchMessage) -> Iterator[Store]:
         """Group writes: with git, everything written inside becomes one
         commit with `message` when the block ends.  The store stays locked
         for other writers meanwhile (readers go on).  Not a rollback unit:
         each write is durable as it happens, and on an exception the writes
-        made so far are committed too, so history matches the files."""
+        made so far are committed too, so history matches the files.  A
+        callable `message` gets that exception (None if none) and returns
+        the message: a batch cut short can say what it got done."""
         with self._lock.exclusive(), self._recorder.batch(message):
             yield self
 
@@ -393,15 +406,16 @@ class Store:
         return self._require_history().diff(paths.record_path(type, id), rev1, rev2)
 
     def restore(self, type: str, id: str, rev: str) -> str | None:
-        """Make the record what it was at `rev` (a new write and commit)."""
+        """Make the record what it was at `rev`: a new write, ``... (restored from REV)``."""
         document = self.get_at(type, id, rev)
-        message = f"{type} {id}: restore from {rev}"
+        now = _readable(self, type, id)
+        if document is not None and self._codec.names(type):    # history never had them
+            document.update(self._codec.split(type, now or {})[1])
+        message = self._describe(type, id, self._codec.public(type, now),
+                                 self._codec.public(type, document)) + f" (restored from {rev})"
         if document is None:
             self.delete(type, id, message=message)
-            return None
-        if self._codec.names(type):     # history never had them: keep today's
-            document.update(self._codec.split(type, self.get(type, id) or {})[1])
-        return self.put(type, id, document, message=message)
+        return None if document is None else self.put(type, id, document, message=message)
 
     def flush(self) -> None:
         """Wait until every write so far is committed (asynchronous commits)."""
@@ -480,12 +494,13 @@ class Store:
 
     # -- internals -----------------------------------------------------------
 
-    def _open_history(self) -> None:
+    def _open_history(self, explained: Mapping[str, str]) -> None:
         """The git history; a sync cut short finishes first, then recovery
-        commits what differs from HEAD.  Both only if the write lock is free
-        now: opening never waits for it (a SIGSTOPped holder made every
-        open fail), and what is found is left to the next write.  A store
-        opened read-only does neither."""
+        commits what differs from HEAD (`explained`: the files this open
+        changed, and the commit title that says why).  Both only if the
+        write lock is free now: opening never waits for it (a SIGSTOPped
+        holder made every open fail), and what is found is left to the next
+        write.  A store opened read-only does neither."""
         from .history import History   # GitPython loads only when needed
         opts = self.options
         history = self._recorder.history = self._history = History(
@@ -497,15 +512,15 @@ class Store:
             if free:
                 from .sync import finish_interrupted
                 finish_interrupted(self)
-                history.recover_quietly()
+                history.recover_quietly(explained)
 
-    def _split_secrets(self, type: str) -> None:
-        """Move newly declared secret fields of `type`'s records to side files."""
-        names = self._codec.names(type)
-        for document in self.all(type):
-            if names & document.keys():
-                self.put(type, document["id"], document,
-                         message=f"{type} {document['id']}: secret fields kept local")
+    def _split_secrets(self, type: str) -> list[str]:
+        """Move newly declared secret fields of `type`'s records to side
+        files; the record files rewritten."""
+        split = [doc for doc in self.all(type) if self._codec.names(type) & doc.keys()]
+        for doc in split:
+            self.put(type, doc["id"], doc, message=f"{type} {doc['id']}: secret fields kept local")
+        return [paths.record_path(type, doc["id"]) for doc in split]
 
     def _message(self, record: Prepared, now: OnDisk | None) -> str:
         """The commit message of a put: `describe` sees the records without
@@ -547,3 +562,11 @@ def _revision_now(reader: Reader, relpath: str) -> str | None:
     except CorruptRecord:
         return UNKNOWN
     return None if entry is None else entry.revision
+
+
+def _readable(store: Store, type: str, id: str) -> Document | None:
+    """The record, or None if absent or broken (what a restore mends)."""
+    try:
+        return store.get(type, id)
+    except CorruptRecord:
+        return None

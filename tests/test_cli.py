@@ -70,9 +70,10 @@ def test_init_refuses_a_folder_with_other_content(run, tmp_path):
 
 
 def test_path_comes_from_option_then_environment_then_cwd(run, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cwd").mkdir()       # side by side: init refuses a store in a store
+    monkeypatch.chdir(tmp_path / "cwd")
     assert run("init")[0] == 0
-    assert (tmp_path / ".gitpersist").is_dir()
+    assert (tmp_path / "cwd" / ".gitpersist").is_dir()
     monkeypatch.setenv(cli.ENV_PATH, str(tmp_path / "env"))
     assert run("init")[0] == 0
     assert (tmp_path / "env" / ".gitpersist").is_dir()
@@ -169,12 +170,14 @@ def test_control_characters_cannot_break_a_table_or_drive_the_terminal(run, tmp_
                                     "text   red \\x1b[31m\\ttab"]
 
 
-def test_ls_of_a_type_the_store_lacks_says_so_on_stderr(run, store_path):
+def test_ls_of_a_type_the_store_lacks_fails_saying_so(run, store_path):
     code, out, err = run("--path", store_path, "ls", "connections")
-    assert (code, out) == (0, "")
-    assert err == ("gitpersist: warning: no records of type 'connections' "
-                   "(the store has snapshots, volumes)\n")
-    assert run("--path", store_path, "ls", "connections", "--json")[1] == "[]\n"
+    assert (code, out) == (1, "")
+    assert err == (f"gitpersist: error: no type 'connections' in {store_path} "
+                   "(it has snapshots, volumes)\n")
+    assert run("--path", store_path, "ls", "volume", "--json")[2] == (
+        f"gitpersist: error: no type 'volume' in {store_path} (it has snapshots, "
+        "volumes); did you mean 'volumes'?\n")
 
 
 def test_show_prints_fields_or_json(run, store_path):
@@ -370,8 +373,8 @@ def test_fsck_runs_on_a_store_that_lost_its_format_file(run, store_path):
     (["ls", "Volumes"], "argument TYPE: 'Volumes' is not a type name"),
     (["ls", "volumes", "--where", "size"], "'size': use FIELD=VALUE"),
     (["ls", "volumes", "--where", "=1"], "'=1': use FIELD=VALUE"),
-    (["log", "-n", "0"], "argument -n: '0' is not a positive number"),
-    (["log", "-n", "x"], "argument -n: 'x' is not a positive number"),
+    (["log", "-n", "0"], "argument -n/--limit: '0' is not a positive number"),
+    (["log", "-n", "x"], "argument -n/--limit: 'x' is not a positive number"),
     (["restore", "volumes", "v1"], "the following arguments are required: --rev"),
     (["diff", "volumes", "v1"], "the following arguments are required: REV1"),
     (["migrate"], "the following arguments are required: --from-db"),
@@ -393,13 +396,19 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_draws_on_a_terminal_and_erases_itself():
-    stream = _Terminal()
-    with Progress("import", 4, stream=stream) as bar:
+    stream, now = _Terminal(), [100.0]
+    with Progress("import", 4, stream=stream, clock=lambda: now[0]) as bar:
         for _ in range(4):
             bar.advance()
+            now[0] += 0.5
     text = stream.getvalue()
-    assert "import [" + "#" * 30 + "] 4/4 100%" in text
-    assert text.endswith("\r" + " " * len("import [" + "#" * 30 + "] 4/4 100%") + "\r")
+    # from the first record on: count, rate and time left
+    first = "import [" + "#" * 7 + "-" * 23 + "] 1/4 25% -/s ETA -"
+    last = "import [" + "#" * 30 + "] 4/4 100% 3/s ETA 0s"
+    assert text.startswith("\r" + first)
+    assert "\r" + "import [" + "#" * 15 + "-" * 15 + "] 2/4 50% 4/s ETA 0s" in text
+    assert last in text
+    assert text.endswith("\r" + " " * len(last) + "\r")
 
 
 def test_progress_is_silent_when_not_a_terminal():
@@ -480,13 +489,13 @@ def test_a_store_merely_inside_a_repository_keeps_no_history(run, tmp_path):
                    "history (start one with `gitpersist init --git`)\n")
 
 
-def test_log_of_a_mistyped_type_or_id_says_so(run, git_store):
+def test_log_of_a_mistyped_type_or_id_fails_saying_so(run, git_store):
     code, out, err = run("--path", git_store, "log", "volumes", "v9")
-    assert (code, out) == (0, "")
-    assert err == (f"gitpersist: warning: no commit changed "
+    assert (code, out) == (1, "")
+    assert err == (f"gitpersist: error: no commit changed "
                    f"{paths.record_path('volumes', 'v9')}\n")
     assert run("--path", git_store, "log", "volume")[2] == \
-        "gitpersist: warning: no commit changed volume\n"
+        "gitpersist: error: no commit changed volume; did you mean 'volumes'?\n"
 
 
 def test_log_of_the_store_a_type_and_a_record(run, git_store):
@@ -549,7 +558,10 @@ def test_restore_writes_and_commits_the_old_version(run, git_store):
     assert out.startswith("volumes v1: restored from HEAD~3 (revision ")
     with Store(git_store, watch="off") as store:
         assert store.get("volumes", "v1")["status"] == "creating"
-    assert git(git_store, "log", "-1", "--format=%s") == "volumes v1: restore from HEAD~3\n"
+    # described as the plugin describes a change (gitpersist.cinder.schema)
+    assert git(git_store, "log", "-1", "--format=%s") == (
+        "volume v1 (data): size 2 -> 1, status available -> creating "
+        "(restored from HEAD~3)\n")
     assert git(git_store, "status", "--porcelain") == ""
     code, out, _ = run("--path", git_store, "restore", "volumes", "v1", "--rev", "HEAD")
     assert out == "volumes v1: already as at HEAD\n"
@@ -593,7 +605,7 @@ def test_import_into_a_git_store_is_one_commit(run, git_store, store_path, tmp_p
     assert code == 0
     assert git(git_store, "rev-list", f"{head}..HEAD").count("\n") == 1
     assert git(git_store, "log", "-1", "--format=%s") == \
-        "Import 3 records from export.json\n"
+        "import export.json: 3 records\n"
     # s1 was already the same: only what changed is in the commit
     assert sorted(git(git_store, "show", "--name-only", "--format=", "HEAD").split()) == \
         sorted([paths.record_path("volumes", "v1"), paths.record_path("volumes", "v2")])
@@ -701,9 +713,12 @@ def cinderlib_run(code: str, config: dict) -> dict:
 
 
 def gitpersist(*argv) -> subprocess.CompletedProcess:
-    """The console script, in a new process (cinderlib's setup is global)."""
+    """The console script, in a new process (cinderlib's setup is global),
+    running the gitpersist of this tree (not whatever the venv installed)."""
+    source = str(Path(__file__).resolve().parents[1])
     return subprocess.run([str(BIN / "gitpersist"), *map(str, argv)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": source})
 
 
 @pytest.fixture(scope="module")
@@ -816,7 +831,7 @@ def test_export_import_and_cinderlib_dumps_give_the_same_records(
     assert json.loads(out)["types"] == {
         type: records for type, records in exported.items() if type != "key_values"}
     assert git(target, "log", "-1", "--format=%s") == \
-        "Import 4 cinderlib objects from dump.json\n"
+        "import dump.json: 4 records\n"
     assert git(target, "status", "--porcelain") == ""
 
 
@@ -848,8 +863,13 @@ def test_migrate_from_a_database_written_by_cinderlibs_db_plugin(run, tmp_path):
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == ("migrated 1 connections, 1 key_values, 1 snapshots, "
                            f"2 volumes from {url}\n")
-    assert git(store, "log", "-1", "--format=%s") == f"Migrate from {url}\n"
+    assert git(store, "log", "-1", "--format=%s") == f"migrate {url}: 5 records\n"
     assert git(store, "status", "--porcelain") == ""
+    # the plugin's secret fields are declared in a commit of their own, no
+    # commit suspects a crash (issue 16 item 3)
+    assert git(store, "log", "--format=%s").splitlines()[1:] == [
+        "gitpersist: declare secret fields connections.connection_info, "
+        "volumes.provider_auth (kept on this host)", "gitpersist: new store"]
 
     from_db = cinderlib_run(READ_BACK, {"storage": "db", "connection": url})
     from_files = cinderlib_run(READ_BACK, {"storage": "file", "path": str(store)})
@@ -951,7 +971,7 @@ def test_init_git_on_an_existing_store_starts_its_history(run, store_path):
         paths.record_path("snapshots", "s1")])
     assert [e["message"].splitlines()[0] for e in
             json.loads(run("--path", store_path, "log", "--json")[1])] == [
-        "Commit 5 store files found changed at open"]
+        "gitpersist init --git: the history starts with the store's files"]
 
 
 def test_init_in_a_fresh_git_repository(run, tmp_path):

@@ -280,6 +280,25 @@ def test_uncommitted_changes_are_found_and_repair_commits_them(git_root):
     assert fsck.clean(fsck.check(git_root))
 
 
+def test_repair_never_commits_a_record_it_reports_corrupt(git_root):
+    """Issue 16 item 4: the corrupt file stays uncommitted (a sync would
+    carry it everywhere); the good change is committed as the repair's."""
+    broken = record_file(git_root, "volumes", "v1")
+    broken.write_text('{"id": "v1", "size":')
+    record_file(git_root, "volumes", "v2").write_text('{"id": "v2", "size": 7}\n')
+    problems = fsck.check(git_root, repair=True)
+    uncommitted = {p.path: p for p in problems if p.kind == "uncommitted"}
+    v1, v2 = paths.record_path("volumes", "v1"), paths.record_path("volumes", "v2")
+    assert not uncommitted[v1].repaired and not uncommitted[v1].repairable
+    assert "not committed: it is reported broken" in uncommitted[v1].message
+    assert uncommitted[v2].repaired
+    assert git(git_root, "log", "-1", "--format=%s") == (
+        "fsck --repair: commit the store files that differed from HEAD\n")
+    assert git(git_root, "show", "--format=", "--name-only", "HEAD").split() == [v2]
+    assert git(git_root, "status", "--porcelain", "--", v1).strip()
+    assert not fsck.clean(problems)
+
+
 def test_a_store_in_an_ops_repository_with_odd_names_and_gitignore(tmp_path):
     repo = tmp_path / "ops"
     repo.mkdir()

@@ -27,7 +27,7 @@ def test_the_queue_is_due_after_the_delay_and_makes_one_message(git_tunables):
     items = queue.snapshot()
     assert CommitQueue.message(items[:1]) == "volumes a: created"
     assert CommitQueue.message(items) == (
-        "2 changes\n\n- volumes a: created\n- volumes b: created\n  \n  details\n")
+        "gitpersist: 2 changes in one commit\n\n- volumes a: created\n- volumes b: created\n  \n  details\n")
     queue.put(["c"], "later")
     queue.done(len(items))          # what came meanwhile stays, due again
     assert queue.snapshot() == [(["c"], "later")] and queue.due is not None

@@ -188,7 +188,8 @@ def test_versions_read_diff_and_restore(tmp_path):
 
         assert store.restore("volumes", "v1", old) == first
         assert store.get("volumes", "v1") == {"id": "v1", "status": "creating"}
-        assert store.versions("volumes", "v1")[0].message == f"volumes v1: restore from {old}"
+        assert store.versions("volumes", "v1")[0].message == (
+            f"volumes v1: status available -> creating (restored from {old})")
         assert store.restore("volumes", "other", old) is None     # absent then: deleted
         assert store.get("volumes", "other") is None
 
@@ -295,7 +296,7 @@ def test_async_mode_groups_queued_writes_and_flush_waits_for_them(tmp_path):
         store.flush()
         assert len(subjects(tmp_path)) == count + 1
         assert git(tmp_path, "log", "-1", "--format=%B") == (
-            "3 changes\n\n- volumes v1: created\n- volumes v2: created\n"
+            "gitpersist: 3 changes in one commit\n\n- volumes v1: created\n- volumes v2: created\n"
             "- volumes v1: size 1 -> 2\n\n")
         assert store.get_at("volumes", "v1", "HEAD") == {"id": "v1", "size": 2}
         assert git(tmp_path, "status", "--porcelain") == ""
@@ -556,7 +557,7 @@ def test_a_failed_recovery_at_open_leaves_no_thread_or_process(tmp_path, monkeyp
 
     # (a failed recovery no longer fails the open: it is left to the next
     # write, test_read_only.py; finishing an interrupted sync still can)
-    def broken(store):
+    def broken(self, *args, **kwargs):
         raise HistoryError("recovery failed")
     before = threading.active_count()
     monkeypatch.setattr(gitpersist.sync, "finish_interrupted", broken)
@@ -580,7 +581,7 @@ def test_another_processs_queued_async_change_keeps_a_commit_of_its_own(tmp_path
         relpath = paths.record_path("volumes", "v1")
         log = git(tmp_path, "log", "--format=%an|%s", "--", relpath).splitlines()
         assert log == ["B|volumes v1: status available -> in-use",
-                       f"B|Commit {relpath}, changed before this process's next change",
+                       f"B|gitpersist: commit {relpath}, changed before this process's next change",
                        "A|volumes v1: created"]
         assert [v.message.split("\n")[0] for v in b.versions("volumes", "v1")][0] == \
             "volumes v1: status available -> in-use"
@@ -606,3 +607,37 @@ def test_a_batch_does_not_describe_its_writes(tmp_path):
         assert subjects(tmp_path)[0] == "many"
         store.put("volumes", "v1", {"n": 9})
         assert described == ["v1"]
+
+
+def test_a_declaration_at_open_is_committed_as_one_not_as_a_crash(tmp_path):
+    """Issue 16 item 3: opening with new secret fields commits the format
+    file and the split records under a declaration's title."""
+    with open_store(tmp_path) as store:
+        store.put("volumes", "v1", {"size": 1, "provider_auth": "CHAP u p"})
+    with open_store(tmp_path, secret_fields={"volumes": ["provider_auth"]}):
+        pass
+    assert subjects(tmp_path)[0] == (
+        "gitpersist: declare secret fields volumes.provider_auth (kept on this host)")
+    assert "found changed at open" not in "\n".join(subjects(tmp_path))
+    changed = git(tmp_path, "show", "--format=", "--name-only", "HEAD").split()
+    assert sorted(changed) == sorted([".gitpersist/format.json",
+                                      paths.record_path("volumes", "v1")])
+    assert git(tmp_path, "status", "--porcelain") == ""
+
+
+def test_recovery_leaves_the_files_it_is_told_to_skip(tmp_path):
+    with open_store(tmp_path) as store:
+        store.put("volumes", "v1", {"size": 1})
+    with Store(tmp_path, watch="off", fsync=False) as plain:
+        plain.put("volumes", "v1", {"size": 2})
+        plain.put("volumes", "v2", {"size": 2})
+    skipped = paths.record_path("volumes", "v1")
+    with Store(tmp_path, watch="off") as plain, plain.exclusive():
+        from gitpersist.history import History
+        history = History(str(tmp_path), lock=plain.exclusive, author=None,
+                          commit_mode="sync", commit_delay=0.0, fsync=False)
+        try:
+            assert history.recover({}, skip={skipped}) == [paths.record_path("volumes", "v2")]
+        finally:
+            history.close()
+    assert git(tmp_path, "status", "--porcelain", "--", skipped).strip()

@@ -10,11 +10,16 @@ Guarantees:
   through the file plugin (`write_objects`), so records are stored exactly
   as cinderlib itself would store them.
 * `read_database` reads every live record of a cinderlib db-plugin
-  database; `check_database` first makes sure it is one, so that the db
+  database, in bulk: the image (glance) metadata the db plugin loads one
+  volume at a time is read for all volumes in one query
+  (``tests/test_cinder_migrate.py``; ``benchmarks/migrate_read.py``
+  compares it with cinderlib's own reads); `check_database` first makes sure it is one, so that the db
   plugin never creates a schema in a database that is not cinderlib's.
   Beyond the schema upgrade the db plugin applies when it opens a
   database, the database is only read.
-* Every import is one `Store.batch`: one commit with git.
+* Every import is one `Store.batch`: one commit with git, volumes before
+  their snapshots and connections; one cut short commits what it wrote
+  and says so (`write_objects`).
 
 cinderlib, cinder and SQLAlchemy load only when a function needs them:
 importing this module needs none of them.
@@ -28,12 +33,12 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import GitpersistError
-from ..transfer import NoProgress, Progress, TransferError
+from ..transfer import NoProgress, Progress, TransferError, batch_message
 
 CINDERLIB_OBJECTS = frozenset({"Volume", "Snapshot", "Connection"})
 # Plain-data fields of a volume OVO the db plugin may leave unloaded.
@@ -110,9 +115,11 @@ def read_database() -> list[tuple[str, Any]]:
     import cinderlib
     db = cinderlib.Backend.persistence
     volumes = db.get_volumes()
+    # The db plugin leaves a volume's image (glance) metadata to load
+    # lazily, one query a volume: read it for all of them in one query
+    # instead (benchmarks/migrate_read.py), then whatever else is unset.
+    _load_glance_metadata([volume._ovo for volume in volumes])
     for volume in volumes:
-        # The db plugin leaves a volume's image (glance) metadata to load
-        # lazily; load it now, from this database, so it is copied too.
         for name in VOLUME_LAZY_DATA:
             if not volume._ovo.obj_attr_is_set(name):
                 getattr(volume._ovo, name)
@@ -120,6 +127,28 @@ def read_database() -> list[tuple[str, Any]]:
             *(("snapshot", snapshot) for snapshot in db.get_snapshots()),
             *(("connection", connection) for connection in db.get_connections()),
             *(("key_value", key_value) for key_value in db.get_key_values())]
+
+
+def _load_glance_metadata(ovos: list[Any]) -> None:
+    """Set the glance metadata of the volume OVOs that lack it, from one
+    query, as the OVO's own lazy load would (its rows, by the
+    ``volume_glance_metadata`` alias; none: ``{}``)."""
+    from cinder.db.sqlalchemy import api as sqla_api
+    from cinder.db.sqlalchemy import models
+    from cinderlib import objects
+    wanted = [ovo for ovo in ovos if not ovo.obj_attr_is_set("glance_metadata")]
+    if not wanted:
+        return
+    rows: dict[str, list[Any]] = {}
+    with sqla_api.main_context_manager.reader.using(objects.CONTEXT):
+        for row in sqla_api.model_query(objects.CONTEXT, models.VolumeGlanceMetadata) \
+                .filter_by(deleted=False).all():
+            rows.setdefault(row.volume_id, []).append(row)
+    for ovo in wanted:
+        if ovo.id in rows:
+            ovo.volume_glance_metadata = rows[ovo.id]
+        else:
+            ovo.glance_metadata = {}
 
 
 def check_database(url: str) -> None:
@@ -212,18 +241,24 @@ def cinderlib_persistence(config: dict[str, Any]) -> Iterator[Any]:
             backend.set_persistence({"storage": previous})
 
 
-def write_objects(plugin: Any, objects: list[tuple[str, Any]], message: str, *,
-                  progress: Progress | None = None) -> Counter[str]:
+def write_objects(plugin: Any, objects: list[tuple[str, Any]], what: str, *,
+                  progress: Progress | None = None,
+                  checkpoint: Callable[[], None] = lambda: None) -> Counter[str]:
     """Save cinderlib objects through the file plugin `plugin`, in one
-    batch; return how many of each type were written."""
+    batch (`what`: the commit's subject, ``migrate sqlite:///...``); return
+    how many of each type were written.  `checkpoint()` runs after each
+    object and may raise to stop: the batch then commits what it wrote
+    under an "interrupted: N of M" message (`transfer.batch_message`)."""
     progress = progress or NoProgress()
     progress.total = len(objects)
     counts: Counter[str] = Counter()
-    with plugin.store.batch(message):
+    with plugin.store.batch(
+            lambda stopped: batch_message(what, counts.total(), len(objects), stopped)):
         for kind, obj in objects:
             getattr(plugin, f"set_{kind}")(obj)
             counts[f"{kind}s"] += 1
             progress.advance()
+            checkpoint()
     return counts
 
 

@@ -100,7 +100,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from typing import Literal
 
@@ -256,15 +256,25 @@ class History:
             if _blob_id(data) == (entry and entry[1]):
                 return
             self._commit({relpath: data}, (
-                f"Commit {relpath}, changed before this process's next change\n\n"
+                f"gitpersist: commit {relpath}, changed before this process's next change\n\n"
                 "It differed from HEAD: another process's asynchronous commit was\n"
                 "still pending, the file was edited by hand, or a writer stopped\n"
                 "before committing.\n"))
 
-    def recover(self) -> list[str]:
-        """Commit the store files that differ from HEAD, in one commit; return
-        their relpaths.  Called at open with the store lock held."""
+    def recover(self, explained: Mapping[str, str] | None = None,
+                skip: Collection[str] = (), reason: str | None = None) -> list[str]:
+        """Commit the store files that differ from HEAD; return their
+        relpaths.  Called at open with the store lock held.
+
+        `explained` names files whose change the caller made and can say
+        why (relpath -> a commit title, e.g. a declaration just written):
+        they are committed first, one commit per title, so that only what
+        nobody explains gets the message that suspects a crash.  Files in
+        `skip` are left uncommitted (what `fsck --repair` found corrupt);
+        `reason` is the title of the rest's commit when the caller knows
+        why they differ (default: a title that suspects a crash)."""
         self._check_open()
+        explained = explained or {}
         self.objects.remove_stale_temps()
         with self._git_lock:
             candidates = self.runner.changed_store_files(self.prefix)
@@ -272,34 +282,45 @@ class History:
             changes = {}
             for relpath, entry in self._head_entries(sorted(candidates)).items():
                 data = self._read_file(relpath)
-                if data is not False and _blob_id(data) != (entry and entry[1]):
+                if relpath not in skip and data is not False \
+                        and _blob_id(data) != (entry and entry[1]):
                     changes[relpath] = data
             if changes and set(changes) <= set(META_FILES) and not any(
                     self._head_entries(sorted(changes)).values()):
-                self._commit(changes, "gitpersist: new store\n\n"
-                             + "".join(f"- {relpath}\n" for relpath in changes))
-            elif changes:
-                self._commit(changes, (
-                    f"Commit {len(changes)} store files found changed at open\n\n"
+                self._commit(changes, "gitpersist: new store\n\n" + _listing(changes))
+                changes, committed = {}, list(changes)
+            else:
+                committed = []
+            for title in sorted({explained[r] for r in changes if r in explained}):
+                group = {r: d for r, d in changes.items() if explained.get(r) == title}
+                self._commit(group, f"{title}\n\n" + _listing(group))
+                committed.extend(group)
+            left = {r: d for r, d in changes.items() if r not in explained}
+            if left and reason is not None:
+                self._commit(left, f"{reason}\n\n" + _listing(left))
+            elif left:
+                self._commit(left, (
+                    f"gitpersist: commit {len(left)} store files found changed at open\n\n"
                     "They differed from HEAD: a process stopped between writing and\n"
                     "committing, a file was edited by hand, or git was just enabled.\n\n"
-                    + "".join(f"- {relpath}\n" for relpath in changes)))
+                    + _listing(left)))
+                committed.extend(left)
         self.index.want(candidates)
         try:
             self.index.update()
         except HistoryError as exc:     # e.g. the user's git holds index.lock
             LOG.warning("%s: index not updated yet, retrying in the background: %s",
                         self.root, exc)
-        return list(changes)
+        return committed
 
-    def recover_quietly(self) -> list[str]:
+    def recover_quietly(self, explained: Mapping[str, str] | None = None) -> list[str]:
         """`recover`, where a failure must not fail the caller: at open, and
         at the first write of a process whose open could not recover (the
         write lock held by another writer, a full disk).  A failure is
         logged and leaves the recovery due (`recovery_due`) for the next
         write (`commit_pending`).  Called with the store lock held."""
         try:
-            found = self.recover()
+            found = self.recover(explained)
         except (HistoryError, OSError) as exc:
             self.recovery_due = True
             LOG.warning("%s: files changed since the last commit are left for the next "
@@ -490,3 +511,8 @@ def _close_at_exit(ref: weakref.ref[History]) -> None:
     history = ref()
     if history is not None:
         history.close()
+
+
+def _listing(changes: Mapping[str, object]) -> str:
+    """The body of a commit of several files: one ``- relpath`` line each."""
+    return "".join(f"- {relpath}\n" for relpath in changes)

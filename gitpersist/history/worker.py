@@ -103,7 +103,7 @@ class CommitQueue:
         """One commit message for `items`."""
         if len(items) == 1:
             return items[0][1]
-        return f"{len(items)} changes\n\n" + "".join(
+        return f"gitpersist: {len(items)} changes in one commit\n\n" + "".join(
             "- " + clean_message(text).rstrip("\n").replace("\n", "\n  ") + "\n"
             for _, text in items)
 

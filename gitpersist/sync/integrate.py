@@ -303,7 +303,7 @@ class Integrator:
         report.conflicts.extend(decisions.conflicts)
 
     def _message(self, branch: str, changes: Values, conflicts: Sequence[Conflict]) -> str:
-        lines = [f"Sync with {self.remote} {branch}: {len(changes)} store file(s) "
+        lines = [f"sync {self.remote} {branch}: {len(changes)} store file(s) "
                  f"from the remote, {len(conflicts)} conflict(s)"]
         if conflicts:
             lines += ["", "Changed on both sides; the later change wins (gitpersist.sync; "
