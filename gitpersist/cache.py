@@ -165,6 +165,10 @@ class Cache:
     def find(self, type: str, filters: Mapping[str, Any]) -> list[bytes]:
         """The data of the records whose fields (or declared indexes) equal
         every filter, sorted by id."""
+        return [entry.data for entry in self.matching(type, filters)]
+
+    def matching(self, type: str, filters: Mapping[str, Any]) -> list[Entry]:
+        """The entries `find` answers with (the caller must not change them)."""
         with self.lock:
             cache = self.complete(type)
             ids: set[str] | None = None
@@ -179,7 +183,7 @@ class Cache:
                 else:
                     scan[name] = value
             candidates = cache.entries.keys() if ids is None else ids
-            return [cache.entries[id].data for id in sorted(candidates)
+            return [cache.entries[id] for id in sorted(candidates)
                     if all(cache.entries[id].document.get(k) == v for k, v in scan.items())]
 
     def corrupt(self, type: str) -> list[CorruptRecord]:
