@@ -103,3 +103,22 @@ def test_the_store_tells_revisions_without_decoding(tmp_path):
         assert [id for id, _ in store.revisions("volumes")] == ["a", "b", "c"]
         assert store.get_with_revision("volumes", "a") == ({"id": "a", "name": "x"}, ra)
         assert store.get_with_revision("volumes", "nope") is None
+
+
+def test_the_collector_is_paused_while_clones_are_made_and_restored_after():
+    import gc
+    from gitpersist.cinder.objects import gc_paused
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()       # the outer block still runs
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()       # off before: left off
+    finally:
+        gc.enable()

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from . import missing_cinderlib
-from .objects import ObjectCache, Template
+from .objects import ObjectCache, Template, gc_paused
 from .records import ovo_from_record, volume_from_record
 from .schema import CONNECTIONS, INDEXES, SNAPSHOTS, VOLUMES, backend_of_host
 
@@ -118,13 +118,14 @@ class ObjectReads:
         """Fresh cinderlib objects of the live records with this id (if
         given) whose indexes equal the filters given (empty ones ignored)."""
         filters = {name: value for name, value in filters.items() if value}
-        built = self._built(type, id, filters)
-        if type != VOLUMES:
-            return [self._clone(type, item) for item in built]
-        volumes = [self._clone(type, item) for item in built]
-        if volumes:
-            self._add_children(volumes)
-        return volumes
+        with gc_paused():
+            built = self._built(type, id, filters)
+            if type != VOLUMES:
+                return [self._clone(type, item) for item in built]
+            volumes = [self._clone(type, item) for item in built]
+            if volumes:
+                self._add_children(volumes)
+            return volumes
 
     def saved(self, type: str, id: str, revision: str, doc: Document) -> None:
         """The record `doc` (a cinderlib object's, just stored at
