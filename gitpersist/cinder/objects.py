@@ -241,6 +241,23 @@ class ObjectCache:
             self._hits += 1
             return item[1]
 
+    def get_many(self, type: str, pairs: list[tuple[str, str]]) -> list[Any]:
+        """`get` of each (id, revision), under one lock."""
+        found: list[Any] = []
+        items, hits = self._items, 0
+        with self._lock:
+            for id, revision in pairs:
+                item = items.get((type, id))
+                if item is None or item[0] != revision:
+                    found.append(None)
+                else:
+                    items.move_to_end((type, id))
+                    found.append(item[1])
+                    hits += 1
+            self._hits += hits
+            self._misses += len(pairs) - hits
+        return found
+
     def put(self, type: str, id: str, revision: str, value: Any) -> None:
         """Keep `value`, built from the record at `revision`."""
         if self.size <= 0:

@@ -75,14 +75,14 @@ def _backend(name: str | None) -> Any:
 class Built:
     """A record's built object: its template (None: it cannot be cloned,
     so it is built at every read), the record and its revision, whether it
-    is soft-deleted,
-    its index values (the filters a read may ask for), and the Backend (or
-    None) it was built with."""
+    is soft-deleted, its index values (the filters a read may ask for), and
+    the name of its Backend and the Backend (or None) it was built with."""
     template: Template | None
     record: Document
     revision: str
     deleted: bool
     keys: dict[str, Any]
+    backend_name: str | None
     backend: Any
 
 
@@ -152,9 +152,11 @@ class ObjectReads:
         else:
             pairs = self.store.revisions(type, **filters)
         found = []
-        for record_id, revision in pairs:
+        kept = self.cache.get_many(type, pairs)
+        for (record_id, revision), built in zip(pairs, kept):
             try:
-                built = self._get(type, record_id, revision)
+                if built is None or _backend(built.backend_name) is not built.backend:
+                    built = self._get(type, record_id)     # (or a Backend loaded since)
             except CorruptRecord as exc:
                 if id:
                     raise
@@ -165,12 +167,8 @@ class ObjectReads:
                 found.append(built)
         return found
 
-    def _get(self, type: str, id: str, revision: str) -> Built | None:
-        """The record's built object at `revision`, from the cache or built
-        (at the revision read with the record, if it changed since)."""
-        built: Built | None = self.cache.get(type, id, revision)
-        if built is not None and _backend(_backend_name(type, built.record)) is built.backend:
-            return built                # (a Backend loaded since: build again)
+    def _get(self, type: str, id: str) -> Built | None:
+        """The record's object built now, at the revision read with it."""
         read = self.store.get_with_revision(type, id)
         if read is None:
             return None
@@ -180,7 +178,8 @@ class ObjectReads:
         return built
 
     def _build(self, type: str, doc: Document, revision: str) -> Built:
-        backend = _backend(_backend_name(type, doc))
+        name = _backend_name(type, doc)
+        backend = _backend(name)
         resource = self._builders[type](doc, revision)
         try:
             template = Template(resource)
@@ -188,7 +187,7 @@ class ObjectReads:
             LOG.debug("%s %s built at every read: %s", type, doc.get("id"), exc)
             template = None
         return Built(template, doc, revision, bool(doc.get("deleted")),
-                     _index_values(type, doc), backend)
+                     _index_values(type, doc), name, backend)
 
     def _clone(self, type: str, built: Built) -> Any:
         if built.template is None:
