@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -118,14 +118,15 @@ class ObjectReads:
         """Fresh cinderlib objects of the live records with this id (if
         given) whose indexes equal the filters given (empty ones ignored)."""
         filters = {name: value for name, value in filters.items() if value}
-        with gc_paused():
-            built = self._built(type, id, filters)
-            if type != VOLUMES:
-                return [self._clone(type, item) for item in built]
-            volumes = [self._clone(type, item) for item in built]
-            if volumes:
-                self._add_children(volumes)
-            return volumes
+        built = self._built(type, id, filters)
+        children = self._children(built) if type == VOLUMES and built else {}
+        with gc_paused():       # (not while building: that makes cyclic garbage)
+            objects = [self._clone(type, item) for item in built]
+            for volume in objects if children else ():
+                snapshots, connections = children[volume.id]
+                _add_children(volume, [self._clone(SNAPSHOTS, item) for item in snapshots],
+                              [self._clone(CONNECTIONS, item) for item in connections])
+        return objects
 
     def saved(self, type: str, id: str, revision: str, doc: Document) -> None:
         """The record `doc` (a cinderlib object's, just stored at
@@ -199,33 +200,23 @@ class ObjectReads:
 
     # -- a volume's snapshots and connections --------------------------------------------
 
-    def _add_children(self, volumes: list[Any]) -> None:
-        """Put each volume's snapshots and connections (clones of their own
-        records' objects, sorted by id) into it, as cinderlib's Volume
-        constructor links them."""
-        ids = {volume.id for volume in volumes}
-        children: dict[str, tuple[list[Any], list[Any]]] = {id: ([], []) for id in ids}
+    def _children(self, volumes: list[Built]) -> dict[str, tuple[list[Built], list[Built]]]:
+        """Each volume's snapshots and connections, sorted by id: by one
+        index lookup per volume for a few volumes, else from one listing
+        of each type."""
+        children: dict[str, tuple[list[Built], list[Built]]] = {
+            volume.record["id"]: ([], []) for volume in volumes}
         for slot, type in enumerate((SNAPSHOTS, CONNECTIONS)):
             if len(volumes) <= _PER_VOLUME:
-                found: Iterable[Built] = [b for id in ids
-                                          for b in self._built(type, None, {"volume_id": id})]
+                found = [built for id in children
+                         for built in self._built(type, None, {"volume_id": id})]
             else:
                 found = self._built(type, None, {})
-            for built in sorted(found, key=lambda b: b.record["id"]):
+            for built in sorted(found, key=lambda built: built.record["id"]):
                 owner = children.get(built.keys["volume_id"])
                 if owner is not None:
-                    owner[slot].append(self._clone(type, built))
-        for volume in volumes:
-            snapshots, connections = children[volume.id]
-            ovo = volume._ovo
-            for snapshot in snapshots:
-                _link(volume, snapshot)
-                volume._snapshots.append(snapshot)
-                ovo.snapshots.objects.append(snapshot._ovo)
-            for connection in connections:
-                _link(volume, connection)
-                volume._connections.append(connection)
-                ovo.volume_attachment.objects.append(connection._ovo)
+                    owner[slot].append(built)
+        return children
 
     # -- records to cinderlib objects (the plain build) ------------------------------------
 
@@ -281,6 +272,20 @@ class ObjectReads:
         connection = cl_objects.Connection(None, volume=None, __ovo=ovo)
         setattr(connection, REVISION, revision)
         return connection
+
+
+def _add_children(volume: Any, snapshots: list[Any], connections: list[Any]) -> None:
+    """Put the snapshots and connections into `volume` as cinderlib's
+    Volume constructor links them."""
+    ovo = volume._ovo
+    for snapshot in snapshots:
+        _link(volume, snapshot)
+        volume._snapshots.append(snapshot)
+        ovo.snapshots.objects.append(snapshot._ovo)
+    for connection in connections:
+        _link(volume, connection)
+        volume._connections.append(connection)
+        ovo.volume_attachment.objects.append(connection._ovo)
 
 
 def _link(volume: Any, resource: Any) -> None:
