@@ -60,8 +60,11 @@ _NODES = (ovo_base.VersionedObject, cl_objects.Object)
 Maker = Callable[[list[Any]], Any]
 
 
+_ATOMIC = frozenset(_IMMUTABLE)      # the exact types, looked up first (most values)
+
+
 def _shared(value: Any) -> bool:
-    return isinstance(value, _IMMUTABLE) or isinstance(value, _SHARED)
+    return type(value) in _ATOMIC or isinstance(value, _IMMUTABLE) or isinstance(value, _SHARED)
 
 
 _paused = 0
@@ -138,7 +141,9 @@ class Template:
         makers: list[tuple[str, Maker]] = []
         self._nodes.append((base, refs, copies, makers))
         for key, value in vars(obj).items():
-            if isinstance(value, _NODES):
+            if type(value) in _ATOMIC:
+                base[key] = value
+            elif isinstance(value, _NODES):
                 refs.append((key, self._node(value)))
             elif type(value) in _PLAIN and all(map(_shared, value.values() if type(
                     value) is dict else value)):
