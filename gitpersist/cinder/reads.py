@@ -31,7 +31,7 @@ import orjson
 
 from . import missing_cinderlib
 from .objects import ObjectCache, Template, gc_paused
-from .records import ovo_from_record, volume_from_record
+from .records import ovo_from_record, reset_changes, volume_from_record
 from .schema import CONNECTIONS, INDEXES, SNAPSHOTS, VOLUMES, backend_of_host
 
 try:
@@ -229,7 +229,7 @@ class ObjectReads:
             context=cl_objects.CONTEXT, objects=[])
         for field in ("cluster", "consistencygroup", "group"):
             setattr(ovo, field, None)    # as cinderlib creates volumes
-        ovo.obj_reset_changes()
+        reset_changes(ovo)
         name = backend_of_host(ovo.host)
         backend = _backend(name)
         unloaded = backend is None and name is not None
@@ -243,7 +243,7 @@ class ObjectReads:
         ovo = ovo_from_record(cinder_objs.Snapshot, doc, self._where(SNAPSHOTS, doc["id"]))
         for name in ("cgsnapshot", "group_snapshot"):
             setattr(ovo, name, None)     # as cinderlib creates snapshots
-        ovo.obj_reset_changes()
+        reset_changes(ovo)
         return ovo
 
     def _snapshot(self, doc: Document, revision: str) -> cl_objects.Snapshot:
