@@ -50,7 +50,8 @@ local_secrets   True          keep each volume's ``provider_auth`` and each
 object_cache    10000         how many records' built cinderlib objects to
                               keep (each read hands out a fresh copy of one,
                               see `gitpersist.cinder.objects`); 0: none,
-                              every read builds its objects
+                              every read builds its objects (a kept
+                              volume costs about 12 KB)
 ==============  ============  ================================================
 
 Sharing the store with other hosts through a git remote (needs ``git``;
