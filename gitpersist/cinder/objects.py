@@ -99,10 +99,13 @@ _paused_enabled = [True]
 class Template:
     """A frozen copy of the object graph at `root`, and the plan to copy it.
 
-    Each object of the graph (cinderlib objects and OVOs) is a node: its
-    class, its attributes with the immutable ones as they are, and for each
-    other attribute how to make a fresh value (a new dict, list or set, or
-    a reference to another node of the copy)."""
+    Each object of the graph (cinderlib objects, OVOs, and oslo's
+    CoercedDict, CoercedList and CoercedSet, which are containers with
+    attributes) is a node: its class, its attributes with the immutable ones
+    as they are, and for each other attribute how to make a fresh value (a
+    new dict, list or set, or a reference to another node of the copy); a
+    container node also has its content, put in through the plain type's
+    own methods (as unpickling does), not the coercing ones."""
 
     def __init__(self, root: Any) -> None:
         self._index: dict[int, int] = {}
@@ -112,6 +115,8 @@ class Template:
         # shared values (copied); (key, maker) of any other
         self._nodes: list[tuple[dict[str, Any], list[tuple[str, int]],
                                 list[tuple[str, Any]], list[tuple[str, Maker]]]] = []
+        # per container node: (index, fill, its content frozen, or a maker)
+        self._contents: list[tuple[int, Any, Any, Maker | None]] = []
         self._node(root)
         del self._index
 
@@ -127,6 +132,8 @@ class Template:
             for key, make in makers:
                 attributes[key] = make(news)
             new.__dict__ = attributes
+        for index, fill, frozen, make in self._contents:
+            fill(news[index], frozen if make is None else make(news))
         return news[0]
 
     def _node(self, obj: Any) -> int:
@@ -143,7 +150,7 @@ class Template:
         for key, value in vars(obj).items():
             if type(value) in _ATOMIC:
                 base[key] = value
-            elif isinstance(value, _NODES):
+            elif _is_node(value):
                 refs.append((key, self._node(value)))
             elif type(value) in _PLAIN and all(map(_shared, value.values() if type(
                     value) is dict else value)):
@@ -154,17 +161,20 @@ class Template:
                     base[key] = value
                 else:
                     makers.append((key, make))
+        if isinstance(obj, _PLAIN):     # a coerced container: its content too
+            plain = next(kind for kind in _PLAIN if isinstance(obj, kind))
+            frozen = plain(obj)
+            self._contents.append((index, _FILL[plain], frozen,
+                                   self._maker(plain(obj), f"content of {type(obj).__name__}")))
         return index
 
     def _maker(self, value: Any, where: str) -> Maker | None:
         """How a clone gets its own `value` (None: it is shared as it is)."""
         if _shared(value):
             return None
-        if isinstance(value, _NODES):
+        if _is_node(value):
             index = self._node(value)
             return lambda news: news[index]
-        if isinstance(value, _PLAIN) and type(value) not in _PLAIN:
-            return self._coerced(value, where)
         if type(value) is dict:
             items = [(key, item, self._maker(item, where)) for key, item in value.items()]
             if all(make is None for _, _, make in items):
@@ -184,26 +194,13 @@ class Template:
                                      for item, make in makers)
         raise TypeError(f"cannot clone {where!r}: a {type(value).__name__}")
 
-    def _coerced(self, value: Any, where: str) -> Maker:
-        """oslo's CoercedList, CoercedDict, CoercedSet: a list, dict or
-        set with attributes (the field, the OVO it belongs to); filled
-        through the plain type's own methods, as unpickling does, not
-        through the coercing ones."""
-        kind: Any = type(value)
-        plain = next(base for base in _PLAIN if isinstance(value, base))
-        content = self._maker(plain(value), where)
-        frozen = plain(value)
-        attributes = [(key, item, self._maker(item, where))
-                      for key, item in vars(value).items()]
-        fill: Any = {list: list.extend, dict: dict.update, set: set.update}[plain]
 
-        def make(news: list[Any]) -> Any:
-            new = kind.__new__(kind)
-            fill(new, frozen if content is None else content(news))
-            new.__dict__ = {key: item if make_item is None else make_item(news)
-                            for key, item, make_item in attributes}
-            return new
-        return make
+_FILL: dict[type, Any] = {list: list.extend, dict: dict.update, set: set.update}
+
+
+def _is_node(value: Any) -> bool:
+    return isinstance(value, _NODES) or (isinstance(value, _PLAIN)
+                                         and type(value) not in _PLAIN)
 
 
 @dataclasses.dataclass(frozen=True)
