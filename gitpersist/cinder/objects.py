@@ -132,8 +132,8 @@ class Template:
             for key, make in makers:
                 attributes[key] = make(news)
             new.__dict__ = attributes
-        for index, fill, frozen, make in self._contents:
-            fill(news[index], frozen if make is None else make(news))
+        for index, fill, frozen, make_content in self._contents:
+            fill(news[index], frozen if make_content is None else make_content(news))
         return news[0]
 
     def _node(self, obj: Any) -> int:
