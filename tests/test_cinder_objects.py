@@ -90,8 +90,12 @@ def test_the_cache_drops_what_the_store_reports_changed(tmp_path):
         assert cache.stats().size == 0
         cache.put("volumes", "a", store.revision("volumes", "a"), "A2")
         store.changed("volumes/")        # a whole type folder: every record of it
-        store.get("volumes", "a")
-        assert cache.stats().size == 0
+        assert store.get("volumes", "a") == {"id": "a", "n": 2}
+        assert cache.get("volumes", "a", store.revision("volumes", "a")) == "A2"   # unchanged
+        other.put("volumes", "a", {"n": 3})
+        store.changed("volumes/")
+        assert store.get("volumes", "a")["n"] == 3
+        assert cache.stats().size == 0      # read again, changed: dropped
 
 
 def test_the_store_tells_revisions_without_decoding(tmp_path):

@@ -19,7 +19,7 @@ Guarantees (tests: ``tests/test_cinder_objects.py``,
 * A template is used only for the revision it was built from: the cache
   answers by (type, id, revision), so a record another process changed is
   built again; the store's cache listener events (`Store.subscribe`) drop
-  what it reports stale, so memory follows the store.
+  the templates of records it reports changed or removed.
 * At most `size` templates are kept (least recently used go first); 0
   keeps none.  `stats` counts hits and misses.
 
@@ -290,9 +290,9 @@ class ObjectCache:
             self._items.pop((type, id), None)
 
     def invalidated(self, type: str | None) -> None:
-        with self._lock:
-            if type is None:
-                self._items.clear()
-            else:
-                for key in [key for key in self._items if key[0] == type]:
-                    del self._items[key]
+        """Nothing is dropped: every read compares the revision the store
+        reads now, and the store's cache reports each record it reads again
+        (`stored`: a changed one is dropped then).  A watcher's event for a
+        whole type folder (its creation, say, arriving after the saves)
+        would otherwise drop every template of the type, and each read
+        after it would build again."""
