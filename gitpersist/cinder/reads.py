@@ -152,6 +152,8 @@ class ObjectReads:
             pairs = [] if revision is None else [(id, revision)]
         else:
             pairs = self.store.revisions(type, **filters)
+        if not pairs:
+            return []
         found = []
         kept = self.cache.get_many(type, pairs)
         for (record_id, revision), built in zip(pairs, kept):
