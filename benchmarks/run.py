@@ -170,7 +170,7 @@ def parent(args: argparse.Namespace) -> int:
                       "ops": {op: summary(samples) for op, samples in raw["samples"].items()},
                       "extra": raw["extra"]}
             if plugin in _workload.COLD_PLUGINS:
-                for query in ("id", "name"):
+                for query in ("id", "name", "all"):
                     runs = [run_cold(plugin, workdir, query, raw["probe"][query])
                             for _ in range(args.cold_repeats)]
                     for key in ("open to answer", "process to answer"):
@@ -197,7 +197,7 @@ def report(results: dict, meta: dict, out: str) -> int:
     print()
     print(_report.ratio_table(results))
     print()
-    print(_report.targets_text(targets))
+    print(_report.targets_text(targets, results, meta))
     stem = os.path.join(out, f"bench-{n}")
     with open(stem + ".json", "w") as file:
         json.dump({"meta": meta, "plugins": results, "targets": targets}, file, indent=1)

@@ -196,6 +196,10 @@ class Cache:
     def find(self, type: str, conditions: list[Condition]) -> list[bytes]:
         """The data of the records that meet every condition (`gitpersist.query`),
         sorted by id; ``=`` and ``in`` on a declared index use it."""
+        return [entry.data for entry in self.matching(type, conditions)]
+
+    def matching(self, type: str, conditions: list[Condition]) -> list[Entry]:
+        """The entries `find` answers with (the caller must not change them)."""
         with self.lock:
             cache = self.complete(type)
             ids: set[str] | None = None
@@ -209,7 +213,7 @@ class Cache:
                 else:
                     scan.append(condition)
             candidates = cache.entries.keys() if ids is None else ids
-            return [cache.entries[id].data for id in sorted(candidates)
+            return [cache.entries[id] for id in sorted(candidates)
                     if all(c.matches(cache.entries[id].document) for c in scan)]
 
     def corrupt(self, type: str) -> list[CorruptRecord]:

@@ -14,6 +14,9 @@ Rules decided here (tests: ``tests/test_options.py``):
 * ``remote`` needs ``git``; ``sync_every``, ``sync_on_open`` and
   ``sync_after_commit`` need ``remote``, and a writable store (not
   ``read_only``: a sync writes).
+* ``object_cache`` (the cinderlib plugin's built-object cache, a count of
+  records; 0: none) is checked here like the others, and only the plugin
+  reads it.
 * An author is ``Name <email>``: a non-empty name, an email in angle
   brackets (which may be empty), no other ``<``, ``>`` or newline.
 """
@@ -55,6 +58,13 @@ def seconds(minimum: float, strict: bool) -> Check:
                               f"{bound} {minimum:g}")
         return float(value)
     return check
+
+
+def count(label: str, value: Any) -> int:
+    """A number of things: an int, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{label}: {value!r} is not a count (an int, 0 or more)")
+    return value
 
 
 def optional(check: Check) -> Check:
@@ -130,6 +140,9 @@ class Options:
     sync_after_commit: bool = False
     merge: str = "field"
     read_only: bool = False
+    # Read by the cinderlib plugin (`gitpersist.cinder.objects`), which
+    # builds objects from records; a Store has no built objects.
+    object_cache: int = 10_000
 
     @property
     def syncing(self) -> bool:
@@ -153,6 +166,7 @@ CHECKS: dict[str, Check] = {
     "sync_after_commit": boolean,
     "merge": choice(MERGE_RULES),
     "read_only": boolean,
+    "object_cache": count,
 }
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Options)}
 assert CHECKS.keys() == DEFAULTS.keys()

@@ -237,6 +237,19 @@ class Store:
         entry = self._cache.entry(type, id)
         return None if entry is None else entry.revision
 
+    def get_with_revision(self, type: str, id: str) -> tuple[Document, str] | None:
+        """The record and its revision, read together (None if absent): for
+        caches built on records, which key what they build by revision."""
+        entry = self._cache.entry(type, id)
+        return None if entry is None else (orjson.loads(entry.data), entry.revision)
+
+    def revisions(self, type: str, where: Mapping[str, Any] | None = None, /,
+                  **filters: Any) -> list[tuple[str, str]]:
+        """(id, revision) of each record `find` would return, in its order,
+        without decoding any: for caches built on records (see `subscribe`)."""
+        return [(entry.document["id"], entry.revision)
+                for entry in self._cache.matching(type, query.conditions(where, filters))]
+
     def find(self, type: str, where: Mapping[str, Any] | None = None, /,
              **filters: Any) -> list[Document]:
         """Records meeting every filter, sorted by id: keyword `filters`

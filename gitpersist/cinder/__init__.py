@@ -5,6 +5,8 @@ what goes with it, as an application of the generic store.
   rules (for `gitpersist.fsck`) and commit messages.  Plain data: importing
   it loads neither cinderlib nor cinder nor oslo.
 * `records`: cinderlib objects (OVOs) to and from records.
+* `objects`: built objects kept per record version, cloned for each read.
+* `reads`: the plugin's reads, over `objects`.
 * `plugin`: `FilePersistence`, the plugin, a thin translator over a `Store`.
 * `migrate`: cinderlib dumps and cinderlib's db-plugin databases into a
   store through the plugin (cinderlib and SQLAlchemy load when called).

@@ -73,7 +73,7 @@ def load_cinderlib(dump: Any, source: str = "import") -> list[tuple[str, Any]]:
     from cinder.objects import base as cinder_base_ovo
     from cinderlib import objects
 
-    from .plugin import NamedBackend
+    from .reads import NamedBackend
     items = dump if isinstance(dump, list) else [dump]
     found: list[tuple[str, Any]] = []
     for index, item in enumerate(items):

@@ -52,6 +52,11 @@ local_secrets   True          keep each volume's ``provider_auth`` and each
                               from then on kept whatever this key says
                               (gitpersist.secret); False stores it in the
                               record, for a store that never had it True
+object_cache    10000         how many records' built cinderlib objects to
+                              keep (each read hands out a fresh copy of one,
+                              see `gitpersist.cinder.objects`); 0: none,
+                              every read builds its objects (a kept
+                              volume costs about 12 KB)
 ==============  ============  ================================================
 
 Sharing the store with other hosts through a git remote (needs ``git``;
@@ -105,6 +110,11 @@ Guarantees:
   or process saved the record meanwhile) only the fields cinderlib tracked as
   changed are applied to the current record, as the db plugin's UPDATE does.
   Thread-safe, as the store is.
+* **Every object a read returns is the caller's own**, and what it would
+  be if built from the record now: changing it (nested dicts, its volume
+  type, its snapshots list) changes nothing another caller or a later read
+  sees; another process's save is read at the next read
+  (`gitpersist.cinder.reads`).
 * **A deleted record stays deleted.**  Saving an object whose record was
   deleted meanwhile (by another process, or soft-deleted) raises cinder's
   ``VolumeNotFound``/``SnapshotNotFound``/``VolumeAttachmentNotFound``, as
@@ -120,23 +130,23 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import missing_cinderlib
+from .objects import CacheStats
+from .reads import REVISION, ObjectReads
 from .records import (changed_fields, datetime_text, merge, ovo_from_record, ovo_record,
                       volume_from_record, volume_record)
 from .schema import (CONNECTIONS, INDEXES, KEY_VALUES, SECRET_FIELDS, SNAPSHOTS, TYPES,
                      VOLUMES, backend_of_host, describe)
 
 try:
-    import cinderlib
     from cinder import exception as cinder_exception
-    from cinder import objects as cinder_objs
     from cinderlib import objects as cl_objects
     from cinderlib.persistence import base as persistence_base
     from oslo_utils import timeutils
 except ImportError as exc:
     raise missing_cinderlib(exc) from exc
 
-from .. import options, paths
-from ..errors import ConfigError, ConflictError, CorruptRecord
+from .. import options
+from ..errors import ConfigError, ConflictError
 from ..store import ABSENT, Document, Store
 from ..update import update
 
@@ -153,11 +163,9 @@ __all__ = [
 # logging configured for it goes on working.
 LOG = logging.getLogger("gitpersist.plugin")
 
-# The attribute of a cinderlib object holding the record revision its state
-# was read or saved at (see `FilePersistence._save`).
-_REVISION = "_gitpersist_revision"
-# Its value for an object stored (or deleted) at a revision not known: it
-# never matches, so the next save merges, and fails if the record is gone.
+# Its value (the attribute `REVISION` names) for an object stored (or
+# deleted) at a revision not known: it never matches, so the next save
+# merges, and fails if the record is gone.
 _STORED = "stored"
 
 
@@ -198,21 +206,6 @@ def parse_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**parsed, **dataclasses.asdict(store)}
 
 
-class NamedBackend:
-    """Stands in for a Backend this process has not loaded while a cinderlib
-    object is built: cinderlib's objects only ask it for its name (`id`).
-    (cinderlib looks names up and, with its default
-    ``fail_on_missing_backend=True``, refuses unknown ones; the object then
-    gets the backend's name, as it would with that option off.)"""
-
-    def __init__(self, name: str | None) -> None:
-        self.id = name
-
-
-def _backend(name: str | None) -> Any:
-    return cinderlib.Backend.backends.get(name) if name else None
-
-
 # -- the plugin ----------------------------------------------------------------
 
 # cinderlib has no type hints: its base class is Any to mypy
@@ -229,10 +222,12 @@ class FilePersistence(persistence_base.PersistenceDriverBase):  # type: ignore[m
         (the module docs' table); a bad one raises `ConfigError` naming it."""
         settings = parse_config(config)
         self.soft_deletes: bool = settings.pop("soft_deletes")
+        cache_size: int = settings.pop("object_cache")
         if settings.pop("local_secrets"):
             settings["secret_fields"] = SECRET_FIELDS
         self.store = Store(settings.pop("path"), indexes=INDEXES,
                            describe=describe, **settings)
+        self.reads = ObjectReads(self.store, cache_size)
         self.fake_db = persistence_base.DB(self)
         super().__init__()
 
@@ -259,123 +254,33 @@ class FilePersistence(persistence_base.PersistenceDriverBase):  # type: ignore[m
                     backend_name: str | None = None) -> list[cl_objects.Volume]:
         """The volumes (cinderlib ``Volume`` objects) with this id, name
         and backend (each None: any), with their snapshots and connections."""
-        return self._build(self._volume, volume_id, self._find(
-            VOLUMES, volume_id, display_name=volume_name, backend=backend_name))
+        return self.reads.find(VOLUMES, volume_id, {"display_name": volume_name,
+                                                    "backend": backend_name})
 
     def get_snapshots(self, snapshot_id: str | None = None, snapshot_name: str | None = None,
                       volume_id: str | None = None) -> list[cl_objects.Snapshot]:
         """The snapshots with this id, name and volume (each None: any)."""
-        return self._build(self._snapshot, snapshot_id, self._find(
-            SNAPSHOTS, snapshot_id, display_name=snapshot_name, volume_id=volume_id))
+        return self.reads.find(SNAPSHOTS, snapshot_id, {"display_name": snapshot_name,
+                                                        "volume_id": volume_id})
 
     def get_connections(self, connection_id: str | None = None,
                         volume_id: str | None = None) -> list[cl_objects.Connection]:
         """The connections with this id and volume (each None: any)."""
-        return self._build(self._connection, connection_id, self._find(
-            CONNECTIONS, connection_id, volume_id=volume_id))
+        return self.reads.find(CONNECTIONS, connection_id, {"volume_id": volume_id})
 
     def get_key_values(self, key: str | None = None) -> list[cl_objects.KeyValue]:
         """The key/value pairs, or the one of `key`."""
-        docs = self._find(KEY_VALUES, key)
+        if key:
+            doc = self.store.get(KEY_VALUES, key)
+            docs = [] if doc is None else [doc]
+        else:
+            docs = self.store.all(KEY_VALUES)
         return [cl_objects.KeyValue(doc["id"], doc.get("value")) for doc in docs]
 
-    @staticmethod
-    def _build(build: Callable[[Document], Any], id: str | None,
-               docs: list[Document]) -> list[Any]:
-        """cinderlib objects of `docs`.  A record cinderlib cannot read (a
-        field of the wrong type, written by hand) raises `CorruptRecord`,
-        naming its file and field, when asked for by id; a listing skips it
-        with that warning, as the store skips a file that is not JSON, so
-        one bad file does not hide every other resource."""
-        if id:
-            return [build(doc) for doc in docs]
-        built = []
-        for doc in docs:
-            try:
-                built.append(build(doc))
-            except CorruptRecord as exc:
-                LOG.warning("skipping %s", exc)
-        return built
-
-    def _find(self, type: str, id: str | None, **filters: Any) -> list[Document]:
-        """Live records with this id (if given) whose fields or indexes equal
-        the filters that are given (cinderlib ignores empty ones)."""
-        filters = {name: value for name, value in filters.items() if value}
-        if id:
-            doc = self.store.get(type, id)
-            docs = [doc] if doc is not None and all(
-                _value(type, doc, name) == value for name, value in filters.items()) else []
-        else:
-            docs = self.store.find(type, **filters)
-        return [doc for doc in docs if not doc.get("deleted")]
-
-    def _where(self, type: str, id: str) -> str:
-        return os.path.join(self.store.root, *paths.record_path(type, id).split("/"))
-
-    def _volume(self, doc: Document) -> cl_objects.Volume:
-        """A volume, with its snapshots and connections as they are now (as
-        the memory plugin's volumes have them: drivers read them from the
-        OVO, and cinderlib's fake DB cannot lazy-load snapshots)."""
-        ovo = volume_from_record(doc, self._where(VOLUMES, doc["id"]))
-        snapshots = self._find(SNAPSHOTS, None, volume_id=ovo.id)
-        connections = self._find(CONNECTIONS, None, volume_id=ovo.id)
-        ovo.snapshots = cinder_objs.SnapshotList(
-            context=cl_objects.CONTEXT, objects=[self._snapshot_ovo(snap) for snap in snapshots])
-        ovo.volume_attachment = cinder_objs.VolumeAttachmentList(
-            context=cl_objects.CONTEXT, objects=[self._attachment_ovo(conn)
-                                                 for conn in connections])
-        for field in ("cluster", "consistencygroup", "group"):
-            setattr(ovo, field, None)    # as cinderlib creates volumes
-        ovo.obj_reset_changes()
-        name = backend_of_host(ovo.host)
-        backend = _backend(name)
-        unloaded = backend is None and name is not None
-        volume = cl_objects.Volume(NamedBackend(name) if unloaded else backend, __ovo=ovo)
-        # cinderlib built the snapshots' and connections' objects (in order).
-        for type, resource, record in [
-                (VOLUMES, volume, doc),
-                *((SNAPSHOTS, *pair) for pair in zip(volume._snapshots, snapshots)),
-                *((CONNECTIONS, *pair) for pair in zip(volume._connections, connections))]:
-            self._remember(type, resource, record)
-            if unloaded:
-                resource.backend = name
-        return volume
-
-    def _snapshot_ovo(self, doc: Document) -> cinder_objs.Snapshot:
-        ovo = ovo_from_record(cinder_objs.Snapshot, doc, self._where(SNAPSHOTS, doc["id"]))
-        for name in ("cgsnapshot", "group_snapshot"):
-            setattr(ovo, name, None)     # as cinderlib creates snapshots
-        ovo.obj_reset_changes()
-        return ovo
-
-    def _snapshot(self, doc: Document) -> cl_objects.Snapshot:
-        ovo = self._snapshot_ovo(doc)
-        name = ovo.progress       # cinderlib keeps the backend name there
-        if _backend(name) is not None or not name:
-            snapshot = cl_objects.Snapshot(None, __ovo=ovo)
-        else:
-            snapshot = cl_objects.Snapshot(None, backend=NamedBackend(name), __ovo=ovo)
-            snapshot.backend = name
-        return self._remember(SNAPSHOTS, snapshot, doc)
-
-    def _attachment_ovo(self, doc: Document) -> cinder_objs.VolumeAttachment:
-        if doc.get("connection_info") is None:
-            # A connection made on another host: its connection_info (the
-            # credentials) stayed there (local_secrets).  cinderlib cannot
-            # build a Connection without a "conn" in it.
-            doc = {**doc, "connection_info": {"conn": {}}}
-        return ovo_from_record(cinder_objs.VolumeAttachment, doc,
-                               self._where(CONNECTIONS, doc["id"]))
-
-    def _connection(self, doc: Document) -> cl_objects.Connection:
-        ovo = self._attachment_ovo(doc)
-        # The backend and the volume load lazily, from the volume's record.
-        return self._remember(CONNECTIONS, cl_objects.Connection(None, volume=None, __ovo=ovo),
-                              doc)
-
-    def _remember(self, type: str, resource: Any, doc: Document) -> Any:
-        setattr(resource, _REVISION, self.store.revision_of(type, doc))
-        return resource
+    def stats(self) -> CacheStats:
+        """The object cache's figures: templates kept, the bound
+        (``object_cache``), hits, misses, the hit ratio."""
+        return self.reads.cache.stats()
 
     # -- writing ---------------------------------------------------------------
 
@@ -427,22 +332,26 @@ class FilePersistence(persistence_base.PersistenceDriverBase):  # type: ignore[m
         changed to the current record, like the db plugin's UPDATE, which
         raises cinder's NotFound if the record was deleted meanwhile (also
         soft-deleted): a stale object never brings a deleted one back."""
-        base = getattr(resource, _REVISION, None)
+        base = getattr(resource, REVISION, None)
         try:
-            setattr(resource, _REVISION, self.store.put(
-                type, resource.id, doc, expect=base or ABSENT))
-            return
+            revision = self.store.put(type, resource.id, doc, expect=base or ABSENT)
         except ConflictError:
             pass
+        else:
+            setattr(resource, REVISION, revision)
+            self.reads.saved(type, resource.id, revision, doc)
+            return
         changed = changed_fields(resource)
 
         def apply(current: Document | None) -> Document:
             if current is None or current.get("deleted"):
                 raise _not_found(type, resource.id)
             return merge(current, doc, changed)
-        revision, merged = update(self.store, type, resource.id, apply)
+        merged_revision, merged = update(self.store, type, resource.id, apply)
         # Once the record differs from the object, later saves merge too.
-        setattr(resource, _REVISION, revision if merged == doc else _STORED)
+        setattr(resource, REVISION, merged_revision if merged == doc else _STORED)
+        if merged_revision is not None and merged is not None:
+            self.reads.saved(type, resource.id, merged_revision, merged)
 
     def _delete(self, type: str, resource: Any, status: Document) -> None:
         """Remove the record, or with soft_deletes mark it deleted (the
@@ -455,7 +364,7 @@ class FilePersistence(persistence_base.PersistenceDriverBase):  # type: ignore[m
                    else {**current, **marks})
         else:
             self.store.delete(type, resource.id)
-        setattr(resource, _REVISION, _STORED)
+        setattr(resource, REVISION, _STORED)
 
 
 def _not_found(type: str, id: str) -> Exception:
@@ -468,9 +377,3 @@ def _not_found(type: str, id: str) -> Exception:
     else:
         error = cinder_exception.VolumeAttachmentNotFound(filter=f"attachment_id = {id}")
     return error
-
-
-def _value(type: str, doc: Document, name: str) -> Any:
-    """A record's field, or the value of the type's index of that name."""
-    key = INDEXES.get(type, {}).get(name)
-    return key(doc) if callable(key) else doc.get(name)
