@@ -18,6 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_sync import META, clone, open_host, record_file, remote  # noqa: F401  (fixture)
 
+# rewritten by every write or lock: this host's local state, not what a sync writes
+LOCAL_STATE = {os.path.join(META, ".gitpersist", name) for name in ("changes", "write.holder")}
+
 from gitpersist import Store, paths
 from gitpersist.layout import FORMAT_FILE, GITIGNORE_FILE, META_GITIGNORE
 from gitpersist.sync import SyncError
@@ -100,7 +103,7 @@ def snapshot(host) -> dict[str, bytes | str]:
             rel = os.path.relpath(path, host)
             if os.path.islink(path):
                 found[rel] = "-> " + os.readlink(path)
-            elif rel != os.path.join(META, ".gitpersist", "changes"):
+            elif rel not in LOCAL_STATE:
                 with open(path, "rb") as file:
                     found[rel] = file.read()
     return found
