@@ -427,7 +427,7 @@ def test_console_script_and_python_m_run_the_command(store_path):
                               capture_output=True, text=True, timeout=60)
         assert (done.returncode, done.stderr) == (0, "")
         assert done.stdout.splitlines()[1].split()[:2] == ["v1", "data"]
-        done = subprocess.run([*command, "--path", str(store_path / "nope"), "ls", "x"],
+        done = subprocess.run([*command, "--path", str(store_path.parent / "nope"), "ls", "x"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and "run `gitpersist init` first" in done.stderr
         done = subprocess.run([*command, "--version"], capture_output=True, text=True,

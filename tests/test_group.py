@@ -65,7 +65,7 @@ def test_a_writer_that_writes_meanwhile_shares_the_commit(tmp_path, paused):
         first = start_paused(store, paused, "volumes", "a", {"n": 1})
         store.put("volumes", "b", {"n": 2})     # leads: commits a and b
         assert commits(tmp_path) == before + 1
-        assert git(tmp_path, "show", "-s", "--format=%B", "HEAD").startswith("2 changes")
+        assert git(tmp_path, "show", "-s", "--format=%B", "HEAD").startswith("gitpersist: 2 changes")
         paused[1].set()
         first.join(10)
         assert not first.errors and not first.is_alive()

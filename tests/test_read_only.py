@@ -206,7 +206,7 @@ def test_a_full_disk_opens_with_git_and_reads(tmpfs):  # noqa: F811 (a fixture)
         store.put("volumes", "v2", {"size": 1})
         assert not store.history.recovery_due
     assert git(root, "log", "--format=%s", "-2").splitlines() == [
-        "volumes v2: created", "Commit 1 store files found changed at open"]
+        "volumes v2: created", "gitpersist: commit 1 store files found changed at open"]
     assert git(root, "rev-parse", "HEAD~2") == head
 
 
