@@ -32,12 +32,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
 from . import files, paths
 from .codec import Document
+from .changefeed import Event, Subscribers
 from .changelog import ChangeLog
 from .errors import ConfigError, CorruptRecord, InvalidDocument
 from .layout import FORMAT_FILE
@@ -51,9 +52,13 @@ IndexKey = str | Callable[[Document], Any] | None
 Keys = tuple[tuple[str, Any], ...]
 
 
+@runtime_checkable
 class CacheListener(Protocol):
     """Told what the cache learns, for caches built over it (objects made
-    from records) and change feeds.  Called with the cache lock held."""
+    from records).  Called with the cache lock held.  `removed` is also
+    called when the cache only drops an entry another process changed (no
+    `stored` follows unless the type is loaded whole): for changes, take a
+    callback of `Event` (`Cache.subscribe`)."""
 
     def stored(self, type: str, id: str, revision: str) -> None: ...
 
@@ -130,6 +135,7 @@ class Cache:
         self._types: dict[str, TypeCache] = {}
         self.lock = threading.RLock()
         self.listeners: list[CacheListener] = []
+        self.subscribers = Subscribers()
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._dirty_lock = threading.Lock()
@@ -210,6 +216,15 @@ class Cache:
             cache.complete = True
             return cache
 
+    def subscribe(self, listener: CacheListener | Callable[[Event], None]) -> None:
+        """A `CacheListener` hears what the cache learns; a callback, every
+        change it learns of (`Subscribers`), from now on."""
+        with self.lock:
+            if isinstance(listener, CacheListener):
+                self.listeners.append(listener)
+            else:
+                self.subscribers.add(listener, self._apply_changes, self._types.values())
+
     # -- what writes tell it -------------------------------------------------------
 
     def keys_of(self, type: str, document: Document, where: str) -> Keys:
@@ -220,12 +235,17 @@ class Cache:
 
     def stored(self, entry: Entry, keys: Keys | None = None) -> None:
         """`entry` is on disk now (written here, or found by a write)."""
-        with self.lock:
+        with self.lock:     # the write settled the log before: what it tells is older
             self._add(self._cache(entry.relpath.split("/", 1)[0]), entry, keys)
+            self.subscribers.tell(entry.relpath, entry.revision)
 
-    def removed(self, type: str, id: str) -> None:
+    def removed(self, type: str, id: str, found: bool = True) -> None:
+        """This process removed the record (`found`: there was a file)."""
         with self.lock:
+            self._apply_changes()       # what other writers did before is older
             self._discard(self._cache(type), type, id)
+            if found:
+                self.subscribers.tell(paths.record_path(type, id), None)
 
     def refreshed(self, type: str, id: str, entry: Entry | None) -> None:
         """A write found the record on disk as `entry` (None: absent or
@@ -368,6 +388,7 @@ class Cache:
             self._forget(None)
             return
         for relpath in dirty:
+            self.subscribers.seen(relpath, self._reader.revision)
             type = relpath.split("/", 1)[0]
             cache = self._types.get(type)
             if cache is None:
@@ -394,6 +415,7 @@ class Cache:
         if relpath == FORMAT_FILE:      # another process declared secret fields
             self.declared()
             return
+        self.subscribers.tell(relpath, revision)
         type = relpath.split("/", 1)[0]
         cache = self._types.get(type)
         if cache is None:
