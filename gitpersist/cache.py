@@ -10,8 +10,10 @@ Locking rule: one re-entrant lock, `Cache.lock`, guards every structure
 here.  It is a leaf in the store's lock order (`gitpersist.locking`):
 held for in-memory work and for reading a record file that is not cached
 yet, never while a write's file or git I/O runs, so readers never wait for
-a commit.  Listeners (`CacheListener`) are called with the lock held: they
-must be quick and must not call back into the store.
+a commit.  Listeners (`CacheListener`) and subscribers' callbacks
+(`gitpersist.changefeed.Subscribers`: every change learned of, from the
+change log, this process's writes and the watcher) are called with the
+lock held: they must be quick and must not call back into the store.
 
 Guarantees (tests: ``tests/test_cache.py``, ``tests/test_store.py``,
 ``tests/test_watch.py``):

@@ -27,6 +27,16 @@ Guarantees (tests: ``tests/test_changefeed.py``):
   Kubernetes' 410 Gone.  A change is never skipped silently.
 * Reading takes no lock and writes nothing: one open, one ``fstat`` and one
   read of what is new.
+
+`Subscribers` is the in-process side (`Store.subscribe`): the cache tells
+it each change it learns of, from the change log's lines (this process's
+writes as they happen, the rest at the next read or write) and from the
+watcher's record paths (the file is read again only while someone
+subscribed).  Guarantees (tests: ``tests/test_changefeed.py::
+test_a_subscriber_*``): every such change is called back once, in order
+per record, a put told from a delete; a change seen by both the log and
+the watcher, or a put that leaves the record's revision as it was, is
+heard once; what came before the first subscriber is not heard.
 """
 
 from __future__ import annotations
