@@ -36,7 +36,9 @@ subscribed).  Guarantees (tests: ``tests/test_changefeed.py::
 test_a_subscriber_*``): every such change is called back once, in order
 per record, a put told from a delete; a change seen by both the log and
 the watcher, or a put that leaves the record's revision as it was, is
-heard once; what came before the first subscriber is not heard.
+heard once; what came before the first subscriber is not heard
+(``test_what_came_before_subscribing_is_not_heard``); a callback that
+raises is logged and fails nothing (the others still hear).
 """
 
 from __future__ import annotations

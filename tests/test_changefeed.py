@@ -298,3 +298,25 @@ def test_a_subscriber_hears_every_change_of_either_store_in_order(tmp_path_facto
                 last[id] = None
         store.all("volumes")
         assert heard == made
+
+
+def test_a_failing_subscriber_fails_no_write_and_the_others_still_hear(tmp_path):
+    def broken(event):
+        raise RuntimeError("a subscriber's bug")
+    with Store(tmp_path / "s", watch="off", fsync=False) as store:
+        store.subscribe(broken)
+        heard = subscribe(store)
+        revision = store.put("volumes", "v1", {})
+        assert heard == [("volumes", "v1", "put", revision)]
+        assert store.get("volumes", "v1") == {"id": "v1"}
+
+
+def test_what_came_before_subscribing_is_not_heard(tmp_path):
+    """Neither the log's lines of earlier writes nor a late report of a
+    file that did not change (as a late watcher event would be)."""
+    with Store(tmp_path / "s", watch="off", fsync=False) as store:
+        store.put("volumes", "v1", {})
+        heard = subscribe(store)
+        store.changed(paths.record_path("volumes", "v1"))
+        store.get("volumes", "v1")
+        assert heard == []
