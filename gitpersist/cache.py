@@ -244,7 +244,7 @@ class Cache:
     def removed(self, type: str, id: str, found: bool = True) -> None:
         """This process removed the record (`found`: there was a file)."""
         with self.lock:
-            self._apply_changes()       # what other writers did before is older
+            self.subscribers.settle(self._apply_changes)    # what others did before, first
             self._discard(self._cache(type), type, id)
             if found:
                 self.subscribers.tell(paths.record_path(type, id), None)

@@ -135,6 +135,13 @@ class Subscribers:
                                   for entry in cache.entries.values())
         self.callbacks.append(callback)
 
+    def settle(self, apply: Callable[[], None]) -> None:
+        """Before this process's own change: `apply` what came before it, so
+        that it is heard first (only if someone subscribed: a stat and a read
+        of the log)."""
+        if self.callbacks:
+            apply()
+
     def seen(self, relpath: str, revision_of: Callable[[str], str | None]) -> None:
         """The watcher saw the file at `relpath` change: `tell` what it
         holds now (read only if someone subscribed)."""
