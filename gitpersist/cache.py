@@ -10,8 +10,10 @@ Locking rule: one re-entrant lock, `Cache.lock`, guards every structure
 here.  It is a leaf in the store's lock order (`gitpersist.locking`):
 held for in-memory work and for reading a record file that is not cached
 yet, never while a write's file or git I/O runs, so readers never wait for
-a commit.  Listeners (`CacheListener`) are called with the lock held: they
-must be quick and must not call back into the store.
+a commit.  Listeners (`CacheListener`) and subscribers' callbacks
+(`gitpersist.changefeed.Subscribers`: every change learned of, from the
+change log, this process's writes and the watcher) are called with the
+lock held: they must be quick and must not call back into the store.
 
 Guarantees (tests: ``tests/test_cache.py``, ``tests/test_store.py``,
 ``tests/test_watch.py``):
@@ -40,12 +42,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
 from . import files, paths
 from .codec import Document
+from .changefeed import Event, Subscribers
 from .changelog import ChangeLog
 from .errors import ConfigError, CorruptRecord, InvalidDocument, UnreadableFolder
 from .query import Condition
@@ -61,9 +64,13 @@ IndexKey = str | Callable[[Document], Any] | None
 Keys = tuple[tuple[str, Any], ...]
 
 
+@runtime_checkable
 class CacheListener(Protocol):
     """Told what the cache learns, for caches built over it (objects made
-    from records) and change feeds.  Called with the cache lock held."""
+    from records).  Called with the cache lock held.  `removed` is also
+    called when the cache only drops an entry another process changed (no
+    `stored` follows unless the type is loaded whole): for changes, take a
+    callback of `Event` (`Cache.subscribe`)."""
 
     def stored(self, type: str, id: str, revision: str) -> None: ...
 
@@ -161,6 +168,7 @@ class Cache:
         self.snapshots = Snapshots(files, sides.codec, reader)
         self.lock = threading.RLock()
         self.listeners: list[CacheListener] = []
+        self.subscribers = Subscribers()
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._dirty_lock = threading.Lock()
@@ -259,6 +267,15 @@ class Cache:
                 if cache.complete and cache.unsaved:
                     self._save(type, cache)
 
+    def subscribe(self, listener: CacheListener | Callable[[Event], None]) -> None:
+        """A `CacheListener` hears what the cache learns; a callback, every
+        change it learns of (`Subscribers`), from now on."""
+        with self.lock:
+            if isinstance(listener, CacheListener):
+                self.listeners.append(listener)
+            else:
+                self.subscribers.add(listener, self._apply_changes, self._types.values())
+
     # -- what writes tell it -------------------------------------------------------
 
     def keys_of(self, type: str, document: Document, where: str) -> Keys:
@@ -269,12 +286,17 @@ class Cache:
 
     def stored(self, entry: Entry, keys: Keys | None = None) -> None:
         """`entry` is on disk now (written here, or found by a write)."""
-        with self.lock:
+        with self.lock:     # the write settled the log before: what it tells is older
             self._add(self._cache(entry.relpath.split("/", 1)[0]), entry, keys)
+            self.subscribers.tell(entry.relpath, entry.revision)
 
-    def removed(self, type: str, id: str) -> None:
+    def removed(self, type: str, id: str, found: bool = True) -> None:
+        """This process removed the record (`found`: there was a file)."""
         with self.lock:
+            self.subscribers.settle(self._apply_changes)    # what others did before, first
             self._discard(self._cache(type), type, id)
+            if found:
+                self.subscribers.tell(paths.record_path(type, id), None)
 
     def refreshed(self, type: str, id: str, entry: Entry | None) -> None:
         """A write found the record on disk as `entry` (None: absent or
@@ -445,6 +467,7 @@ class Cache:
             self._forget(None)
             return
         for relpath in dirty:
+            self.subscribers.seen(relpath, self._reader.revision)
             type = relpath.split("/", 1)[0]
             cache = self._types.get(type)
             if cache is None:
@@ -471,6 +494,7 @@ class Cache:
         if relpath == FORMAT_FILE:      # another process declared secret fields
             self.declared()
             return
+        self.subscribers.tell(relpath, revision)
         type = relpath.split("/", 1)[0]
         cache = self._types.get(type)
         if cache is None:

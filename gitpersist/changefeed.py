@@ -27,17 +27,33 @@ Guarantees (tests: ``tests/test_changefeed.py``):
   Kubernetes' 410 Gone.  A change is never skipped silently.
 * Reading takes no lock and writes nothing: one open, one ``fstat`` and one
   read of what is new.
+
+`Subscribers` is the in-process side (`Store.subscribe`): the cache tells
+it each change it learns of, from the change log's lines (this process's
+writes as they happen, the rest at the next read or write) and from the
+watcher's record paths (the file is read again only while someone
+subscribed).  Guarantees (tests: ``tests/test_changefeed.py::
+test_a_subscriber_*``): every such change is called back once, in order
+per record, a put told from a delete; a change seen by both the log and
+the watcher, or a put that leaves the record's revision as it was, is
+heard once; what came before the first subscriber is not heard
+(``test_what_came_before_subscribing_is_not_heard``); a callback that
+raises is logged and fails nothing (the others still hear).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import paths
 from .changelog import DELETED, HEADER, UNKNOWN
 from .errors import ChangesExpired, StoreError
+
+LOG = logging.getLogger(__name__)
 
 READ_LIMIT = 8 << 20        # bytes read at most per call (the log rotates at 4 MiB)
 
@@ -67,6 +83,88 @@ class Changes:
 
     def __len__(self) -> int:
         return len(self.changes)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change a subscriber hears of (`Store.subscribe`): a `Change`
+    without a token.  `operation` is "put" or "delete"; `revision` the
+    record's revision after a put (None for a delete, or when it is not
+    known: a file that did not parse)."""
+    type: str
+    id: str
+    operation: str
+    revision: str | None
+
+
+class Held(Protocol):
+    """A record as the cache holds it (`gitpersist.reader.Entry`)."""
+    relpath: str
+    revision: str
+
+
+class Holding(Protocol):
+    """The records of a type the cache holds (`gitpersist.cache.TypeCache`)."""
+    @property
+    def entries(self) -> Mapping[str, Held]: ...
+
+
+class Subscribers:
+    """The callbacks of `Store.subscribe`, and what each record was last
+    told as (its revision, None once deleted), so that one change reported
+    twice (by the change log and by the watcher, or a write's own line read
+    back) is heard once.  The cache calls `tell` with its lock held; it
+    keeps this state only once someone subscribed."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[Event], None]] = []
+        self._told: dict[str, str | None] = {}      # relpath -> revision, None: deleted
+
+    def __bool__(self) -> bool:
+        return bool(self.callbacks)
+
+    def add(self, callback: Callable[[Event], None], settle: Callable[[], None],
+            caches: Iterable[Holding]) -> None:
+        """Call `callback` from now on.  The first one settles the cache
+        first (what came before is not heard) and takes note of the records
+        `caches` hold (a late watcher event of one is no change)."""
+        if not self.callbacks:
+            settle()
+            for cache in caches:
+                self._told.update((entry.relpath, entry.revision)
+                                  for entry in cache.entries.values())
+        self.callbacks.append(callback)
+
+    def settle(self, apply: Callable[[], None]) -> None:
+        """Before this process's own change: `apply` what came before it, so
+        that it is heard first (only if someone subscribed: a stat and a read
+        of the log)."""
+        if self.callbacks:
+            apply()
+
+    def seen(self, relpath: str, revision_of: Callable[[str], str | None]) -> None:
+        """The watcher saw the file at `relpath` change: `tell` what it
+        holds now (read only if someone subscribed)."""
+        if self.callbacks and paths.split_record_path(relpath) is not None:
+            self.tell(relpath, revision_of(relpath))
+
+    def tell(self, relpath: str, revision: str | None) -> None:
+        """The record file at `relpath` has `revision` now (None: removed;
+        `UNKNOWN`: a put whose revision is not known); calls back unless
+        that is what the record was last told as."""
+        split = paths.split_record_path(relpath)
+        if not self.callbacks or split is None:
+            return
+        if revision != UNKNOWN and self._told.get(relpath, UNKNOWN) == revision:
+            return
+        self._told[relpath] = revision
+        event = Event(split[0], split[1], "delete" if revision is None else "put",
+                      None if revision == UNKNOWN else revision)
+        for callback in list(self.callbacks):
+            try:
+                callback(event)
+            except Exception:       # one subscriber's bug must not fail the read
+                LOG.exception("subscriber %r failed on %s", callback, event)
 
 
 class ChangeFeed:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
-from . import encoding, files, secret
+from . import encoding, files, paths, secret
+from .changelog import UNKNOWN
 from .codec import Codec, Document
 from .errors import CorruptRecord
 from .records import RecordFiles
@@ -87,6 +88,18 @@ class Reader:
         raises `CorruptRecord` naming it."""
         return _merge(self._codec, public, self._sides.read(public.relpath),
                       self._files.path(public.relpath))
+
+    def revision(self, relpath: str) -> str | None:
+        """The revision of the store file at `relpath` on disk now (None:
+        absent; `UNKNOWN`: not a record, or broken), for the change log and
+        subscribers (`gitpersist.changefeed.Subscribers`)."""
+        if paths.split_record_path(relpath) is None:
+            return UNKNOWN
+        try:
+            entry = self.read(relpath)
+        except CorruptRecord:
+            return UNKNOWN
+        return None if entry is None else entry.revision
 
     def current(self, relpath: str) -> OnDisk:
         """The record at `relpath` as a write finds it (see `OnDisk`)."""

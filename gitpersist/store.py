@@ -64,7 +64,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -72,7 +72,7 @@ import orjson
 
 from . import encoding, files, options, paths, query, secret
 from .cache import Cache, CacheListener, IndexKey
-from .changefeed import ChangeFeed, Changes
+from .changefeed import ChangeFeed, Changes, Event
 from .changelog import UNKNOWN, ChangeLog
 from .codec import Codec, Document, Prepared
 from .declaration import Declaration
@@ -283,7 +283,7 @@ class Store:
         self._cache.changed(relpath.rstrip("/"), relpath.endswith("/"))
         if paths.split_record_path(relpath) is not None:
             with self._lock.exclusive():
-                self._log.reported(relpath, _revision_now(self._reader, relpath))
+                self._log.reported(relpath, self._reader.revision(relpath))
 
     def changes(self, since: str | None = None) -> Changes:
         """What changed in the store since the token `since`, in order, and
@@ -292,13 +292,24 @@ class Store:
         `gitpersist.changefeed`."""
         return self._feed.since(since)
 
-    def subscribe(self, listener: CacheListener) -> None:
-        """Tell `listener` what this process's cache learns from now on: a
-        record stored or found (`stored`), removed, or a type (or all)
-        possibly changed (`invalidated`).  For caches built on records and
-        change feeds; called with the cache lock held, so it must be quick
-        and must not call back into the store (`gitpersist.cache`)."""
-        self._cache.listeners.append(listener)
+    def subscribe(self, callback: Callable[[Event], None] | CacheListener) -> None:
+        """Call `callback` in this process with an `Event` (type, id,
+        operation "put" or "delete", revision) for every change the cache
+        learns of from now on, whatever its source: this process's put and
+        delete (as they happen), another process's and a sync's (at the
+        next read or write here, from the change log, in every watch mode),
+        a hand edit (when the watcher sees it or `changed` reports it).  In
+        order per record; one change reported twice is heard once, as is a
+        put that leaves a record as it was (same revision).  Not heard:
+        hand edits the watcher missed (lost events, ``watch="off"``) and
+        not reported, or a whole folder moved by hand.
+
+        A `CacheListener` (``stored``, ``removed``, ``invalidated``) is told
+        what the cache does instead, for caches built on records: its
+        ``removed`` also means "dropped, changed elsewhere".  Both are
+        called with the cache lock held: be quick, do not call back into the
+        store (`gitpersist.changefeed.Subscribers`, `gitpersist.cache`)."""
+        self._cache.subscribe(callback)
 
     def types(self) -> list[str]:
         """The types that have a folder in the store (none if the store
@@ -373,7 +384,7 @@ class Store:
             self._recorder.before_change(relpath, now.content if now else None)
             removed = self._files.remove(relpath)
             self._sides.remove(relpath)         # after the record: never torn
-            self._cache.removed(type, id)
+            self._cache.removed(type, id, removed)
             if removed:
                 self._log.wrote(relpath, None)
             if removed and self._recorder.active:
@@ -460,7 +471,7 @@ class Store:
             self._sides.remove(relpath)         # a record made again must not inherit them
         else:
             self._files.write(relpath, data)
-        self._log.wrote(relpath, None if data is None else _revision_now(self._reader, relpath))
+        self._log.wrote(relpath, None if data is None else self._reader.revision(relpath))
 
     def adopt_format(self) -> None:
         """After a sync wrote another host's format file: keep the secret
@@ -563,18 +574,6 @@ def _check_expected(cache: Cache, type: str, id: str, expect: str | Absent | Non
         # The caller will read again to retry: let it see the file.
         cache.refreshed(type, id, now.entry)
         raise ConflictError(type, id, wanted, actual)   # type: ignore[arg-type]
-
-
-def _revision_now(reader: Reader, relpath: str) -> str | None:
-    """The revision of the store file at `relpath` on disk now (None:
-    absent; `UNKNOWN`: not a record, or broken), for the change log."""
-    if paths.split_record_path(relpath) is None:
-        return UNKNOWN
-    try:
-        entry = reader.read(relpath)
-    except CorruptRecord:
-        return UNKNOWN
-    return None if entry is None else entry.revision
 
 
 def _readable(store: Store, type: str, id: str) -> Document | None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import sys
 
 import pytest
-from helpers import git, run_python
+from helpers import eventually, git, run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sync import clone, open_host
@@ -143,3 +144,179 @@ def test_gitpersist_watch_prints_changes_as_they_happen(tmp_path):
     finally:
         watch.terminate()
         watch.wait(30)
+
+
+# -- store.subscribe(callback): every change this process's cache learns of ---------------
+
+def subscribe(store) -> list[tuple]:
+    heard: list[tuple] = []
+    store.subscribe(lambda event: heard.append(
+        (event.type, event.id, event.operation, event.revision)))
+    return heard
+
+
+def test_a_subscriber_hears_this_process_puts_and_deletes_as_they_happen(tmp_path):
+    with Store(tmp_path / "s", watch="off", fsync=False) as store:
+        store.put("volumes", "old", {})
+        heard = subscribe(store)
+        r1 = store.put("volumes", "v1", {"size": 1})
+        assert heard == [("volumes", "v1", "put", r1)]             # at once, not at a read
+        r2 = store.put("volumes", "v1", {"size": 2})
+        store.put("volumes", "v1", {"size": 2})                     # the same record again
+        assert store.delete("volumes", "v1")
+        assert not store.delete("volumes", "never")                 # nothing removed
+        store.get("volumes", "old")                                 # a read is no change
+        store.all("volumes")
+        assert heard == [("volumes", "v1", "put", r1), ("volumes", "v1", "put", r2),
+                         ("volumes", "v1", "delete", None)]
+
+
+@pytest.mark.parametrize("watch", ["off", "native"])
+def test_a_subscriber_tells_another_process_put_from_its_delete(tmp_path, watch):
+    """The cache drops both entries alike (its listeners hear `removed`
+    twice); a subscriber hears a put with its revision and a delete."""
+    root = tmp_path / "s"
+    with Store(root, watch=watch, fsync=False) as store:
+        store.put("volumes", "v1", {"n": 1})
+        store.put("volumes", "v2", {"n": 1})
+        heard = subscribe(store)
+        out = run_python("""
+            import sys
+            from gitpersist import Store
+            with Store(sys.argv[1], watch="off", fsync=False) as other:
+                print(other.put("volumes", "v1", {"n": 2}))
+                other.delete("volumes", "v2")
+                print(other.put("volumes", "v1", {"n": 3}))
+            """, str(root))
+        r2, r3 = out.stdout.split()
+        assert store.get("volumes", "v1") == {"id": "v1", "n": 3}      # learned at this read
+        assert heard == [("volumes", "v1", "put", r2), ("volumes", "v2", "delete", None),
+                         ("volumes", "v1", "put", r3)]
+        time.sleep(0.3)             # the watcher's events of the same changes, if any ...
+        store.all("volumes")
+        assert len(heard) == 3      # ... are not heard again
+
+
+@pytest.mark.usefixtures("no_git_identity")
+def test_a_subscriber_hears_what_a_sync_received(tmp_path):
+    git(tmp_path, "init", "-q", "--bare", str(tmp_path / "remote.git"))
+    a, b = clone(tmp_path / "remote.git", "a"), clone(tmp_path / "remote.git", "b")
+    with open_host(a) as store_a, open_host(b) as store_b:
+        store_a.put("volumes", "gone", {})
+        store_a.sync()
+        store_b.sync()
+        heard = subscribe(store_b)
+        revision = store_a.put("volumes", "v1", {"size": 1})
+        store_a.delete("volumes", "gone")
+        store_a.sync()
+        store_b.sync()
+        store_b.get("volumes", "v1")
+        assert sorted(heard) == [("volumes", "gone", "delete", None),
+                                 ("volumes", "v1", "put", revision)]
+
+
+def write_by_hand(root, relpath: str, text: str) -> None:
+    """A hand edit done atomically (a reader never sees half of it)."""
+    path = root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (root / "edit.tmp").write_text(text)
+    os.replace(root / "edit.tmp", path)
+
+
+def test_a_subscriber_hears_a_hand_edit_reported_with_changed(tmp_path):
+    root = tmp_path / "s"
+    with Store(root, watch="off", fsync=False) as store:
+        store.put("volumes", "v1", {"by": "store"})
+        heard = subscribe(store)
+        relpath = paths.record_path("volumes", "v1")
+        write_by_hand(root, relpath, '{"id": "v1", "by": "hand"}\n')
+        store.changed(relpath)
+        store.changed(relpath)                          # reported twice: heard once
+        assert store.get("volumes", "v1")["by"] == "hand"
+        os.unlink(root / relpath)
+        store.changed(relpath)
+        assert store.find("volumes") == []
+        assert heard[0][:3] == ("volumes", "v1", "put")
+        assert heard[1:] == [("volumes", "v1", "delete", None)]
+
+
+def test_a_subscriber_hears_a_hand_edit_the_watcher_sees(tmp_path):
+    root = tmp_path / "s"
+    with Store(root, watch="native", fsync=False) as store:
+        store.put("volumes", "v1", {"by": "store"})
+        heard = subscribe(store)
+        write_by_hand(root, paths.record_path("volumes", "v1"), '{"id": "v1", "by": "hand"}\n')
+        assert eventually(lambda: store.get("volumes", "v1")["by"] == "hand" and heard)
+        assert heard == [("volumes", "v1", "put", store.revision("volumes", "v1"))]
+
+
+def test_cache_listeners_and_callbacks_subscribe_side_by_side(tmp_path):
+    class Listener:
+        def __init__(self):
+            self.events = []
+
+        def stored(self, type, id, revision):
+            self.events.append(("stored", id))
+
+        def removed(self, type, id):
+            self.events.append(("removed", id))
+
+        def invalidated(self, type):
+            self.events.append(("invalidated", type))
+    with Store(tmp_path / "s", watch="off", fsync=False) as store:
+        listener = Listener()
+        store.subscribe(listener)
+        heard = subscribe(store)
+        revision = store.put("volumes", "v1", {})
+        store.delete("volumes", "v1")
+        assert listener.events == [("stored", "v1"), ("removed", "v1")]
+        assert heard == [("volumes", "v1", "put", revision), ("volumes", "v1", "delete", None)]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["put", "delete"]), st.sampled_from("ab"),
+                          st.integers(0, 2)), max_size=12))
+def test_a_subscriber_hears_every_change_of_either_store_in_order(tmp_path_factory, ops):
+    """Writes here and by another store (its own cache: as another process)
+    interleaved: heard exactly, in order; a put of what the record already
+    holds is no change."""
+    root = tmp_path_factory.mktemp("subscribe")
+    with Store(root, watch="off", fsync=False) as store, \
+            Store(root, watch="off", fsync=False) as other:
+        heard = subscribe(store)
+        made: list[tuple] = []
+        last: dict[str, str | None] = {}
+        for here, op, id, value in ops:
+            writer = store if here else other
+            if op == "put":
+                revision = writer.put("volumes", id, {"v": value})
+                if last.get(id) != revision:
+                    made.append(("volumes", id, "put", revision))
+                last[id] = revision
+            elif writer.delete("volumes", id):
+                made.append(("volumes", id, "delete", None))
+                last[id] = None
+        store.all("volumes")
+        assert heard == made
+
+
+def test_a_failing_subscriber_fails_no_write_and_the_others_still_hear(tmp_path):
+    def broken(event):
+        raise RuntimeError("a subscriber's bug")
+    with Store(tmp_path / "s", watch="off", fsync=False) as store:
+        store.subscribe(broken)
+        heard = subscribe(store)
+        revision = store.put("volumes", "v1", {})
+        assert heard == [("volumes", "v1", "put", revision)]
+        assert store.get("volumes", "v1") == {"id": "v1"}
+
+
+def test_what_came_before_subscribing_is_not_heard(tmp_path):
+    """Neither the log's lines of earlier writes nor a late report of a
+    file that did not change (as a late watcher event would be)."""
+    with Store(tmp_path / "s", watch="off", fsync=False) as store:
+        store.put("volumes", "v1", {})
+        heard = subscribe(store)
+        store.changed(paths.record_path("volumes", "v1"))
+        store.get("volumes", "v1")
+        assert heard == []
