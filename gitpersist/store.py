@@ -14,8 +14,9 @@ Guarantees (each one has a test; see the README's Guarantees section):
   `ConflictError` and changes nothing.
 * **Read-your-writes, then everyone's.**  A process reads its own writes at
   once.  Changes made by other processes, ``git pull`` or a hand edit reach
-  the cache through the watcher: with ``watch="native"`` (inotify), within
-  milliseconds of the file being renamed or closed; with
+  the cache through the watcher: with ``watch="native"`` (inotify, read at
+  the start of every read: `gitpersist.inotify`), by the next read after
+  the file was renamed or closed; with
   ``watch="polling"``, within `poll_interval` seconds; with ``watch="off"``
   the cache only follows this process (use it for single-process stores).
   A record not in the cache is read from disk.
@@ -74,7 +75,7 @@ from .reader import Entry, OnDisk, Reader
 from .recorder import Recorder
 from .records import RecordFiles, open_store_folder
 from .sidefiles import SideFiles
-from .watcher import Watcher
+from .watcher import Watching, open_watcher
 
 if TYPE_CHECKING:
     from .history import History, Version
@@ -148,7 +149,7 @@ class Store:
         self._closed = False
         self._syncer: Syncer | None = None
         self._history: History | None = None
-        self._watcher: Watcher | None = None
+        self._watcher: Watching | None = None
         self._files = RecordFiles(self.root, fsync=opts.fsync, file_mode=opts.file_mode,
                                   dir_mode=opts.dir_mode)
         self._codec = Codec()
@@ -168,10 +169,11 @@ class Store:
             self._log.open()
             grown = self._declaration.open(wanted)
             if opts.watch != "off":
-                watcher = self._watcher = Watcher(
+                watcher = self._watcher = open_watcher(
                     self.root, self._cache.changed, self._cache.lost, mode=opts.watch,
                     poll_interval=opts.poll_interval)
                 self._cache.unwatched = lambda: not watcher.healthy
+                self._cache.poll = watcher.drain
             for type in grown:      # before recovery could commit them
                 self._split_secrets(type)
             if opts.git:
@@ -228,7 +230,10 @@ class Store:
         record stored or found (`stored`), removed, or a type (or all)
         possibly changed (`invalidated`).  For caches built on records and
         change feeds; called with the cache lock held, so it must be quick
-        and must not call back into the store (`gitpersist.cache`)."""
+        and must not call back into the store (`gitpersist.cache`).  The
+        cache learns at reads and writes (another process's change too, as
+        the watcher or the change log report it): no thread calls it in
+        between, with any watch mode (`gitpersist.inotify`)."""
         self._cache.listeners.append(listener)
 
     def types(self) -> list[str]:
