@@ -26,7 +26,8 @@ reads cause none.  A folder that appears is watched, then reported as
 changed (what it held before its watch existed was not seen).
 
 Health (`Health`): a refused watch (``fs.inotify.max_user_watches``) or
-descriptor (``max_user_instances``), or a failed read, makes it
+descriptor (``max_user_instances``), a failed read, or a fork (a child
+reading the parent's descriptor would take the parent's events) makes it
 unhealthy for good, logged once naming the cause; the store's reads then
 check their files (``Cache.unwatched``).  Never a raw ``OSError``.  A
 queue overflow (``IN_Q_OVERFLOW``: events lost) calls `on_lost`, and the
@@ -102,6 +103,7 @@ class Inotify:
         self._wds: dict[str, int] = {}
         self._lock = threading.Lock()         # the descriptor and the maps
         self._fd = -1
+        self._pid = os.getpid()
         try:
             self._fd = init()
         except OSError as exc:
@@ -166,6 +168,12 @@ class Inotify:
     def drain(self) -> None:
         """Report what the kernel queued since the last drain."""
         if self._fd < 0:
+            return
+        if os.getpid() != self._pid:    # a forked child: the events are the parent's
+            self.health.fail("the process forked, and the inotify descriptor is "
+                             "its parent's")
+            fd, self._fd = self._fd, -1
+            os.close(fd)            # this process's copy only
             return
         with self._lock:
             while True:

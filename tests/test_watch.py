@@ -124,6 +124,25 @@ def test_a_failed_inotify_read_is_noticed_and_reads_check_their_files(tmp_path, 
     assert caplog.text.count("reading its events failed") == 1
 
 
+def test_a_forked_child_leaves_the_parents_events_alone(tmp_path):
+    """The inotify descriptor is shared across fork: a child reading it
+    would take the events of its parent's hand edits.  The child checks
+    its files instead, and the parent still sees the edit."""
+    with Store(tmp_path, watch="native") as store:
+        store.put("volumes", "a", {"v": 1})
+        assert store.get("volumes", "a")["v"] == 1
+        with open(path_of(store, "a"), "w") as f:
+            f.write('{"id": "a", "v": 2}')
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os._exit(0 if store.get("volumes", "a")["v"] == 2 else 1)
+            finally:
+                os._exit(2)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert store.get("volumes", "a")["v"] == 2
+
+
 def test_lost_events_invalidate_everything(tmp_path, caplog):
     """A real inotify queue overflow (more events than
     fs.inotify.max_queued_events before the next read) forgets the cache."""
