@@ -16,7 +16,11 @@ calls and 46 more syscalls per ``put`` with the observer running against
 ~0 with ``watch="off"``, ~27% of a durable put in paired timing, and a
 durable set at 1.44x the bare write+fsync+rename floor.  Reading the
 descriptor in the caller costs one ``read`` per drain (EAGAIN when
-nothing happened).  It also needs no thread under eventlet.
+nothing happened).  Measured after (strace -f -c, 200 fsync'd puts):
+63 syscalls and no futex call per put, against 56 with ``watch="off"``
+and 128 (54 futex) with watchdog's observer; durable set 2.0x the floor
+against 2.8-4.9x, run back to back (load average 3.5-4.6 on 2 cores).
+It also needs no thread under eventlet.
 
 What is watched: the store root without recursion (type folders coming
 and going) and every folder below each type folder, so git's ``.git``
