@@ -48,14 +48,18 @@ Tests: ``tests/test_watch.py`` (events, overflow, refused watches),
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
+import fcntl
 import logging
 import os
 import posix
 import struct
 import sys
+import termios
 import threading
+import weakref
 from collections.abc import Callable
 
 LOG = logging.getLogger(__name__)
@@ -73,6 +77,15 @@ if sys.platform.startswith("linux"):     # watchdog's libc binding loads only th
                                               inotify_init, inotify_rm_watch)
 _HEADER = struct.Struct("iIII")         # wd, mask, cookie, len (struct inotify_event)
 _READ_SIZE = 64 * 1024
+_LIVE: weakref.WeakSet[Inotify] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for watcher in list(_LIVE):
+        watcher.forked = True
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def init() -> int:
@@ -107,7 +120,8 @@ class Inotify:
         self._wds: dict[str, int] = {}
         self._lock = threading.Lock()         # the descriptor and the maps
         self._fd = -1
-        self._pid = os.getpid()
+        self.forked = False     # set in a forked child (os.register_at_fork)
+        self._pending = array.array("i", [0])
         try:
             self._fd = init()
         except OSError as exc:
@@ -115,6 +129,7 @@ class Inotify:
             return
         os.set_blocking(self._fd, False)
         os.set_inheritable(self._fd, False)
+        _LIVE.add(self)
         with self._lock:
             if not self._add("", _ROOT):
                 return
@@ -173,7 +188,7 @@ class Inotify:
         """Report what the kernel queued since the last drain."""
         if self._fd < 0:
             return
-        if os.getpid() != self._pid:    # a forked child: the events are the parent's
+        if self.forked:             # a forked child: the events are the parent's
             self.health.fail("the process forked, and the inotify descriptor is "
                              "its parent's")
             fd, self._fd = self._fd, -1
@@ -182,6 +197,11 @@ class Inotify:
         with self._lock:
             while True:
                 try:
+                    # FIONREAD first: 0.44 us against 1.7 us for a read
+                    # that fails with EAGAIN (every read of a quiet store)
+                    fcntl.ioctl(self._fd, termios.FIONREAD, self._pending)
+                    if not self._pending[0]:
+                        return
                     # posix.read, not os.read: eventlet's patched os.read
                     # waits for the descriptor to become readable instead
                     # of raising EAGAIN (a read then hangs for good)
@@ -192,8 +212,6 @@ class Inotify:
                     self.health.fail(f"reading its events failed: {exc}")
                     return
                 self._dispatch(data)
-                if len(data) < _READ_SIZE // 2:
-                    return          # most likely all there was: save a read
 
     def _dispatch(self, data: bytes) -> None:
         offset = 0
