@@ -3,8 +3,9 @@
 Per type: the entries read or written (by id), the record files found
 broken, whether the whole type folder was loaded, and equality indexes
 over the declared index keys once it was.  Paths the watcher reports as
-changed are queued (`changed`, `lost`: called from the watcher's thread)
-and applied at the next read, under the cache lock.
+changed are queued (`changed`, `lost`: called from a watcher's thread, or from
+`poll`, the hook a watcher read by the caller drains through) and applied
+at the next read, under the cache lock.
 
 Locking rule: one re-entrant lock, `Cache.lock`, guards every structure
 here.  It is a leaf in the store's lock order (`gitpersist.locking`):
@@ -175,6 +176,10 @@ class Cache:
         # True while nothing reports changes made by other means (hand edits,
         # git): reads then check their files themselves (see `validating`).
         self.unwatched: Callable[[], bool] = lambda: False
+        # Called first by every read and settle, under the lock: a watcher
+        # read by the caller (`gitpersist.inotify`) reports through
+        # `changed` and `lost` then.
+        self.poll: Callable[[], None] = lambda: None
         # Called when the change log says the format file changed: returns
         # the types whose secret fields grew (their entries are forgotten).
         self.declaration_changed: Callable[[], list[str]] = lambda: []
@@ -454,6 +459,7 @@ class Cache:
     def _apply_changes(self) -> None:
         """Apply what the change log and the watcher reported since the
         last call."""
+        self.poll()
         news = self._log.news()
         if news is None:        # the log was replaced: a declaration may be in what it lost
             self.declaration_changed()

@@ -16,6 +16,10 @@ docstring names only its own lock):
     The cache's lock (`gitpersist.cache`) is a leaf: taken for in-memory
     work only, never while waiting for another lock or doing file or git
     I/O of a write, so a reader in this process never waits for a writer.
+    Below it, the inotify watcher's lock (`gitpersist.inotify`): a read
+    drains the watcher's descriptor under the cache's lock; a write
+    watching a new type folder takes it alone.  Under that lock only the
+    cache's queue of changed paths is taken (a leaf of its own).
     A sync enters at its own mutex and ``sync.lock`` and then takes the
     write lock for its integration (`gitpersist.sync`).
 

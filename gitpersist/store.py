@@ -14,8 +14,9 @@ Guarantees (each one has a test; see the README's Guarantees section):
   `ConflictError` and changes nothing.
 * **Read-your-writes, then everyone's.**  A process reads its own writes at
   once.  Changes made by other processes, ``git pull`` or a hand edit reach
-  the cache through the watcher: with ``watch="native"`` (inotify), within
-  milliseconds of the file being renamed or closed; with
+  the cache through the watcher: with ``watch="native"`` (inotify, read at
+  the start of every read: `gitpersist.inotify`), by the next read after
+  the file was renamed or closed; with
   ``watch="polling"``, within `poll_interval` seconds; with ``watch="off"``
   the cache only follows this process (use it for single-process stores).
   A record not in the cache is read from disk.
@@ -85,7 +86,7 @@ from .reader import Entry, OnDisk, Reader
 from .recorder import BatchMessage, Recorder
 from .records import RecordFiles, open_store_folder, writable
 from .sidefiles import SideFiles
-from .watcher import Watcher
+from .watcher import Watching, open_watcher
 
 if TYPE_CHECKING:
     from .history import History, Version
@@ -176,7 +177,7 @@ class Store:
         self._closed = False
         self._syncer: Syncer | None = None
         self._history: History | None = None
-        self._watcher: Watcher | None = None
+        self._watcher: Watching | None = None
         self._files = RecordFiles(self.root, fsync=opts.fsync, file_mode=opts.file_mode,
                                   dir_mode=opts.dir_mode)
         self._codec = Codec()
@@ -199,10 +200,11 @@ class Store:
             self._log.open(create=not opts.read_only)
             grown = self._declaration.open(wanted)
             if opts.watch != "off":
-                watcher = self._watcher = Watcher(
+                watcher = self._watcher = open_watcher(
                     self.root, self._cache.changed, self._cache.lost, mode=opts.watch,
                     poll_interval=opts.poll_interval)
                 self._cache.unwatched = lambda: not watcher.healthy
+                self._cache.poll = watcher.drain
             # Split before recovery could commit the fields; both changes
             # are then committed as the declaration they are, not as a crash.
             title = declared_secrets(self._codec.fields, grown)
@@ -308,7 +310,9 @@ class Store:
         what the cache does instead, for caches built on records: its
         ``removed`` also means "dropped, changed elsewhere".  Both are
         called with the cache lock held: be quick, do not call back into the
-        store (`gitpersist.changefeed.Subscribers`, `gitpersist.cache`)."""
+        store (`gitpersist.changefeed.Subscribers`, `gitpersist.cache`).
+        No thread calls either in between reads and writes, in any watch
+        mode (`gitpersist.inotify`)."""
         self._cache.subscribe(callback)
 
     def types(self) -> list[str]:

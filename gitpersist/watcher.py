@@ -1,6 +1,12 @@
-"""Tell a store which of its files changed behind its back, via watchdog.
+"""Tell a store which of its files changed behind its back.
 
-One observer thread per store.  The store root is watched without recursion
+`open_watcher` picks how: ``watch="native"`` on Linux is inotify read by
+the caller, no thread (`gitpersist.inotify`, which says why it goes around
+watchdog there, with the figures); ``watch="polling"``, and ``"native"``
+where the kernel has no inotify, are watchdog's observers (`Watcher`,
+below).  Both offer `Watching`.
+
+`Watcher`: one observer thread per store.  The store root is watched without recursion
 (type folders coming and going) and each type folder recursively, so git's
 own busy ``.git`` folder and ``.gitpersist`` are never watched.
 
@@ -44,10 +50,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
+from typing import Protocol
 
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
                              FileClosedEvent, FileCreatedEvent,
@@ -61,6 +69,7 @@ from watchdog.utils import BaseThread
 
 from . import green
 from .errors import ConfigError
+from .inotify import Health, why
 
 LOG = logging.getLogger(__name__)
 
@@ -78,6 +87,32 @@ warnings.filterwarnings("ignore", message="Callback with id .* already exists",
                         category=RuntimeWarning, module="watchdog")
 
 
+class Watching(Protocol):
+    """What the store and its cache need of a watcher."""
+
+    @property
+    def healthy(self) -> bool:
+        """True while every change below the root is reported."""
+
+    def watch_type(self, name: str, *, resync: bool = True) -> None: ...
+
+    def drain(self) -> None:
+        """Report the changes seen so far (the cache calls it first thing
+        in every read and every write's settle)."""
+
+    def close(self) -> None: ...
+
+
+def open_watcher(root: str, on_change: Callable[[str, bool], None],
+                 on_lost: Callable[[], None], *, mode: str = "native",
+                 poll_interval: float = 1.0) -> Watching:
+    """The watcher of `mode` for the store at `root` (see the module)."""
+    if mode == "native" and sys.platform.startswith("linux"):
+        from .inotify import Inotify
+        return Inotify(root, on_change, on_lost)
+    return Watcher(root, on_change, on_lost, mode=mode, poll_interval=poll_interval)
+
+
 class Watcher(FileSystemEventHandler):
     """Calls ``on_change(relpath, is_dir)`` for every changed path below
     `root` and ``on_lost()`` when events were lost."""
@@ -90,7 +125,7 @@ class Watcher(FileSystemEventHandler):
         self._root = root
         self._on_change = on_change
         self.on_lost = on_lost
-        self.problem: str | None = None      # why it is not healthy
+        self.health = Health(root)
         self._events = _POLLING_EVENTS if mode == "polling" else _EVENTS
         self._watched: dict[str, ObservedWatch] = {}
         self._lock = threading.Lock()
@@ -99,14 +134,14 @@ class Watcher(FileSystemEventHandler):
                           else Observer())
         self._observer.daemon = True
         if self._green:
-            self._fail("eventlet has patched threading, and watchdog's threads cannot "
+            self.health.fail("eventlet has patched threading, and watchdog's threads cannot "
                        "run as green threads")
             return
         try:
             self._observer.schedule(self, root, recursive=False, event_filter=self._events)
             self._observer.start()
         except OSError as exc:
-            self._fail(_why(exc, root))
+            self.health.fail(why(exc, root))
             return
         _install_overflow_hook()
         _LIVE.add(self)
@@ -119,10 +154,13 @@ class Watcher(FileSystemEventHandler):
     @property
     def healthy(self) -> bool:
         """True while every change below the root is reported."""
-        if self.problem is None and (green.green_threads() != self._green
+        if self.health.problem is None and (green.green_threads() != self._green
                                      or not self._observer.is_alive()):
-            self._fail("its thread is not running")     # eventlet's: _stop_green said so
-        return self.problem is None
+            self.health.fail("its thread is not running")     # eventlet's: _stop_green said so
+        return self.health.problem is None
+
+    def drain(self) -> None:
+        """Nothing to do: the observer's thread reports as events come."""
 
     def _stop_green(self) -> None:
         """eventlet patched threading after the observer started: stop it
@@ -131,7 +169,7 @@ class Watcher(FileSystemEventHandler):
         queues of their own (the hub's "Cannot switch to a different
         thread", a deadlock of theirs).  They end at once, quietly
         (`green.end_quietly`); reads check their files from now on."""
-        self._fail("eventlet patched threading after the store opened, and watchdog's "
+        self.health.fail("eventlet patched threading after the store opened, and watchdog's "
                    "threads cannot run beside green ones")
         _LIVE.discard(self)
         for thread in list(_THREADS):
@@ -140,12 +178,6 @@ class Watcher(FileSystemEventHandler):
             self._observer.stop()
         except Exception as exc:    # a thread that died: nothing to stop
             LOG.debug("%s: stopping the watcher: %s", self._root, exc)
-
-    def _fail(self, problem: str) -> None:
-        if self.problem is None:
-            self.problem = problem
-            LOG.warning("%s: not watching for changes made by other means (%s); reads "
-                        "check their files instead", self._root, problem)
 
     def watch_type(self, name: str, *, resync: bool = True) -> None:
         """Watch the type folder `name` (and everything below it).  With
@@ -165,7 +197,7 @@ class Watcher(FileSystemEventHandler):
                                             event_filter=self._events)
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR):      # else: gone again
-                self._fail(_why(exc, folder))
+                self.health.fail(why(exc, folder))
             return
         with self._lock:
             self._watched[name] = watch
@@ -217,17 +249,6 @@ def _note_threads() -> None:
     `threading.enumerate` knows only green ones after it)."""
     _THREADS.update(thread for thread in threading.enumerate()
                     if isinstance(thread, BaseThread))
-
-
-def _why(exc: OSError, path: str) -> str:
-    """What a refused watch means, naming the limit."""
-    if exc.errno == errno.ENOSPC:
-        limit = " (the inotify watch limit, fs.inotify.max_user_watches)"
-    elif exc.errno == errno.EMFILE:
-        limit = " (the inotify instance limit, fs.inotify.max_user_instances)"
-    else:
-        limit = ""
-    return f"cannot watch {path}: {exc.strerror or exc}{limit}"
 
 
 class _OverflowHook(logging.Handler):

@@ -27,17 +27,23 @@ def write_elsewhere(root, id: str, n: int) -> None:
 
 # -- watch limits ------------------------------------------------------------------
 
-def refuse(error: int, after: int = 0):
-    """A watchdog `schedule` that refuses every watch past the first `after`."""
-    from watchdog.observers.api import BaseObserver
-    real, calls = BaseObserver.schedule, []
+def refuse(monkeypatch, error: int, after: int = 0) -> None:
+    """The kernel refuses every inotify watch past the first `after` (with
+    EMFILE, the descriptor itself)."""
+    from gitpersist import inotify
+    real, calls = inotify.add_watch, []
 
-    def schedule(self, *args, **kwargs):
+    def add_watch(*args):
         calls.append(args)
         if len(calls) > after:
             raise OSError(error, os.strerror(error))
-        return real(self, *args, **kwargs)
-    return schedule
+        return real(*args)
+
+    def init():
+        raise OSError(error, os.strerror(error))
+    monkeypatch.setattr(inotify, "add_watch", add_watch)
+    if error == errno.EMFILE:
+        monkeypatch.setattr(inotify, "init", init)
 
 
 @pytest.mark.parametrize("error, after, limit", [
@@ -47,11 +53,10 @@ def refuse(error: int, after: int = 0):
 ])
 def test_a_refused_watch_is_named_and_reads_stay_right(tmp_path, monkeypatch, caplog,
                                                        error, after, limit):
-    from watchdog.observers.api import BaseObserver
     with Store(tmp_path, watch="off") as first:
         for n in range(5):
             first.put("volumes", f"v{n}", {"n": 0})
-    monkeypatch.setattr(BaseObserver, "schedule", refuse(error, after))
+    refuse(monkeypatch, error, after)
     with Store(tmp_path, watch="native") as store:      # opens: no raw OSError
         assert len(store.all("volumes")) == 5
         write_elsewhere(tmp_path, "v1", 1)               # through a store: the change log
@@ -60,6 +65,23 @@ def test_a_refused_watch_is_named_and_reads_stay_right(tmp_path, monkeypatch, ca
         assert store.get("volumes", "v1")["n"] == 1
         assert {d["id"]: d["n"] for d in store.all("volumes")}["v2"] == 2
     assert limit in caplog.text and caplog.text.count("not watching") == 1
+
+
+def test_a_refused_polling_watch_is_named(tmp_path, monkeypatch, caplog):
+    """watchdog's observers (watch="polling") report a refusal the same way."""
+    from watchdog.observers.api import BaseObserver
+
+    def schedule(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with Store(tmp_path, watch="off") as first:
+        first.put("volumes", "v0", {"n": 0})
+    monkeypatch.setattr(BaseObserver, "schedule", schedule)
+    with Store(tmp_path, watch="polling") as store:
+        path = tmp_path / paths.record_path("volumes", "v0")
+        path.write_text('{"id": "v0", "n": 2}')
+        assert store.get("volumes", "v0")["n"] == 2
+    assert "fs.inotify.max_user_watches" in caplog.text
+    assert caplog.text.count("not watching") == 1
 
 
 def test_two_processes_one_lists_then_the_other_creates(tmp_path):

@@ -150,14 +150,15 @@ def workload(store: Store, rounds: int, start: int = 0) -> None:
 
 def settle(store: Store) -> None:
     """Let the background work of the writes so far finish: commits and the
-    index update, and the watcher's events (on a busy machine its thread
-    lags and a backlog of events would look like growth).  watchdog's
-    inotify buffer holds events up to 0.5 s to pair moves."""
+    index update, and the watcher's events (native: inotify, read by the
+    read below, no thread; polling: watchdog's thread, whose lag and
+    backlog of events would look like growth)."""
     store.flush()
-    if store._watcher is not None:
+    observer = getattr(store._watcher, "_observer", None)
+    if observer is not None:
         time.sleep(1)
-        assert eventually(lambda: store._watcher._observer.event_queue.unfinished_tasks == 0)
-    store.get("volumes", "v0")      # applies the paths the events named
+        assert eventually(lambda: observer.event_queue.unfinished_tasks == 0)
+    store.get("volumes", "v0")      # drains and applies the paths the events named
     gc.collect()
 
 

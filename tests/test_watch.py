@@ -3,7 +3,6 @@ git, hand edits) through the watcher."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 
@@ -77,25 +76,76 @@ def test_corrupting_edit_is_reported_not_cached(watched):
     assert names(watched) == {"gone": "g"}
 
 
+def checks_files_once_unwatched(store, tmp_path):
+    """A hand edit and a hand-made record are seen though no event came."""
+    with open(path_of(store, "a"), "w") as f:
+        f.write('{"id": "a", "v": 2, "hand": "edit"}')
+    assert store.get("volumes", "a")["v"] == 2
+    new = tmp_path / paths.record_path("volumes", "b")
+    new.parent.mkdir(exist_ok=True)
+    new.write_text('{"id": "b"}')
+    assert [d["id"] for d in store.all("volumes")] == ["a", "b"]
+
+
 def test_a_watcher_that_died_is_noticed_and_reads_check_their_files(tmp_path, caplog):
     """Never silent staleness: once its thread is gone, a read checks its
     file (and a listing its folder), and the cause is logged once."""
-    with Store(tmp_path, watch="native") as store:
+    with Store(tmp_path, watch="polling", poll_interval=3600) as store:
         store.put("volumes", "a", {"v": 1})
         assert store.all("volumes")[0]["v"] == 1
         store._watcher._observer.stop()              # from now on, no events arrive
         store._watcher._observer.join()
-        with open(path_of(store, "a"), "w") as f:
-            f.write('{"id": "a", "v": 2, "hand": "edit"}')
-        assert store.get("volumes", "a")["v"] == 2
-        new = tmp_path / paths.record_path("volumes", "b")
-        new.parent.mkdir(exist_ok=True)
-        new.write_text('{"id": "b"}')
-        assert [d["id"] for d in store.all("volumes")] == ["a", "b"]
+        checks_files_once_unwatched(store, tmp_path)
     assert caplog.text.count("its thread is not running") == 1
 
 
-def test_lost_events_invalidate_everything(tmp_path):
+def test_native_watching_runs_no_thread(tmp_path):
+    """watch="native" reads inotify in the caller (gitpersist.inotify):
+    another process's write is seen at once, with no thread of ours."""
+    import threading
+    before = set(threading.enumerate())
+    with Store(tmp_path, watch="native") as store:
+        store.put("volumes", "changed", {"display_name": "before"})
+        store.put("volumes", "gone", {"display_name": "g"})
+        assert names(store) == {"changed": "before", "gone": "g"}
+        assert set(threading.enumerate()) == before
+        run_python(WRITER, store.root)
+        assert names(store) == {"changed": "after", "new": "n"}     # no waiting
+
+
+def test_a_failed_inotify_read_is_noticed_and_reads_check_their_files(tmp_path, caplog):
+    with Store(tmp_path, watch="native") as store:
+        store.put("volumes", "a", {"v": 1})
+        assert store.all("volumes")[0]["v"] == 1
+        folder = os.open(tmp_path, os.O_RDONLY)      # read() on it fails: EISDIR
+        os.dup2(folder, store._watcher._fd)
+        os.close(folder)
+        checks_files_once_unwatched(store, tmp_path)
+    assert caplog.text.count("reading its events failed") == 1
+
+
+def test_a_forked_child_leaves_the_parents_events_alone(tmp_path):
+    """The inotify descriptor is shared across fork: a child reading it
+    would take the events of its parent's hand edits.  The child checks
+    its files instead, and the parent still sees the edit."""
+    with Store(tmp_path, watch="native") as store:
+        store.put("volumes", "a", {"v": 1})
+        assert store.get("volumes", "a")["v"] == 1
+        with open(path_of(store, "a"), "w") as f:
+            f.write('{"id": "a", "v": 2}')
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os._exit(0 if store.get("volumes", "a")["v"] == 2 else 1)
+            finally:
+                os._exit(2)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert store.get("volumes", "a")["v"] == 2
+
+
+def test_lost_events_invalidate_everything(tmp_path, caplog):
+    """A real inotify queue overflow (more events than
+    fs.inotify.max_queued_events before the next read) forgets the cache."""
     class Heard:
         def __init__(self):
             self.events = []
@@ -107,14 +157,20 @@ def test_lost_events_invalidate_everything(tmp_path):
 
         def invalidated(self, type):
             self.events.append(type)
+    with open("/proc/sys/fs/inotify/max_queued_events") as f:
+        queue = int(f.read())
     with Store(tmp_path, watch="native") as store:
         heard = Heard()
         store.subscribe(heard)
         store.put("volumes", "a", {"v": 1})
-        logging.getLogger("watchdog.observers.inotify_c").warning(
-            "Inotify queue overflowed; filesystem events were lost")
+        assert store.all("volumes")[0]["v"] == 1
+        pair = [os.path.join(store.root, "volumes", name) for name in ("x", "y")]
+        for n in range(queue // 2 + 1):     # closed-after-write, two files: never merged
+            for path in pair:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT))
         assert store.all("volumes")[0]["v"] == 1
         assert None in heard.events
+    assert "overflowed" in caplog.text
 
 
 def test_close_stops_the_watcher_thread(tmp_path):
