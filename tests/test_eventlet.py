@@ -151,3 +151,50 @@ def test_a_green_writer_waits_for_a_real_thread_inside_the_write_lock_at_the_pat
     run = run_python(REAL_THREAD_INSIDE, str(tmp_path / "store"), check=False, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-4000:]
     assert "Traceback" not in run.stderr, run.stderr[-4000:]
+
+
+SYNCING = """
+import subprocess, sys, time
+order, root, remote, policy = sys.argv[1:5]
+if order == "before":
+    import eventlet; eventlet.monkey_patch()
+from gitpersist import Store
+options = {"sync_after_commit": True} if policy == "after_commit" else {"sync_every": 0.1}
+store = Store(root, git=True, watch="native", fsync=False, remote="origin",
+              author="a <a@x>", **options)
+store.put("volumes", "a", {})
+if order == "after":
+    import eventlet; eventlet.monkey_patch()
+import eventlet, eventlet.patcher
+assert eventlet.patcher.is_monkey_patched("thread")
+def writes(n):      # green threads writing side by side
+    for i in range(3):
+        store.put("volumes", f"g{n}{i}", {})
+for thread in [eventlet.spawn(writes, n) for n in range(3)]:
+    thread.wait()
+def pushed():
+    names = subprocess.run(["git", "-C", remote, "log", "--name-only", "--format=", "main"],
+                           capture_output=True, text=True).stdout.split()
+    return sum(name.startswith("meta/volumes/") for name in names)
+deadline = time.monotonic() + 60        # the background thread pushes them, not close()
+while pushed() < 10 and time.monotonic() < deadline:
+    eventlet.sleep(0.05)
+print("pushed", pushed(), flush=True)
+store.close()
+print("closed")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["before", "after"])
+@pytest.mark.parametrize("policy", ["after_commit", "every"])
+def test_a_syncing_store_under_eventlet(clone_of, order, policy):
+    """Patched after open too, the automatic syncs go on (a green thread
+    takes the real one's place: gitpersist.sync.syncer) and close is quiet."""
+    pytest.importorskip("eventlet")
+    host = clone_of("host")
+    run = run_python(SYNCING, order, str(host / "meta"), str(host.parent / "remote.git"),
+                     policy, check=False, env=GIT_ENV, timeout=120)
+    assert run.returncode == 0 and run.stdout.split("\n")[:2] == ["pushed 10", "closed"], \
+        run.stdout + run.stderr[-4000:]
+    assert "Traceback" not in run.stderr, run.stderr[-4000:]
