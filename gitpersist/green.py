@@ -162,8 +162,11 @@ class Wakeup:
 
 def own_thread(thread: threading.Thread) -> None:
     """Note `thread` (started) as a background thread of ours: for
-    `in_own_thread`.  Held weakly."""
-    _OWN.add(thread)
+    `in_own_thread`, if it is real (started before the patching; after it,
+    even `_real_ident` may be eventlet's, if this module was imported
+    after).  Held weakly."""
+    if not green_threads():
+        _OWN.add(thread)
 
 
 def in_own_thread() -> bool:

@@ -25,15 +25,20 @@
   (the look came from a real thread of ours) at the next commit or sync;
   it waits on a condition made after the patching.  The real thread is
   woken through the condition of before (its waiter lock is real, so a
-  green notify wakes it), finishes a sync under way, and parks for good
+  green notify wakes it), drops a sync under way before its next step
+  that takes a store lock (``_HandedOver``: left unsent, for the green
+  thread), and parks for good
   (`green.park`: a thread ending after the patching makes threading's
   bookkeeping print a KeyError traceback); `close` stops and joins the
   green one.  Tests: ``tests/test_sync_syncer.py``
   (``test_after_eventlet_patched_threading_syncs_run_green...``),
-  ``tests/test_eventlet.py`` (``test_a_syncing_store_under_eventlet``).
-  Residual, as the history worker's: a commit drained by the history's
+  ``tests/test_eventlet.py`` (``test_a_syncing_store_under_eventlet``,
+  ``test_the_plugin_syncing_under_eventlet``).
+  Residuals, as the history worker's: a commit drained by the history's
   real thread at the very moment of the patching is sent at the next
-  commit, sync or close, not at once.
+  commit, sync or close, not at once; a step under way in the real thread
+  at the patching (a flush, an integration: `gitpersist.locking` keeps
+  green writers out meanwhile) finishes on locks eventlet made green.
 
 Lock order: the mutex -> the sync lock -> the store's write lock (taken by
 the flush and the integration; see `gitpersist.locking`).  The condition
@@ -134,13 +139,11 @@ class Syncer:
                 raise SyncError(f"sync with {self.remote!r}: {self.lock_file} still held by "
                                 f"another process after {self.lock_timeout} s") from None
             try:
-                with self._cond:
-                    self._unsent = False
+                self._mark(unsent=False)
                 try:
                     return self._sync()
                 except BaseException:
-                    with self._cond:
-                        self._unsent = True
+                    self._mark(unsent=True)
                     raise
             finally:
                 self._file_lock.release()
@@ -148,10 +151,21 @@ class Syncer:
     def committed(self) -> None:
         """Called by the store after each commit (or queued commit)."""
         self._renew()
-        cond = self._cond       # a real thread of ours here may race `_renew`
+        self._mark(unsent=True, notify=True)
+
+    def _mark(self, *, unsent: bool, notify: bool = False) -> None:
+        """Set whether commits are unsent.  A real thread of ours after the
+        patching (the history's, draining at it; ours, handing over) takes
+        no green lock: a plain store, seen by the green thread at its next
+        look."""
+        if in_own_thread() and green_threads():
+            self._unsent = unsent
+            return
+        cond = self._cond
         with cond:
-            self._unsent = True
-            cond.notify_all()
+            self._unsent = unsent
+            if notify:
+                cond.notify_all()
 
     def close(self) -> None:
         """Stop the background thread (after its current sync); with
@@ -234,6 +248,8 @@ class Syncer:
         try:
             self.sync()
             return False
+        except _HandedOver:
+            return None
         except Exception as exc:    # the thread lives on: retry later
             if isinstance(exc, StoreError | HistoryError) and self._stopping:
                 return None
@@ -260,10 +276,19 @@ class Syncer:
                 cond.wait_for(lambda: self._stopping or time.monotonic() >= due,
                               self.retry_delay)
 
+    @staticmethod
+    def _hand_over() -> None:
+        """In a real thread of ours once eventlet patched: stop before the
+        next lock of the store (all green now); the sync stays unsent."""
+        if in_own_thread() and green_threads():
+            raise _HandedOver()
+
     # -- one sync ----------------------------------------------------------------
 
     def _sync(self) -> SyncReport:
+        self._hand_over()
         self.link.refresh()
+        self._hand_over()
         self._store.flush()
         ref = self.git.branch_ref(self.remote)
         remote_ref = self.link.upstream(ref)
@@ -272,6 +297,7 @@ class Syncer:
             report.attempts = attempt
             remote_head = self.link.fetch(remote_ref)
             report.remote_head = remote_head
+            self._hand_over()
             with self._store.exclusive():     # the store's write lock
                 head = self.integrator.integrate(ref, remote_head, report,
                                                  attempts=self.attempts)
@@ -287,6 +313,10 @@ class Syncer:
         raise SyncError(f"sync with remote {self.remote!r} ({self.link.url}): the push was "
                         f"rejected {self.attempts} times (the remote keeps moving); local "
                         "commits are kept, the next sync tries again")
+
+
+class _HandedOver(Exception):
+    """The real thread saw the patching: the green one does this sync."""
 
 
 def finish_interrupted(store: StorePort) -> None:
