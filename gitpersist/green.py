@@ -26,8 +26,8 @@ Guarantees:
   eventlet greens RLocks only, never plain locks.
 * A thread started before the patching and ending after it prints no
   traceback (`end_quietly`), and `park` never ends one.
-* `in_own_thread` tells a real background thread of ours (`own_thread`)
-  from the green threads: what must start a green thread in its stead
+* `in_own_thread` tells a real background thread of ours (`own_thread`:
+  the history's worker, the sync's, watchdog's) from the green threads: what must start a green thread in its stead
   (`gitpersist.sync.syncer`) asks, since a thread started from a real one
   after the patching would wait for that thread's own hub, for ever.
 """
