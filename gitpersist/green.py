@@ -172,8 +172,8 @@ def own_thread(thread: threading.Thread) -> None:
 def in_own_thread() -> bool:
     """True in a thread noted by `own_thread` that was started before the
     patching (a real one: its ident is the real thread's, not a greenlet's)."""
-    ident = _real_ident()
-    return any(thread.ident == ident for thread in list(_OWN))
+    ident = _real_ident()       # alive: an ended thread's ident is given out again
+    return any(thread.ident == ident and thread.is_alive() for thread in list(_OWN))
 
 
 _OWN: weakref.WeakSet[threading.Thread] = weakref.WeakSet()

@@ -97,6 +97,9 @@ def test_a_thread_of_before_the_patching_ends_after_it_without_a_traceback(how):
 
 
 def test_own_threads_are_told_from_others():
+    ended = threading.Thread(target=lambda: None)
+    ended.start(), ended.join()
+    green.own_thread(ended)         # its ident may be the next thread's: not ours then
     seen, go = [], threading.Event()
 
     def look():
