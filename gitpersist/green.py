@@ -26,6 +26,10 @@ Guarantees:
   eventlet greens RLocks only, never plain locks.
 * A thread started before the patching and ending after it prints no
   traceback (`end_quietly`), and `park` never ends one.
+* `in_own_thread` tells a real background thread of ours (`own_thread`:
+  the history's worker, the sync's, watchdog's) from the green threads: what must start a green thread in its stead
+  (`gitpersist.sync.syncer`) asks, since a thread started from a real one
+  after the patching would wait for that thread's own hub, for ever.
 """
 
 from __future__ import annotations
@@ -154,6 +158,25 @@ class Wakeup:
     def wait(self, timeout: float | None) -> bool:
         """True if woken, False after `timeout` seconds (None: no limit)."""
         return self._lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+
+
+def own_thread(thread: threading.Thread) -> None:
+    """Note `thread` (started) as a background thread of ours: for
+    `in_own_thread`, if it is real (started before the patching; after it,
+    even `_real_ident` may be eventlet's, if this module was imported
+    after).  Held weakly."""
+    if not green_threads():
+        _OWN.add(thread)
+
+
+def in_own_thread() -> bool:
+    """True in a thread noted by `own_thread` that was started before the
+    patching (a real one: its ident is the real thread's, not a greenlet's)."""
+    ident = _real_ident()       # alive: an ended thread's ident is given out again
+    return any(thread.ident == ident and thread.is_alive() for thread in list(_OWN))
+
+
+_OWN: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 def park() -> None:

@@ -247,8 +247,10 @@ class Watcher(FileSystemEventHandler):
 def _note_threads() -> None:
     """Remember watchdog's running threads (before eventlet's patching:
     `threading.enumerate` knows only green ones after it)."""
-    _THREADS.update(thread for thread in threading.enumerate()
-                    if isinstance(thread, BaseThread))
+    threads = [thread for thread in threading.enumerate() if isinstance(thread, BaseThread)]
+    _THREADS.update(threads)
+    for thread in threads:      # a look of theirs at the patching starts no green thread
+        green.own_thread(thread)
 
 
 class _OverflowHook(logging.Handler):

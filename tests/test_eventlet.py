@@ -6,7 +6,9 @@ newest the cinderlib extra gets (tests/run.py --fresh, .ci/run's last step).
 The matrix: a plain Store and the plugin with a real cinderlib Backend on
 cinder's fake driver; git on and off (sync and async); patched before and
 after open; green threads writing side by side, and a real thread (started
-before the patching) inside the write lock at the patching."""
+before the patching) inside the write lock at the patching; a store and
+the plugin syncing to a bare remote in the background (sync_after_commit,
+sync_every): the background pushes go on after the patching."""
 
 from __future__ import annotations
 
@@ -150,4 +152,95 @@ def test_a_green_writer_waits_for_a_real_thread_inside_the_write_lock_at_the_pat
     pytest.importorskip("eventlet")
     run = run_python(REAL_THREAD_INSIDE, str(tmp_path / "store"), check=False, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-4000:]
+    assert "Traceback" not in run.stderr, run.stderr[-4000:]
+
+
+SYNCING = """
+import subprocess, sys, time
+order, root, remote, policy = sys.argv[1:5]
+if order == "before":
+    import eventlet; eventlet.monkey_patch()
+from gitpersist import Store
+options = {"sync_after_commit": True} if policy == "after_commit" else {"sync_every": 0.1}
+store = Store(root, git=True, watch="native", fsync=False, remote="origin",
+              author="a <a@x>", **options)
+store.put("volumes", "a", {})
+if order == "after":
+    import eventlet; eventlet.monkey_patch()
+import eventlet, eventlet.patcher
+assert eventlet.patcher.is_monkey_patched("thread")
+def writes(n):      # green threads writing side by side
+    for i in range(3):
+        store.put("volumes", f"g{n}{i}", {})
+for thread in [eventlet.spawn(writes, n) for n in range(3)]:
+    thread.wait()
+def pushed():
+    names = subprocess.run(["git", "-C", remote, "log", "--name-only", "--format=", "main"],
+                           capture_output=True, text=True).stdout.split()
+    return sum(name.startswith("meta/volumes/") for name in names)
+deadline = time.monotonic() + 60        # the background thread pushes them, not close()
+while pushed() < 10 and time.monotonic() < deadline:
+    eventlet.sleep(0.05)
+print("pushed", pushed(), flush=True)
+store.close()
+print("closed")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["before", "after"])
+@pytest.mark.parametrize("policy", ["after_commit", "every"])
+def test_a_syncing_store_under_eventlet(clone_of, order, policy):
+    """Patched after open too, the automatic syncs go on (a green thread
+    takes the real one's place: gitpersist.sync.syncer) and close is quiet."""
+    pytest.importorskip("eventlet")
+    host = clone_of("host")
+    run = run_python(SYNCING, order, str(host / "meta"), str(host.parent / "remote.git"),
+                     policy, check=False, env=GIT_ENV, timeout=120)
+    assert run.returncode == 0 and run.stdout.split("\n")[:2] == ["pushed 10", "closed"], \
+        run.stdout + run.stderr[-4000:]
+    assert "Traceback" not in run.stderr, run.stderr[-4000:]
+
+
+PLUGIN_SYNCING = """
+import subprocess, sys, time
+order, root, locks, remote = sys.argv[1:5]
+if order == "before":
+    import eventlet; eventlet.monkey_patch()
+import cinderlib
+cinderlib.setup(file_locks_path=locks, persistence_config={
+    "storage": "file", "path": root, "git": True, "remote": "origin",
+    "sync_after_commit": True})
+persistence = cinderlib.Backend.persistence
+assert persistence.get_volumes() == []
+# cinder's fake driver, imported the ordinary way: its package patches now
+backend = cinderlib.Backend(volume_backend_name="fake",
+                            volume_driver="cinder.tests.fake_driver.FakeLoggingVolumeDriver")
+import eventlet, eventlet.patcher
+assert eventlet.patcher.is_monkey_patched("thread")
+for thread in [eventlet.spawn(backend.create_volume, 1, name=f"g{n}") for n in range(3)]:
+    thread.wait()       # green threads side by side
+ids = [v.id for v in persistence.get_volumes()]
+def pushed():
+    names = subprocess.run(["git", "-C", remote, "log", "--name-only", "--format=", "main"],
+                           capture_output=True, text=True).stdout
+    return all(id in names for id in ids)
+deadline = time.monotonic() + 120       # the background thread pushes them, not close()
+while not pushed() and time.monotonic() < deadline:
+    eventlet.sleep(0.05)
+print("pushed" if pushed() else "not pushed", len(ids), flush=True)
+persistence.close()
+print("closed")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.cinderlib
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_the_plugin_syncing_under_eventlet(clone_of, tmp_path, order):
+    host = clone_of("host")
+    run = run_python(PLUGIN_SYNCING, order, str(host / "meta"), str(tmp_path / "locks"),
+                     str(host.parent / "remote.git"), check=False, env=GIT_ENV, timeout=240)
+    assert run.returncode == 0 and run.stdout.split("\n")[:2] == ["pushed 3", "closed"], \
+        run.stdout + run.stderr[-4000:]
     assert "Traceback" not in run.stderr, run.stderr[-4000:]

@@ -94,3 +94,20 @@ def test_a_thread_of_before_the_patching_ends_after_it_without_a_traceback(how):
         assert "Traceback" not in run.stderr, run.stderr
     else:                       # what end_quietly is for
         assert "KeyError" in run.stderr, run.stderr
+
+
+def test_own_threads_are_told_from_others():
+    ended = threading.Thread(target=lambda: None)
+    ended.start(), ended.join()
+    green.own_thread(ended)         # its ident may be the next thread's: not ours then
+    seen, go = [], threading.Event()
+
+    def look():
+        go.wait(30)
+        seen.append(green.in_own_thread())
+    ours, other = threading.Thread(target=look), threading.Thread(target=look)
+    ours.start(), other.start()
+    green.own_thread(ours)
+    go.set()
+    ours.join(30), other.join(30)
+    assert sorted(seen) == [False, True] and not green.in_own_thread()

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from ..green import Condition, Wakeup, green_threads, park
+from ..green import Condition, Wakeup, green_threads, own_thread, park
 from ..errors import GitpersistError, StoreError
 from ..messages import clean_message
 from .index import IndexFollower
@@ -234,6 +234,7 @@ class Worker:
 
     def start(self) -> None:
         self._thread.start()
+        own_thread(self._thread)
 
     def stop(self) -> bool:
         """Ask the thread to end; False if that was asked already."""

@@ -17,13 +17,28 @@
   integrate under the store's write lock (`gitpersist.sync.integrate`) and
   push.  A rejected push sleeps a random 0.05-0.3 s times the round (two
   hosts do not retry in lockstep) and goes round again.
-* `close` stops the background thread after its current sync.  A thread
-  started before eventlet patched threading cannot share locks with green
-  threads: once it sees the patching it syncs no more (logged once;
-  `Store.sync` and `close` still sync), and it is neither stopped nor
-  joined but left to the process's end (a thread ending after the patching
-  makes threading's bookkeeping print a KeyError traceback), as the
-  watcher's.
+* `close` stops the background thread after its current sync.
+* **eventlet patching after the store opened**: the thread, real, cannot
+  share locks with green threads, so a green thread takes its place (same
+  policies, same state: commits unsent are still sent) at the first write
+  or read that sees the patching (`green.on_patching`), or failing that
+  (the look came from a real thread of ours) at the next commit or sync;
+  it waits on a condition made after the patching.  The real thread is
+  woken through the condition of before (its waiter lock is real, so a
+  green notify wakes it), drops a sync under way before its next step
+  that takes a store lock (``_HandedOver``: left unsent, for the green
+  thread), and parks for good
+  (`green.park`: a thread ending after the patching makes threading's
+  bookkeeping print a KeyError traceback); `close` stops and joins the
+  green one.  Tests: ``tests/test_sync_syncer.py``
+  (``test_after_eventlet_patched_threading_syncs_run_green...``),
+  ``tests/test_eventlet.py`` (``test_a_syncing_store_under_eventlet``,
+  ``test_the_plugin_syncing_under_eventlet``).
+  Residuals, as the history worker's: a commit drained by the history's
+  real thread at the very moment of the patching is sent at the next
+  commit, sync or close, not at once; a step under way in the real thread
+  at the patching (a flush, an integration: `gitpersist.locking` keeps
+  green writers out meanwhile) finishes on locks eventlet made green.
 
 Lock order: the mutex -> the sync lock -> the store's write lock (taken by
 the flush and the integration; see `gitpersist.locking`).  The condition
@@ -42,7 +57,7 @@ import time
 import weakref
 
 from ..errors import ConfigError, GitpersistError, HistoryError, StoreError, SyncError
-from ..green import green_threads
+from ..green import green_threads, in_own_thread, on_patching, own_thread, park
 from ..locking import FileLock, Mutex, thread_lock
 from .integrate import Integrator
 from .journal import Journal
@@ -91,18 +106,18 @@ class Syncer:
         self._due: float | None = None
         self._stopping = self._closed = False
         self._thread: threading.Thread | None = None
+        self._green = green_threads()   # when the thread of now started
         if on_open:
             try:
                 self.sync()
             except GitpersistError as exc:
                 LOG.warning("%s: sync on open failed, the store opens anyway: %s",
                             store.root, exc)
-        self._green = green_threads()
         if self.every is not None or after_commit:
             self._due = None if self.every is None else time.monotonic() + self.every
-            self._thread = threading.Thread(target=self._loop, daemon=True,
-                                            name=f"gitpersist-sync {store.root}")
-            self._thread.start()
+            self._start()
+            if not self._green:
+                on_patching(self._renew)
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
 
@@ -116,6 +131,7 @@ class Syncer:
         `SyncError` if that fails."""
         if self._closed:
             raise SyncError(f"sync of {self._store.root} with {self.remote!r}: store is closed")
+        self._renew()
         with self._mutex.current(idle=not self._mutex.lock.locked()):
             try:
                 self._file_lock.acquire(self.lock_timeout)
@@ -123,35 +139,47 @@ class Syncer:
                 raise SyncError(f"sync with {self.remote!r}: {self.lock_file} still held by "
                                 f"another process after {self.lock_timeout} s") from None
             try:
-                with self._cond:
-                    self._unsent = False
+                self._mark(unsent=False)
                 try:
                     return self._sync()
                 except BaseException:
-                    with self._cond:
-                        self._unsent = True
+                    self._mark(unsent=True)
                     raise
             finally:
                 self._file_lock.release()
 
     def committed(self) -> None:
         """Called by the store after each commit (or queued commit)."""
-        with self._cond:
-            self._unsent = True
-            self._cond.notify_all()
+        self._renew()
+        self._mark(unsent=True, notify=True)
+
+    def _mark(self, *, unsent: bool, notify: bool = False) -> None:
+        """Set whether commits are unsent.  A real thread of ours after the
+        patching (the history's, draining at it; ours, handing over) takes
+        no green lock: a plain store, seen by the green thread at its next
+        look."""
+        if in_own_thread() and green_threads():
+            self._unsent = unsent
+            return
+        cond = self._cond
+        with cond:
+            self._unsent = unsent
+            if notify:
+                cond.notify_all()
 
     def close(self) -> None:
         """Stop the background thread (after its current sync); with
         ``sync_after_commit``, send what is still unsent, once."""
-        with self._cond:
+        cond = self._cond
+        with cond:
             if self._stopping:
                 return
             self._stopping = True
-            self._cond.notify_all()
+            cond.notify_all()
         atexit.unregister(self._atexit)
         thread = self._thread
         if (thread is not None and thread is not threading.current_thread()
-                and self._green == green_threads()):    # else it never ends: see _end
+                and self._green == green_threads()):    # else it parked: see _loop
             thread.join(self.network_timeout * 3)
         if self.after_commit and self._unsent:
             try:
@@ -169,32 +197,59 @@ class Syncer:
 
     # -- the background thread -------------------------------------------------
 
-    def _loop(self) -> None:
-        while self._wait_for_turn():
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(self._cond, self._green),
+                                        daemon=True, name=f"gitpersist-sync {self._store.root}")
+        self._thread.start()
+        own_thread(self._thread)
+
+    def _renew(self) -> None:
+        """Once eventlet patched threading after the thread started: start a
+        green thread in its stead, with a condition made now (green), and
+        wake the real one (it parks).  Only from a green thread: one
+        started from a real thread would wait for that thread's hub."""
+        if (self._green or self._thread is None or self._stopping
+                or not green_threads() or in_own_thread()):
+            return
+        old = self._cond
+        with old:
+            self._green = True
+            self._cond = threading.Condition(threading.Lock())
+            old.notify_all()
+        LOG.info("%s: eventlet patched threading after the store opened: automatic syncs "
+                 "with %r go on in a green thread", self._store.root, self.remote)
+        self._start()
+
+    def _loop(self, cond: threading.Condition, green: bool) -> None:
+        """The thread: `cond` and `green` are its own (see `_renew`)."""
+        while self._wait_for_turn(cond, green):
             failed = self._attempt()
             if failed is None:
                 break
-            self._schedule(failed)
-        self._end()
+            self._schedule(cond, green, failed)
+        if green != green_threads():
+            park()      # a real thread after the patching: see the package docstring
 
-    def _wait_for_turn(self) -> bool:
+    def _wait_for_turn(self, cond: threading.Condition, green: bool) -> bool:
         """Wait until a sync is due; False once the thread is to end."""
-        with self._cond:
+        with cond:
             while True:
-                if self._stopping or self._green != green_threads():
+                if self._stopping or green != green_threads():
                     return False
                 now = time.monotonic()
                 if self._due is not None and now >= self._due:
                     return True
                 if self.after_commit and self._unsent:
                     return True
-                self._cond.wait(None if self._due is None else self._due - now)
+                cond.wait(None if self._due is None else self._due - now)
 
     def _attempt(self) -> bool | None:
         """One automatic sync; whether it failed (None: the store is closing)."""
         try:
             self.sync()
             return False
+        except _HandedOver:
+            return None
         except Exception as exc:    # the thread lives on: retry later
             if isinstance(exc, StoreError | HistoryError) and self._stopping:
                 return None
@@ -203,9 +258,9 @@ class Syncer:
                         exc_info=not isinstance(exc, GitpersistError | OSError))
             return True
 
-    def _schedule(self, failed: bool) -> None:
+    def _schedule(self, cond: threading.Condition, green: bool, failed: bool) -> None:
         """When the next automatic sync is due."""
-        with self._cond:
+        with cond:
             now = time.monotonic()
             if self.every is not None:
                 self._due = now + (min(self.every, self.retry_delay) if failed
@@ -216,29 +271,24 @@ class Syncer:
                 self._due = None
             due = self._due
             if failed and self.after_commit and due is not None \
-                    and self._green == green_threads():
+                    and green == green_threads():
                 # wait for the retry time even though commits are unsent
-                self._cond.wait_for(lambda: self._stopping or time.monotonic() >= due,
-                                    self.retry_delay)
+                cond.wait_for(lambda: self._stopping or time.monotonic() >= due,
+                              self.retry_delay)
 
-    def _end(self) -> None:
-        """End the thread, unless eventlet patched threading since it
-        started: then it cannot share locks with green threads (it syncs no
-        more), and ending would make threading's bookkeeping print a
-        KeyError traceback, so it sleeps until the process ends."""
-        if self._green == green_threads():
-            return
-        if not self._stopping:
-            LOG.warning("%s: eventlet patched threading after the store opened: no more "
-                        "automatic syncs with %r (their thread cannot run green); "
-                        "Store.sync and close still sync", self._store.root, self.remote)
-        while True:
-            time.sleep(3600)
+    @staticmethod
+    def _hand_over() -> None:
+        """In a real thread of ours once eventlet patched: stop before the
+        next lock of the store (all green now); the sync stays unsent."""
+        if in_own_thread() and green_threads():
+            raise _HandedOver()
 
     # -- one sync ----------------------------------------------------------------
 
     def _sync(self) -> SyncReport:
+        self._hand_over()
         self.link.refresh()
+        self._hand_over()
         self._store.flush()
         ref = self.git.branch_ref(self.remote)
         remote_ref = self.link.upstream(ref)
@@ -247,6 +297,7 @@ class Syncer:
             report.attempts = attempt
             remote_head = self.link.fetch(remote_ref)
             report.remote_head = remote_head
+            self._hand_over()
             with self._store.exclusive():     # the store's write lock
                 head = self.integrator.integrate(ref, remote_head, report,
                                                  attempts=self.attempts)
@@ -262,6 +313,10 @@ class Syncer:
         raise SyncError(f"sync with remote {self.remote!r} ({self.link.url}): the push was "
                         f"rejected {self.attempts} times (the remote keeps moving); local "
                         "commits are kept, the next sync tries again")
+
+
+class _HandedOver(Exception):
+    """The real thread saw the patching: the green one does this sync."""
 
 
 def finish_interrupted(store: StorePort) -> None:
