@@ -7,6 +7,7 @@ or the applications):
     runner    running git commands (timeouts, index.lock retry, status)
     objects   object ids, trees, reading objects, one pack per commit
     refs      reading refs, moving one by compare-and-swap, reflogs
+    commit    building a commit of store paths on top of HEAD
     index     index-info lines and the history's index updates
     worker    the background thread: async commits, repack and gc
     group     group commit: sync-mode writers sharing a commit

@@ -5,8 +5,9 @@ grow with the store.
 guarantees: `repo` (which repository, who commits), `runner` (git
 commands), `objects` (trees and one pack per commit: cost independent of
 the store's size), `refs` (the branch moved by compare-and-swap: safe next
-to other git users), `index` (the index follows), `worker` (asynchronous
-commits, housekeeping).
+to other git users), `commit` (a commit of store paths on top of HEAD),
+`index` (the index follows), `worker` (asynchronous commits,
+housekeeping).
 
 Guarantees kept here:
 
@@ -17,7 +18,8 @@ Guarantees kept here:
   rest of the tree comes unchanged from HEAD, so the user's own staged,
   unstaged and untracked work in the repository is never committed.
   A commit made by another git user while ours is built is kept: ours is
-  rebuilt on top of it (`refs.Refs.set_if_equals` refuses the move).
+  rebuilt on top of it (`commit`: `refs.Refs.set_if_equals` refuses the
+  move).
   Sync-mode writers of this process that write while a commit is due
   share it (`group`): its message lists each change's, and a record
   written twice before its commit gets a commit for each version.
@@ -58,7 +60,8 @@ Locks, in the only order they are taken (the one place it is written):
 
     the store's write lock (`lock`)
       -> the index update's turn (`index.IndexFollower`)
-        -> History._git_lock (GitPython, the object store, commit building)
+        -> History._git_lock (GitPython, the object store, commit building:
+           `commit.Committer`)
           -> History._cond (queue, index schedule, housekeeping, closing)
 
 A thread holding one never waits for one above it.  git runs holding
@@ -100,18 +103,18 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Literal
 
 from .. import files, green
 from ..errors import GitpersistError, HistoryError
 from ..layout import META_FILES, Change
-from ..messages import clean_message
+from .commit import Committer
 from .group import Added, GroupCommit, Signature, Written, as_committed
 from .index import IndexFollower
 from .log import Log, Version
-from .objects import TREE_MODE, Entry, ObjectStore, Tree, nest, object_id
+from .objects import ObjectStore
 from .refs import Refs
 from .repo import Repository
 from .runner import GitRunner
@@ -125,9 +128,10 @@ class History:
 
     `lock` is a context manager factory excluding every other writer of the
     store; `record` and `recover` are called with it held.  The parts are
-    public attributes: `repository`, `runner`, `objects`, `refs`, `index`,
-    `queue`, `group`, `housekeeping`, `log`, `worker`.  The tunables below are read live by
-    the parts: set them on the class before opening, or on the instance.
+    public attributes: `repository`, `runner`, `objects`, `refs`, `committer`,
+    `index`, `queue`, `group`, `housekeeping`, `log`, `worker`.  The tunables below
+    are read live by the parts: set them on the class before opening, or on the
+    instance.
 
     Lock rules: see the module docstring for the order.  `_git_lock` guards
     the repository, the object store and the closed flag; `_cond` the queue,
@@ -161,8 +165,12 @@ class History:
         self.objects = ObjectStore(repo.repo, repo.objects_dir, self)
         self.refs = Refs(self.git_dir, self.common_dir, author=self.author,
                          log_refs=repo.log_refs, tunables=self)
+        self.committer = Committer(self.objects, self.refs, prefix=self.prefix,
+                                   author=self.author, git_dir=self.git_dir,
+                                   committed=self._committed)
         self.index = IndexFollower(self.runner, self.prefix, cond=self._cond,
-                                   git_lock=self._git_lock, head_entries=self._head_entries,
+                                   git_lock=self._git_lock,
+                                   head_entries=self.committer.head_entries,
                                    closed=lambda: self._closed, tunables=self)
         self.queue = CommitQueue(self._cond, self)
         self.group = GroupCommit(self._cond, lock, self._commit_group)
@@ -197,7 +205,7 @@ class History:
                 self.commit_queued()
             else:
                 with self._git_lock:
-                    self._commit({c.relpath: c.data for c in changes}, message)
+                    self.committer.commit({c.relpath: c.data for c in changes}, message)
         except (OSError, HistoryError) as exc:
             # inline: still queued, the next change or flush retries it
             raise self._retry_later(relpaths, message, exc, queued=inline) from None
@@ -250,12 +258,9 @@ class History:
         if self.queue.holds(relpath):
             return
         with self._git_lock:
-            if data is False:
+            if data is False or not self.committer.differing({relpath: data}):
                 return
-            [entry] = self._head_entries([relpath]).values()
-            if _blob_id(data) == (entry and entry[1]):
-                return
-            self._commit({relpath: data}, (
+            self.committer.commit({relpath: data}, (
                 f"gitpersist: commit {relpath}, changed before this process's next change\n\n"
                 "It differed from HEAD: another process's asynchronous commit was\n"
                 "still pending, the file was edited by hand, or a writer stopped\n"
@@ -279,27 +284,25 @@ class History:
         with self._git_lock:
             candidates = self.runner.changed_store_files(self.prefix)
         with self._git_lock:
-            changes = {}
-            for relpath, entry in self._head_entries(sorted(candidates)).items():
-                data = self._read_file(relpath)
-                if relpath not in skip and data is not False \
-                        and _blob_id(data) != (entry and entry[1]):
-                    changes[relpath] = data
+            found = {relpath: self._read_file(relpath) for relpath in sorted(candidates)}
+            changes = self.committer.differing(
+                {relpath: data for relpath, data in found.items()
+                 if relpath not in skip and data is not False})
             if changes and set(changes) <= set(META_FILES) and not any(
-                    self._head_entries(sorted(changes)).values()):
-                self._commit(changes, "gitpersist: new store\n\n" + _listing(changes))
+                    self.committer.head_entries(sorted(changes)).values()):
+                self.committer.commit(changes, "gitpersist: new store\n\n" + _listing(changes))
                 changes, committed = {}, list(changes)
             else:
                 committed = []
             for title in sorted({explained[r] for r in changes if r in explained}):
                 group = {r: d for r, d in changes.items() if explained.get(r) == title}
-                self._commit(group, f"{title}\n\n" + _listing(group))
+                self.committer.commit(group, f"{title}\n\n" + _listing(group))
                 committed.extend(group)
             left = {r: d for r, d in changes.items() if r not in explained}
             if left and reason is not None:
-                self._commit(left, f"{reason}\n\n" + _listing(left))
+                self.committer.commit(left, f"{reason}\n\n" + _listing(left))
             elif left:
-                self._commit(left, (
+                self.committer.commit(left, (
                     f"gitpersist: commit {len(left)} store files found changed at open\n\n"
                     "They differed from HEAD: a process stopped between writing and\n"
                     "committing, a file was edited by hand, or git was just enabled.\n\n"
@@ -388,42 +391,15 @@ class History:
     def __repr__(self) -> str:
         return f"<gitpersist.History {self.root} in {self.worktree}>"
 
-    # -- commit building ----------------------------------------------------
+    # -- committing ---------------------------------------------------------
 
-    def _commit(self, changes: dict[str, bytes | None], message: str) -> str | None:
-        """Commit `changes` (relpath -> content, None = deleted) on top of
-        HEAD; return the commit id, or None if the tree did not change.
-        `_git_lock` held."""
-        try:
-            return self._try_commit(changes, clean_message(message))
-        finally:
-            self.objects.discard()     # what a failed or empty attempt left
-
-    def _try_commit(self, changes: dict[str, bytes | None], message: str) -> str | None:
-        objects, refs = self.objects, self.refs
-        blobs = {self.prefix + relpath: None if data is None else objects.add(b"blob", data)
-                 for relpath, data in changes.items()}
-        subject = message.split("\n", 1)[0]
-        for _ in range(50):
-            ref = refs.head_ref()
-            parent = refs.read_ref(ref)
-            base = objects.commit_tree(parent) if parent else None
-            tree = objects.apply(base, nest(blobs))
-            if tree == base:
-                return None
-            if tree is None:
-                tree = objects.write_tree(Tree.empty())
-            commit = objects.write_commit(tree, [parent] if parent else [], self.author, message)
-            objects.write_pack()
-            entry = f"commit{'' if parent else ' (initial)'}: {subject}"
-            if refs.set_if_equals(ref, parent, commit, entry, head=True):
-                objects.remember_commit(commit, tree)
-                with self._cond:
-                    self.index.committed(changes)
-                    self.housekeeping.committed()
-                    self._cond.notify_all()
-                return commit
-        raise HistoryError(f"{self.git_dir}: HEAD kept moving; gave up committing")
+    def _committed(self, relpaths: Iterable[str]) -> None:
+        """A commit moved the branch (`Committer`, `_git_lock` held): the
+        index update and the housekeeping fall due."""
+        with self._cond:
+            self.index.committed(relpaths)
+            self.housekeeping.committed()
+            self._cond.notify_all()
 
     def commit_queued(self) -> None:
         """Commit the queued (asynchronous) changes now, as the files now
@@ -434,7 +410,7 @@ class History:
         relpaths = [relpath for paths, _ in items for relpath in paths]
         changes = self.written.changes(relpaths, self._read_file)   # as the files now are
         with self._git_lock:
-            self._commit(changes, self.queue.message(items))
+            self.committer.commit(changes, self.queue.message(items))
         self.queue.done(len(items))
         self.written.forget(relpaths)
 
@@ -447,7 +423,7 @@ class History:
         message = self.queue.message([([item.change.relpath], item.message) for item in items])
         try:
             with self._git_lock:
-                self._commit(changes, message)
+                self.committer.commit(changes, message)
         except (OSError, HistoryError) as exc:
             relpaths = sorted({item.change.relpath for item in items})
             raise self._retry_later(relpaths, message, exc) from None
@@ -462,17 +438,6 @@ class History:
                             f"({exc}); the files are written, the commit will be retried")
 
     # -- helpers ------------------------------------------------------------
-
-    def _head_entries(self, relpaths: list[str]) -> dict[str, Entry | None]:
-        """The (mode, blob id) of each store path in HEAD, None if absent.
-        `_git_lock` held."""
-        head = self.refs.read_ref(self.refs.head_ref())
-        tree = self.objects.commit_tree(head) if head else None
-        found = {}
-        for relpath in relpaths:
-            entry = self.objects.lookup(tree, self.prefix + relpath)
-            found[relpath] = None if entry is None or entry[0] == TREE_MODE else entry
-        return found
 
     def _settle(self) -> None:
         """Commit what this process has queued, so history queries see it."""
@@ -501,10 +466,6 @@ def read_store_file(root: str, relpath: str) -> bytes | None | Literal[False]:
         LOG.warning("%s: not committed: %s", path, exc.strerror or exc)
         return False
     return None if found is None else found[0]
-
-
-def _blob_id(data: bytes | None) -> bytes | None:
-    return None if data is None else object_id(b"blob", data)
 
 
 def _close_at_exit(ref: weakref.ref[History]) -> None:
