@@ -33,11 +33,11 @@ folders left after deletions, a write in progress, a write lock held (by
 whom, where it can be known: `locking.holder_of`).  They do not make a
 store unclean.
 
-With ``repair=True`` it fixes what is safe, holding the store's write lock:
-removes temp files of writers that are gone and empty shard folders,
-tightens permissions, writes the store's ``.gitignore`` back, and commits
-uncommitted record changes through the
-history's recovery (what a store opened with ``git=True`` does).  Each fixed
+With ``repair=True`` it fixes what is safe, holding the store's write lock
+(`_RepairLock`): removes temp files of writers that are gone and empty
+shard folders, tightens permissions, writes the store's ``.gitignore``
+back, and commits uncommitted record changes through the history's
+recovery (what a store opened with ``git=True`` does).  Each fixed
 problem comes back with ``repaired=True``; everything else is left as found.
 """
 
@@ -144,7 +144,7 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
     checker = _Checker(root, repair, file_mode, dir_mode, progress, rules,
                        checked_out=use_git)
     secrets = _SecretCheck(checker)
-    with checker.locked(lock_timeout):
+    with checker.lock.held(lock_timeout):
         checker.check_meta()
         secrets.check_gitignore()
         checker.check_tree()
@@ -199,7 +199,7 @@ class _Modes:
     ``::test_a_git_clone_is_reported_once_and_repair_tightens_it``.)
 
     Locking: none of its own; it lives in one check, on one thread, and its
-    repairs run under the write lock the check holds (`_Checker.locked`).
+    repairs run under the write lock the check holds (`_RepairLock`).
     """
 
     def __init__(self, file_mode: int, dir_mode: int, checked_out: bool, report: _Report,
@@ -243,6 +243,60 @@ class _Modes:
                     f"{self.dir_mode:04o}); `fsck --repair` tightens", fix=tighten)
 
 
+class _RepairLock:
+    """The store's write lock, as a check stands toward it.
+
+    A repair holds it (the ``write.lock`` every writer takes, its holder
+    recorded for `locking.holder_of`) from before its first fix to after its
+    last, so no put or delete interleaves with one; a lock not obtained
+    within the timeout raises `LockTimeout` naming its holder before anything
+    is touched.  A check without repair takes no lock (it works on a
+    read-only mount and beside a stopped writer): it only probes, and a held
+    lock is one ``locked`` note naming the holder where it can be known.
+    (Tests: ``tests/test_fsck.py::test_a_held_write_lock_is_a_note_and_repair_waits_for_it``,
+    ``tests/test_lock_holder.py``.)
+
+    Locking rule: taken once, outermost, around the checks of the store
+    folder; the git checks run after its release, because a repair's commit
+    (`commit_changed`) takes the same lock through a `Store`.
+    """
+
+    def __init__(self, path: str, file_mode: int, repair: bool, report: _Report) -> None:
+        self.path = path        # the absolute path of LOCK_FILE
+        self.file_mode = file_mode
+        self.repair = repair
+        self.report = report
+
+    @contextmanager
+    def held(self, timeout: float) -> Iterator[None]:
+        """Hold the write lock while repairing; otherwise only say if it is held."""
+        if self.repair:
+            lock = filelock.FileLock(self.path, timeout=timeout, mode=self.file_mode,
+                                     thread_local=False)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                raise LockTimeout(f"could not lock {self.path} within {timeout} s "
+                                  f"to repair the store{held_by(self.path)}") from None
+            record_holder(self.path, self.file_mode)
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        if os.path.isfile(self.path) and not os.path.islink(self.path):
+            probe = filelock.FileLock(self.path, timeout=0, thread_local=False)
+            try:
+                with probe:
+                    pass
+            except filelock.Timeout:
+                holder = holder_of(self.path)
+                self.report("locked", LOCK_FILE, f"held by a running writer"
+                            f"{f' ({holder})' if holder else ''}: what "
+                            "follows may change while it is checked", note=True)
+        yield
+
+
 class _Checker:
     def __init__(self, root: str, repair: bool, file_mode: int, dir_mode: int,
                  progress: Progress | None, rules: ReferenceRules, *,
@@ -259,6 +313,7 @@ class _Checker:
         # called with each record that parses: (type, relpath, document)
         self.record_checks: list[Callable[[str, str, dict[str, Any]], None]] = []
         self.modes = _Modes(file_mode, dir_mode, checked_out, self.report, self.path)
+        self.lock = _RepairLock(self.path(LOCK_FILE), file_mode, repair, self.report)
         for (source, field), target in rules.references.items():
             self.fields.setdefault(source, []).append((field, target))
 
@@ -279,36 +334,6 @@ class _Checker:
 
     def path(self, relpath: str) -> str:
         return self.root if relpath == "." else os.path.join(self.root, *relpath.split("/"))
-
-    @contextmanager
-    def locked(self, timeout: float) -> Iterator[None]:
-        """Hold the write lock while repairing; otherwise only say if it is held."""
-        lock_path = self.path(LOCK_FILE)
-        if self.repair:
-            lock = filelock.FileLock(lock_path, timeout=timeout, mode=self.file_mode,
-                                     thread_local=False)
-            try:
-                lock.acquire()
-            except filelock.Timeout:
-                raise LockTimeout(f"could not lock {lock_path} within {timeout} s "
-                                  f"to repair the store{held_by(lock_path)}") from None
-            record_holder(lock_path, self.file_mode)
-            try:
-                yield
-            finally:
-                lock.release()
-            return
-        if os.path.isfile(lock_path) and not os.path.islink(lock_path):
-            probe = filelock.FileLock(lock_path, timeout=0, thread_local=False)
-            try:
-                with probe:
-                    pass
-            except filelock.Timeout:
-                holder = holder_of(lock_path)
-                self.report("locked", LOCK_FILE, f"held by a running writer"
-                            f"{f' ({holder})' if holder else ''}: what "
-                            "follows may change while it is checked", note=True)
-        yield
 
     # -- the metadata folder -------------------------------------------------
 
