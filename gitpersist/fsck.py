@@ -14,8 +14,8 @@ thing wrong, each naming its file (relative to the store root).  It checks:
 * files and folders the store cannot account for (anything that is not a
   type folder, shard folder, record file or the store's own metadata),
   symlinks (never followed), temp files left by crashed writers, write
-  permissions looser than the store's modes (0600 files, 0700 folders);
-  In a store with git, git's checkout modes (0644 files, 0755 folders: a
+  permissions looser than the store's modes (0600 files, 0700 folders:
+  `_Modes`); in a store with git, git's checkout modes (0644 files, 0755 folders: a
   clone) are one problem ("checked out by git with mode 0644"), not one
   per file;
 * with git: record files that differ from the last commit (compared with
@@ -33,11 +33,11 @@ folders left after deletions, a write in progress, a write lock held (by
 whom, where it can be known: `locking.holder_of`).  They do not make a
 store unclean.
 
-With ``repair=True`` it fixes what is safe, holding the store's write lock:
-removes temp files of writers that are gone and empty shard folders,
-tightens permissions, writes the store's ``.gitignore`` back, and commits
-uncommitted record changes through the
-history's recovery (what a store opened with ``git=True`` does).  Each fixed
+With ``repair=True`` it fixes what is safe, holding the store's write lock
+(`_RepairLock`): removes temp files of writers that are gone and empty
+shard folders, tightens permissions, writes the store's ``.gitignore``
+back, and commits uncommitted record changes through the history's
+recovery (what a store opened with ``git=True`` does).  Each fixed
 problem comes back with ``repaired=True``; everything else is left as found.
 """
 
@@ -141,15 +141,15 @@ def check(root: str | os.PathLike[str], *, repair: bool = False,
     if not os.path.isdir(root):
         raise StoreError(f"store path {root} is not a folder")
     use_git = git if git is not None else uses_git(root)
-    checker = _Checker(root, repair, file_mode, dir_mode, progress, rules)
+    checker = _Checker(root, repair, file_mode, dir_mode, progress, rules,
+                       checked_out=use_git)
     secrets = _SecretCheck(checker)
-    checker.checked_out = use_git
-    with checker.locked(lock_timeout):
+    with checker.lock.held(lock_timeout):
         checker.check_meta()
         secrets.check_gitignore()
         checker.check_tree()
         checker.check_references()
-        _report_checkout(checker)
+        checker.modes.report_checkout()
     if use_git:
         _GitCheck(checker).check()
         secrets.check_git()
@@ -179,9 +179,128 @@ def clean(problems: list[Problem]) -> bool:
     return all(problem.note or problem.repaired for problem in problems)
 
 
+class _Report(Protocol):
+    """`_Checker.report`, as the parts it owns see it."""
+
+    def __call__(self, kind: str, relpath: str, message: str, *,
+                 fix: Callable[[], None] | None = None, note: bool = False) -> None: ...
+
+
+class _Modes:
+    """The store's modes: a file looser than `file_mode` or a folder looser
+    than `dir_mode` is one ``permissions`` problem, which a repair tightens
+    to ``mode & allowed`` (never looser than it was).  In a store git checked
+    out (`checked_out`: a clone), git's modes (0644 files and 0755 folders
+    under umask 022, 0664/0775 under 002) are gathered instead, and
+    `report_checkout` makes them one problem ("checked out by git with mode
+    0644"; a fresh clone made thousands, one per file), a single one as
+    itself.  (Tests: ``tests/test_fsck.py::test_loose_permissions_are_tightened``,
+    ``::test_modes_are_the_stores_modes``,
+    ``::test_a_git_clone_is_reported_once_and_repair_tightens_it``.)
+
+    Locking: none of its own; it lives in one check, on one thread, and its
+    repairs run under the write lock the check holds (`_RepairLock`).
+    """
+
+    def __init__(self, file_mode: int, dir_mode: int, checked_out: bool, report: _Report,
+                 path: Callable[[str], str]) -> None:
+        self.file_mode, self.dir_mode = file_mode, dir_mode
+        self.checked_out = checked_out
+        self.report = report
+        self.path = path        # relpath -> absolute path
+        self.checkout: list[tuple[str, int, int]] = []      # (relpath, mode, allowed)
+
+    def check(self, relpath: str, st: os.stat_result) -> None:
+        """Check the mode of `relpath`, whose `lstat` is `st`."""
+        folder = stat.S_ISDIR(st.st_mode)
+        allowed = self.dir_mode if folder else self.file_mode
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & ~allowed & 0o777:
+            if self.checked_out and mode in ((0o755, 0o775) if folder else (0o644, 0o664)):
+                self.checkout.append((relpath, mode, allowed))
+            else:
+                self.report_loose(relpath, mode, allowed)
+
+    def report_loose(self, relpath: str, mode: int, allowed: int) -> None:
+        self.report("permissions", relpath, f"mode {mode:04o} is looser than {allowed:04o}",
+                    fix=lambda: os.chmod(self.path(relpath), mode & allowed))
+
+    def report_checkout(self) -> None:
+        """Report what `check` gathered with git's checkout modes: one
+        problem for all of them, a single one as itself."""
+        found, self.checkout = self.checkout, []
+        if len(found) == 1:
+            self.report_loose(*found[0])
+            return
+        if not found:
+            return
+
+        def tighten() -> None:
+            for relpath, mode, allowed in found:
+                os.chmod(self.path(relpath), mode & allowed)
+        self.report("permissions", ".", f"checked out by git with mode 0644: {len(found)} "
+                    f"files and folders are looser than {self.file_mode:04o} (folders "
+                    f"{self.dir_mode:04o}); `fsck --repair` tightens", fix=tighten)
+
+
+class _RepairLock:
+    """The store's write lock, as a check stands toward it.
+
+    A repair holds it (the ``write.lock`` every writer takes, its holder
+    recorded for `locking.holder_of`) from before its first fix to after its
+    last, so no put or delete interleaves with one; a lock not obtained
+    within the timeout raises `LockTimeout` naming its holder before anything
+    is touched.  A check without repair takes no lock (it works on a
+    read-only mount and beside a stopped writer): it only probes, and a held
+    lock is one ``locked`` note naming the holder where it can be known.
+    (Tests: ``tests/test_fsck.py::test_a_held_write_lock_is_a_note_and_repair_waits_for_it``,
+    ``tests/test_lock_holder.py``.)
+
+    Locking rule: taken once, outermost, around the checks of the store
+    folder; the git checks run after its release, because a repair's commit
+    (`commit_changed`) takes the same lock through a `Store`.
+    """
+
+    def __init__(self, path: str, file_mode: int, repair: bool, report: _Report) -> None:
+        self.path = path        # the absolute path of LOCK_FILE
+        self.file_mode = file_mode
+        self.repair = repair
+        self.report = report
+
+    @contextmanager
+    def held(self, timeout: float) -> Iterator[None]:
+        """Hold the write lock while repairing; otherwise only say if it is held."""
+        if self.repair:
+            lock = filelock.FileLock(self.path, timeout=timeout, mode=self.file_mode,
+                                     thread_local=False)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                raise LockTimeout(f"could not lock {self.path} within {timeout} s "
+                                  f"to repair the store{held_by(self.path)}") from None
+            record_holder(self.path, self.file_mode)
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        if os.path.isfile(self.path) and not os.path.islink(self.path):
+            probe = filelock.FileLock(self.path, timeout=0, thread_local=False)
+            try:
+                with probe:
+                    pass
+            except filelock.Timeout:
+                holder = holder_of(self.path)
+                self.report("locked", LOCK_FILE, f"held by a running writer"
+                            f"{f' ({holder})' if holder else ''}: what "
+                            "follows may change while it is checked", note=True)
+        yield
+
+
 class _Checker:
     def __init__(self, root: str, repair: bool, file_mode: int, dir_mode: int,
-                 progress: Progress | None, rules: ReferenceRules) -> None:
+                 progress: Progress | None, rules: ReferenceRules, *,
+                 checked_out: bool) -> None:
         self.root = root
         self.repair = repair
         self.file_mode, self.dir_mode = file_mode, dir_mode
@@ -193,11 +312,8 @@ class _Checker:
         self.fields: dict[str, list[tuple[str, str]]] = {}      # type -> [(field, target)]
         # called with each record that parses: (type, relpath, document)
         self.record_checks: list[Callable[[str, str, dict[str, Any]], None]] = []
-        # A store git checked out (a clone): files 0644 and folders 0755
-        # (git's modes under umask 022, or 0664/0775 under 002), gathered
-        # into one problem by `_report_checkout` instead of one per file.
-        self.checked_out = False
-        self.checkout: list[tuple[str, int, int]] = []      # (relpath, mode, allowed)
+        self.modes = _Modes(file_mode, dir_mode, checked_out, self.report, self.path)
+        self.lock = _RepairLock(self.path(LOCK_FILE), file_mode, repair, self.report)
         for (source, field), target in rules.references.items():
             self.fields.setdefault(source, []).append((field, target))
 
@@ -219,36 +335,6 @@ class _Checker:
     def path(self, relpath: str) -> str:
         return self.root if relpath == "." else os.path.join(self.root, *relpath.split("/"))
 
-    @contextmanager
-    def locked(self, timeout: float) -> Iterator[None]:
-        """Hold the write lock while repairing; otherwise only say if it is held."""
-        lock_path = self.path(LOCK_FILE)
-        if self.repair:
-            lock = filelock.FileLock(lock_path, timeout=timeout, mode=self.file_mode,
-                                     thread_local=False)
-            try:
-                lock.acquire()
-            except filelock.Timeout:
-                raise LockTimeout(f"could not lock {lock_path} within {timeout} s "
-                                  f"to repair the store{held_by(lock_path)}") from None
-            record_holder(lock_path, self.file_mode)
-            try:
-                yield
-            finally:
-                lock.release()
-            return
-        if os.path.isfile(lock_path) and not os.path.islink(lock_path):
-            probe = filelock.FileLock(lock_path, timeout=0, thread_local=False)
-            try:
-                with probe:
-                    pass
-            except filelock.Timeout:
-                holder = holder_of(lock_path)
-                self.report("locked", LOCK_FILE, f"held by a running writer"
-                            f"{f' ({holder})' if holder else ''}: what "
-                            "follows may change while it is checked", note=True)
-        yield
-
     # -- the metadata folder -------------------------------------------------
 
     def check_meta(self) -> None:
@@ -259,18 +345,18 @@ class _Checker:
             self.report("format", META_DIR, "missing: not a gitpersist store "
                         "(or its metadata folder was removed)")
             return
-        self.check_mode(META_DIR, os.lstat(meta))
+        self.modes.check(META_DIR, os.lstat(meta))
         for entry in sorted(os.scandir(meta), key=lambda e: e.name):
             relpath = f"{META_DIR}/{entry.name}"
             if entry.is_symlink():
                 self.report("symlink", relpath, "is a symlink; the store never writes one")
             elif entry.name in META_NAMES and entry.is_file():
-                self.check_mode(relpath, entry.stat(follow_symlinks=False))
+                self.modes.check(relpath, entry.stat(follow_symlinks=False))
             elif entry.name == "secrets" and entry.is_dir():
                 self.check_secrets(relpath)
             elif relpath == SNAPSHOT_DIR and entry.is_dir():     # the cache's, rebuilt at will
                 for snapshot in os.scandir(entry.path):
-                    self.check_mode(f"{relpath}/{snapshot.name}",
+                    self.modes.check(f"{relpath}/{snapshot.name}",
                                     snapshot.stat(follow_symlinks=False))
             elif files.is_stale_temp(entry.name, entry.path):
                 self.report_stale_temp(relpath)
@@ -282,7 +368,7 @@ class _Checker:
     def check_secrets(self, relfolder: str) -> None:
         """The side files of secret fields (gitpersist.secret): modes,
         symlinks, temp files, and side files whose record is gone."""
-        self.check_mode(relfolder, os.lstat(self.path(relfolder)))
+        self.modes.check(relfolder, os.lstat(self.path(relfolder)))
         for folder, dirs, names in os.walk(self.path(relfolder)):
             for name in sorted(dirs + names):
                 path = os.path.join(folder, name)
@@ -293,7 +379,7 @@ class _Checker:
                 elif files.is_stale_temp(name, path):
                     self.report_stale_temp(relpath)
                 elif name in dirs or record == "key" or name.startswith("."):
-                    self.check_mode(relpath, os.lstat(path))
+                    self.modes.check(relpath, os.lstat(path))
                 elif paths.split_record_path(record) is None:
                     self.report("unknown-file", relpath, "not a side file of secret fields")
                 elif not os.path.lexists(self.path(record)):
@@ -301,7 +387,7 @@ class _Checker:
                                 "is gone (a deletion stopped between its two files)",
                                 fix=functools.partial(os.unlink, path))
                 else:
-                    self.check_mode(relpath, os.lstat(path))
+                    self.modes.check(relpath, os.lstat(path))
             dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
 
     def check_format(self) -> None:
@@ -344,7 +430,7 @@ class _Checker:
         shards = []
         for type_entry in type_folders:
             self.ids.setdefault(type_entry.name, set())
-            self.check_mode(type_entry.name, type_entry.stat(follow_symlinks=False))
+            self.modes.check(type_entry.name, type_entry.stat(follow_symlinks=False))
             shards.extend(self.shards_of(type_entry))
         for done, (type, shard) in enumerate(shards, 1):
             self.check_shard(type, shard)
@@ -384,7 +470,7 @@ class _Checker:
 
     def check_shard(self, type: str, shard: os.DirEntry[str]) -> None:
         relfolder = f"{type}/{shard.name}"
-        self.check_mode(relfolder, shard.stat(follow_symlinks=False))
+        self.modes.check(relfolder, shard.stat(follow_symlinks=False))
         for entry in self.listing(relfolder, shard.path):
             relpath = f"{relfolder}/{entry.name}"
             if entry.is_symlink():
@@ -396,7 +482,7 @@ class _Checker:
                     self.report("write-in-progress", relpath,
                                 "temp file of a running writer", note=True)
             elif entry.is_file() and paths.split_record_path(relpath) is not None:
-                self.check_mode(relpath, entry.stat(follow_symlinks=False))
+                self.modes.check(relpath, entry.stat(follow_symlinks=False))
                 self.check_record(type, relpath)
             else:
                 what = "folder" if entry.is_dir() else "file"
@@ -459,19 +545,6 @@ class _Checker:
             self.report("empty-folder", relfolder, "empty folder (left after deletions)",
                         fix=lambda: os.rmdir(folder), note=True)
 
-    def check_mode(self, relpath: str, st: os.stat_result) -> None:
-        folder = stat.S_ISDIR(st.st_mode)
-        allowed = self.dir_mode if folder else self.file_mode
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & ~allowed & 0o777:
-            if self.checked_out and mode in ((0o755, 0o775) if folder else (0o644, 0o664)):
-                self.checkout.append((relpath, mode, allowed))
-            else:
-                self.report_mode(relpath, mode, allowed)
-
-    def report_mode(self, relpath: str, mode: int, allowed: int) -> None:
-        self.report("permissions", relpath, f"mode {mode:04o} is looser than {allowed:04o}",
-                    fix=lambda: os.chmod(self.path(relpath), mode & allowed))
 
 def differs_from_head(worktree: str, prefix: str, relpaths: list[str],
                       root: str) -> dict[str, str | None]:
@@ -503,25 +576,6 @@ def differs_from_head(worktree: str, prefix: str, relpaths: list[str],
         else:
             found[relpath] = "same" if object_id(b"blob", data).hex() == head else "modified"
     return found
-
-
-def _report_checkout(checker: _Checker) -> None:
-    """The files and folders `checker` found with git's checkout modes, as
-    one problem (a fresh clone made thousands, one per file); a single one
-    as itself."""
-    found, checker.checkout = checker.checkout, []
-    if len(found) == 1:
-        checker.report_mode(*found[0])
-        return
-    if not found:
-        return
-
-    def tighten() -> None:
-        for relpath, mode, allowed in found:
-            os.chmod(checker.path(relpath), mode & allowed)
-    checker.report("permissions", ".", f"checked out by git with mode 0644: {len(found)} "
-                   f"files and folders are looser than {checker.file_mode:04o} (folders "
-                   f"{checker.dir_mode:04o}); `fsck --repair` tightens", fix=tighten)
 
 
 class _GitCheck:
