@@ -1,8 +1,8 @@
 """The in-process cache of records, over the reader, over the files.
 
-Per type: the entries read or written (by id), the record files found
-broken, whether the whole type folder was loaded, and equality indexes
-over the declared index keys once it was.  Paths the watcher reports as
+Per type, a `gitpersist.typecache.TypeCache`: the entries read or
+written, the record files found broken, whether the whole type folder
+was loaded, and equality indexes once it was.  Paths the watcher reports as
 changed are queued (`changed`, `lost`: called from the watcher's thread)
 and applied at the next read, under the cache lock.
 
@@ -24,8 +24,8 @@ Guarantees (tests: ``tests/test_cache.py``, ``tests/test_store.py``,
 * A record file that does not parse is left out of listings (`corrupt`
   names it) and raises `CorruptRecord` when asked for by id.
 * An index key function that fails on a record read from disk leaves that
-  record out of that index, with a warning; on a write it refuses the
-  write before anything is written (`keys_of`).
+  record out of that index, with a warning (`gitpersist.typecache`); on a
+  write it refuses the write before anything is written (`keys_of`).
 * Loading a whole type takes each record whose file is unchanged from the
   type's snapshot (`gitpersist.snapshot`, which states when a file counts
   as unchanged) and reads the others; the snapshot is saved after a load
@@ -44,24 +44,22 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
 from . import files, paths
 from .codec import Document
 from .changefeed import Event, Subscribers
 from .changelog import ChangeLog
-from .errors import ConfigError, CorruptRecord, InvalidDocument, UnreadableFolder
+from .errors import ConfigError, CorruptRecord, UnreadableFolder
 from .query import Condition
 from .layout import FORMAT_FILE
 from .reader import Entry, Reader
 from .records import RecordFiles
 from .sidefiles import SideFiles
 from .snapshot import Shard, Snapshots
+from .typecache import Keys, TypeCache, hashable
 
 LOG = logging.getLogger(__name__)
 
 IndexKey = str | Callable[[Document], Any] | None
-Keys = tuple[tuple[str, Any], ...]
 
 
 @runtime_checkable
@@ -78,78 +76,6 @@ class CacheListener(Protocol):
 
     def invalidated(self, type: str | None) -> None:
         """Everything of `type` (None: of every type) may have changed."""
-
-
-class TypeCache:
-    """Cached records of one type, plus equality indexes once complete."""
-
-    def __init__(self, index_keys: Mapping[str, Callable[[Document], Any]]) -> None:
-        self.entries: dict[str, Entry] = {}
-        self.id_of_path: dict[str, str] = {}
-        self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
-        self.unreadable: dict[str, UnreadableFolder] = {}    # folders, by relpath
-        # relpath -> (signature, time.time_ns() before it was read)
-        self.corrupt_signatures: dict[str, tuple[tuple[int, int, int], int]] = {}
-        self.complete = False
-        self.unsaved = 0        # entries added or removed since the snapshot was made
-        self.index_keys = index_keys
-        self.indexes: dict[str, dict[Any, set[str]]] = {name: {} for name in index_keys}
-
-    def keys_of(self, document: Document, where: str) -> Keys:
-        """(index name, the document's key) for each index; `InvalidDocument`
-        names the index whose key function fails on it."""
-        keys = []
-        for name, key in self.index_keys.items():
-            try:
-                value = key(document)
-                keys.append((name, value if value.__class__ is str else hashable(value)))
-            except Exception as exc:
-                raise InvalidDocument(f"{where}: index {name!r} cannot key it "
-                                      f"({type(exc).__name__}: {exc})") from None
-        return tuple(keys)
-
-    def add(self, entry: Entry, keys: Keys | None = None) -> None:
-        """Cache `entry`, filed under `keys` (computed if not given)."""
-        id = entry.document["id"]
-        if id in self.entries:
-            self.discard(id)
-        try:
-            entry.keys = self.keys_of(entry.document, entry.relpath) if keys is None else keys
-        except InvalidDocument as exc:
-            LOG.warning("%s", exc)
-            entry.keys = ()
-        self.entries[id] = entry
-        self.unsaved += 1
-        self.id_of_path[entry.relpath] = id
-        if self.corrupt:
-            self.corrupt.pop(entry.relpath, None)
-        for name, key in entry.keys:
-            ids = self.indexes[name].get(key)
-            if ids is None:
-                self.indexes[name][key] = {id}
-            else:
-                ids.add(id)
-
-    def broken(self, relpath: str, path: str, exc: CorruptRecord, checked: int) -> None:
-        """`relpath` is broken as read at `checked` (time.time_ns() before)."""
-        LOG.warning("skipping %s", exc)
-        self.corrupt[relpath] = exc
-        try:
-            self.corrupt_signatures[relpath] = (RecordFiles.signature(path), checked)
-        except OSError:
-            self.corrupt_signatures.pop(relpath, None)
-
-    def discard(self, id: str) -> Entry | None:
-        entry = self.entries.pop(id, None)
-        if entry is None:
-            return None
-        self.unsaved += 1
-        del self.id_of_path[entry.relpath]
-        for name, key in entry.keys:
-            ids = self.indexes[name].get(key)
-            if ids is not None:
-                ids.discard(id)
-        return entry
 
 
 class Cache:
@@ -555,11 +481,3 @@ def _key(value: Any) -> Any:
 
 
 _NO_KEY = object()
-
-
-def hashable(value: Any) -> Any:
-    try:
-        hash(value)
-    except TypeError:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    return value
