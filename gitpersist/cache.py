@@ -2,9 +2,11 @@
 
 Per type, a `gitpersist.typecache.TypeCache`: the entries read or
 written, the record files found broken, whether the whole type folder
-was loaded, and equality indexes once it was.  Paths the watcher reports as
-changed are queued (`changed`, `lost`: called from the watcher's thread)
-and applied at the next read, under the cache lock.
+was loaded, and equality indexes once it was.  Paths the watcher reports
+as changed are queued (`changed`, `lost`: called from the watcher's
+thread) and applied at the next read, under the cache lock, each checked
+against its file by `gitpersist.resync` (the read-time validation, also
+used when nothing watches).
 
 Locking rule: one re-entrant lock, `Cache.lock`, guards every structure
 here.  It is a leaf in the store's lock order (`gitpersist.locking`):
@@ -39,20 +41,20 @@ import gc
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
-from . import files, paths
+from . import paths
 from .codec import Document
 from .changefeed import Event, Subscribers
 from .changelog import ChangeLog
-from .errors import ConfigError, CorruptRecord, UnreadableFolder
+from .errors import ConfigError, CorruptRecord
 from .query import Condition
 from .layout import FORMAT_FILE
 from .reader import Entry, Reader
 from .records import RecordFiles
+from .resync import Resync
 from .sidefiles import SideFiles
 from .snapshot import Shard, Snapshots
 from .typecache import Keys, TypeCache, hashable
@@ -92,6 +94,7 @@ class Cache:
                             for type, keys in indexes.items()}
         self._types: dict[str, TypeCache] = {}
         self.snapshots = Snapshots(files, sides.codec, reader)
+        self._resync = Resync(files, reader, self._add, self._discard)
         self.lock = threading.RLock()
         self.listeners: list[CacheListener] = []
         self.subscribers = Subscribers()
@@ -114,7 +117,7 @@ class Cache:
             self._apply_changes()
             cache = self._cache(type)
             if self.unwatched():        # one lstat: is the file still what we hold?
-                self._sync_file(cache, relpath)
+                self._resync.file(cache, relpath)
             entry = cache.entries.get(id)
             if relpath in cache.corrupt:
                 raise cache.corrupt[relpath]
@@ -163,7 +166,7 @@ class Cache:
             cache = self._cache(paths.check_type(type))
             if cache.complete:
                 if self.unwatched():
-                    self._rescan(cache, type)
+                    self._resync.rescan(cache, type)
                 return cache
             # Whether to look for side files is asked once, not per record, and
             # again at the end: a side file that appeared meanwhile (written
@@ -173,8 +176,7 @@ class Cache:
                 snapshot = self.snapshots.load(type)
                 while True:
                     read = sum(self._load_folder(cache, relfolder, folder, sides, snapshot)
-                               for relfolder, folder in self._listed(
-                                   cache, type, lambda: self._files.shards(type)))
+                               for relfolder, folder in self._resync.shards(cache, type))
                     if sides or not self._sides.may_have(type):
                         break
                     sides = True
@@ -292,90 +294,12 @@ class Cache:
         """Load the records of a shard folder; how many files were read."""
         entries, others = self.snapshots.restore(
             (snapshot or {}).get(relfolder.rsplit("/", 1)[1]), relfolder, folder,
-            functools.partial(self._shard_listing, cache, relfolder, folder))
+            functools.partial(self._resync.shard, cache, relfolder, folder))
         for entry in entries:
             self._add(cache, entry)
         for relpath, path in others:
-            self._sync_file(cache, relpath, path, sides)
+            self._resync.file(cache, relpath, path, sides)
         return len(others)
-
-    def _listing(self, cache: TypeCache, type: str) -> list[tuple[str, str]]:
-        """(relpath, path) of every record file of `type` that can be
-        listed; the rest is listed past a folder that cannot be."""
-        return [file for relfolder, folder in self._listed(
-                    cache, type, lambda: self._files.shards(type))
-                for file in self._shard_listing(cache, relfolder, folder)]
-
-    def _shard_listing(self, cache: TypeCache, relfolder: str,
-                       folder: str) -> list[tuple[str, str]]:
-        return self._listed(cache, relfolder,
-                            functools.partial(self._files.record_files, relfolder, folder))
-
-    @staticmethod
-    def _listed(cache: TypeCache, relfolder: str,
-                list: Callable[[], list[tuple[str, str]]]) -> list[tuple[str, str]]:
-        """What `list()` lists of `relfolder`; if it cannot be listed,
-        nothing, and the folder is kept in `cache.unreadable` (named by
-        `corrupt`, logged once)."""
-        try:
-            found = list()
-        except UnreadableFolder as exc:
-            if relfolder not in cache.unreadable:
-                LOG.warning("skipping %s", exc)
-            cache.unreadable[relfolder] = exc
-            return []
-        cache.unreadable.pop(relfolder, None)
-        return found
-
-    def _sync_file(self, cache: TypeCache, relpath: str, path: str | None = None,
-                   sides: bool | None = None) -> None:
-        """Bring the cache in line with the file at `relpath` (at `path`
-        if a listing found it there)."""
-        listed, path = path, path or self._files.path(relpath)
-        type = relpath.split("/", 1)[0]
-        old_id = cache.id_of_path.get(relpath)
-        old = cache.entries.get(old_id) if old_id is not None else None
-        if relpath in cache.corrupt:
-            seen = cache.corrupt_signatures.get(relpath)
-            try:
-                if seen is not None and self._files.signature(path) == seen[0] \
-                        and not files.racy(*seen):
-                    return      # the same broken file: already reported
-            except FileNotFoundError:
-                pass
-            cache.corrupt.pop(relpath)
-        if old is not None:
-            try:
-                if self._files.signature(path) == old.signature and not old.racy():
-                    return      # unchanged (typically our own write)
-            except FileNotFoundError:
-                pass
-            self._discard(cache, type, old.document["id"])
-        checked = time.time_ns()
-        try:
-            entry = self._reader.read(relpath, listed, sides)
-        except CorruptRecord as exc:
-            cache.broken(relpath, path, exc, checked)
-            return
-        if entry is None:
-            return
-        id = entry.document["id"]
-        if paths.record_path(type, id) != relpath:
-            cache.broken(relpath, path, CorruptRecord(
-                path, f"it holds id {id!r}, which belongs at another path"), checked)
-            return
-        self._add(cache, entry)
-
-    def _rescan(self, cache: TypeCache, type: str) -> None:
-        """Bring a complete type in line with its folder (what a polling
-        watcher would do, at read time): one stat per file."""
-        seen = set()
-        for relpath, path in self._listing(cache, type):
-            seen.add(relpath)
-            self._sync_file(cache, relpath, path)
-        for relpath in [p for p in [*cache.id_of_path, *cache.corrupt] if p not in seen]:
-            cache.corrupt.pop(relpath, None)
-            self._sync_file(cache, relpath)
 
     def _apply_changes(self) -> None:
         """Apply what the change log and the watcher reported since the
@@ -404,7 +328,7 @@ class Cache:
                 elif paths.split_record_path(relpath) is None:
                     continue
                 elif cache.complete or relpath in cache.id_of_path or relpath in cache.corrupt:
-                    self._sync_file(cache, relpath)
+                    self._resync.file(cache, relpath)
                 # else: not cached, so the next read goes to disk anyway
             except Exception as exc:    # e.g. a folder gone between two calls
                 # The other paths must still be applied: forget this type
@@ -433,20 +357,14 @@ class Cache:
             self._discard(cache, type, entry.document["id"])
         cache.corrupt.pop(relpath, None)
         if cache.complete:
-            self._sync_file(cache, relpath)
+            self._resync.file(cache, relpath)
 
     def _folder_changed(self, cache: TypeCache, relfolder: str) -> None:
         """A folder appeared, vanished or moved: resync what lies below it."""
         if "/" not in relfolder:        # a whole type folder: reload lazily
             self._forget(relfolder)
-            return
-        prefix = relfolder + "/"
-        for relpath in [p for p in cache.id_of_path if p.startswith(prefix)]:
-            self._sync_file(cache, relpath)
-        if cache.complete and self._files.is_folder(relfolder):
-            for relpath, path in self._shard_listing(cache, relfolder,
-                                                     self._files.path(relfolder)):
-                self._sync_file(cache, relpath, path)
+        else:
+            self._resync.folder(cache, relfolder)
 
 
 @contextmanager
