@@ -1,11 +1,13 @@
 """The in-process cache of records, over the reader, over the files.
 
-Per type: the entries read or written (by id), the record files found
-broken, whether the whole type folder was loaded, and equality indexes
-over the declared index keys once it was.  Paths the watcher reports as
-changed are queued (`changed`, `lost`: called from a watcher's thread, or from
-`poll`, the hook a watcher read by the caller drains through) and applied
-at the next read, under the cache lock.
+Per type, a `gitpersist.typecache.TypeCache`: the entries read or
+written, the record files found broken, whether the whole type folder
+was loaded, and equality indexes once it was.  Paths the watcher reports
+as changed are queued (`changed`, `lost`: called from a watcher's thread,
+or from `poll`, the hook a watcher read by the caller drains through) and
+applied at the next read, under the cache lock, each checked against its
+file by `gitpersist.resync` (the read-time validation, also used when
+nothing watches).
 
 Locking rule: one re-entrant lock, `Cache.lock`, guards every structure
 here.  It is a leaf in the store's lock order (`gitpersist.locking`):
@@ -25,8 +27,8 @@ Guarantees (tests: ``tests/test_cache.py``, ``tests/test_store.py``,
 * A record file that does not parse is left out of listings (`corrupt`
   names it) and raises `CorruptRecord` when asked for by id.
 * An index key function that fails on a record read from disk leaves that
-  record out of that index, with a warning; on a write it refuses the
-  write before anything is written (`keys_of`).
+  record out of that index, with a warning (`gitpersist.typecache`); on a
+  write it refuses the write before anything is written (`keys_of`).
 * Loading a whole type takes each record whose file is unchanged from the
   type's snapshot (`gitpersist.snapshot`, which states when a file counts
   as unchanged) and reads the others; the snapshot is saved after a load
@@ -40,29 +42,27 @@ import gc
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
-from . import files, paths
+from . import paths
 from .codec import Document
 from .changefeed import Event, Subscribers
 from .changelog import ChangeLog
-from .errors import ConfigError, CorruptRecord, InvalidDocument, UnreadableFolder
+from .errors import ConfigError, CorruptRecord
 from .query import Condition
 from .layout import FORMAT_FILE
 from .reader import Entry, Reader
 from .records import RecordFiles
+from .resync import Resync
 from .sidefiles import SideFiles
 from .snapshot import Shard, Snapshots
+from .typecache import Keys, TypeCache, hashable
 
 LOG = logging.getLogger(__name__)
 
 IndexKey = str | Callable[[Document], Any] | None
-Keys = tuple[tuple[str, Any], ...]
 
 
 @runtime_checkable
@@ -81,78 +81,6 @@ class CacheListener(Protocol):
         """Everything of `type` (None: of every type) may have changed."""
 
 
-class TypeCache:
-    """Cached records of one type, plus equality indexes once complete."""
-
-    def __init__(self, index_keys: Mapping[str, Callable[[Document], Any]]) -> None:
-        self.entries: dict[str, Entry] = {}
-        self.id_of_path: dict[str, str] = {}
-        self.corrupt: dict[str, CorruptRecord] = {}     # by relpath
-        self.unreadable: dict[str, UnreadableFolder] = {}    # folders, by relpath
-        # relpath -> (signature, time.time_ns() before it was read)
-        self.corrupt_signatures: dict[str, tuple[tuple[int, int, int], int]] = {}
-        self.complete = False
-        self.unsaved = 0        # entries added or removed since the snapshot was made
-        self.index_keys = index_keys
-        self.indexes: dict[str, dict[Any, set[str]]] = {name: {} for name in index_keys}
-
-    def keys_of(self, document: Document, where: str) -> Keys:
-        """(index name, the document's key) for each index; `InvalidDocument`
-        names the index whose key function fails on it."""
-        keys = []
-        for name, key in self.index_keys.items():
-            try:
-                value = key(document)
-                keys.append((name, value if value.__class__ is str else hashable(value)))
-            except Exception as exc:
-                raise InvalidDocument(f"{where}: index {name!r} cannot key it "
-                                      f"({type(exc).__name__}: {exc})") from None
-        return tuple(keys)
-
-    def add(self, entry: Entry, keys: Keys | None = None) -> None:
-        """Cache `entry`, filed under `keys` (computed if not given)."""
-        id = entry.document["id"]
-        if id in self.entries:
-            self.discard(id)
-        try:
-            entry.keys = self.keys_of(entry.document, entry.relpath) if keys is None else keys
-        except InvalidDocument as exc:
-            LOG.warning("%s", exc)
-            entry.keys = ()
-        self.entries[id] = entry
-        self.unsaved += 1
-        self.id_of_path[entry.relpath] = id
-        if self.corrupt:
-            self.corrupt.pop(entry.relpath, None)
-        for name, key in entry.keys:
-            ids = self.indexes[name].get(key)
-            if ids is None:
-                self.indexes[name][key] = {id}
-            else:
-                ids.add(id)
-
-    def broken(self, relpath: str, path: str, exc: CorruptRecord, checked: int) -> None:
-        """`relpath` is broken as read at `checked` (time.time_ns() before)."""
-        LOG.warning("skipping %s", exc)
-        self.corrupt[relpath] = exc
-        try:
-            self.corrupt_signatures[relpath] = (RecordFiles.signature(path), checked)
-        except OSError:
-            self.corrupt_signatures.pop(relpath, None)
-
-    def discard(self, id: str) -> Entry | None:
-        entry = self.entries.pop(id, None)
-        if entry is None:
-            return None
-        self.unsaved += 1
-        del self.id_of_path[entry.relpath]
-        for name, key in entry.keys:
-            ids = self.indexes[name].get(key)
-            if ids is not None:
-                ids.discard(id)
-        return entry
-
-
 class Cache:
     """The records of the store whose files are `files`, read by `reader`."""
 
@@ -167,6 +95,7 @@ class Cache:
                             for type, keys in indexes.items()}
         self._types: dict[str, TypeCache] = {}
         self.snapshots = Snapshots(files, sides.codec, reader)
+        self._resync = Resync(files, reader, self._add, self._discard)
         self.lock = threading.RLock()
         self.listeners: list[CacheListener] = []
         self.subscribers = Subscribers()
@@ -193,7 +122,7 @@ class Cache:
             self._apply_changes()
             cache = self._cache(type)
             if self.unwatched():        # one lstat: is the file still what we hold?
-                self._sync_file(cache, relpath)
+                self._resync.file(cache, relpath)
             entry = cache.entries.get(id)
             if relpath in cache.corrupt:
                 raise cache.corrupt[relpath]
@@ -242,7 +171,7 @@ class Cache:
             cache = self._cache(paths.check_type(type))
             if cache.complete:
                 if self.unwatched():
-                    self._rescan(cache, type)
+                    self._resync.rescan(cache, type)
                 return cache
             # Whether to look for side files is asked once, not per record, and
             # again at the end: a side file that appeared meanwhile (written
@@ -252,8 +181,7 @@ class Cache:
                 snapshot = self.snapshots.load(type)
                 while True:
                     read = sum(self._load_folder(cache, relfolder, folder, sides, snapshot)
-                               for relfolder, folder in self._listed(
-                                   cache, type, lambda: self._files.shards(type)))
+                               for relfolder, folder in self._resync.shards(cache, type))
                     if sides or not self._sides.may_have(type):
                         break
                     sides = True
@@ -371,90 +299,12 @@ class Cache:
         """Load the records of a shard folder; how many files were read."""
         entries, others = self.snapshots.restore(
             (snapshot or {}).get(relfolder.rsplit("/", 1)[1]), relfolder, folder,
-            functools.partial(self._shard_listing, cache, relfolder, folder))
+            functools.partial(self._resync.shard, cache, relfolder, folder))
         for entry in entries:
             self._add(cache, entry)
         for relpath, path in others:
-            self._sync_file(cache, relpath, path, sides)
+            self._resync.file(cache, relpath, path, sides)
         return len(others)
-
-    def _listing(self, cache: TypeCache, type: str) -> list[tuple[str, str]]:
-        """(relpath, path) of every record file of `type` that can be
-        listed; the rest is listed past a folder that cannot be."""
-        return [file for relfolder, folder in self._listed(
-                    cache, type, lambda: self._files.shards(type))
-                for file in self._shard_listing(cache, relfolder, folder)]
-
-    def _shard_listing(self, cache: TypeCache, relfolder: str,
-                       folder: str) -> list[tuple[str, str]]:
-        return self._listed(cache, relfolder,
-                            functools.partial(self._files.record_files, relfolder, folder))
-
-    @staticmethod
-    def _listed(cache: TypeCache, relfolder: str,
-                list: Callable[[], list[tuple[str, str]]]) -> list[tuple[str, str]]:
-        """What `list()` lists of `relfolder`; if it cannot be listed,
-        nothing, and the folder is kept in `cache.unreadable` (named by
-        `corrupt`, logged once)."""
-        try:
-            found = list()
-        except UnreadableFolder as exc:
-            if relfolder not in cache.unreadable:
-                LOG.warning("skipping %s", exc)
-            cache.unreadable[relfolder] = exc
-            return []
-        cache.unreadable.pop(relfolder, None)
-        return found
-
-    def _sync_file(self, cache: TypeCache, relpath: str, path: str | None = None,
-                   sides: bool | None = None) -> None:
-        """Bring the cache in line with the file at `relpath` (at `path`
-        if a listing found it there)."""
-        listed, path = path, path or self._files.path(relpath)
-        type = relpath.split("/", 1)[0]
-        old_id = cache.id_of_path.get(relpath)
-        old = cache.entries.get(old_id) if old_id is not None else None
-        if relpath in cache.corrupt:
-            seen = cache.corrupt_signatures.get(relpath)
-            try:
-                if seen is not None and self._files.signature(path) == seen[0] \
-                        and not files.racy(*seen):
-                    return      # the same broken file: already reported
-            except FileNotFoundError:
-                pass
-            cache.corrupt.pop(relpath)
-        if old is not None:
-            try:
-                if self._files.signature(path) == old.signature and not old.racy():
-                    return      # unchanged (typically our own write)
-            except FileNotFoundError:
-                pass
-            self._discard(cache, type, old.document["id"])
-        checked = time.time_ns()
-        try:
-            entry = self._reader.read(relpath, listed, sides)
-        except CorruptRecord as exc:
-            cache.broken(relpath, path, exc, checked)
-            return
-        if entry is None:
-            return
-        id = entry.document["id"]
-        if paths.record_path(type, id) != relpath:
-            cache.broken(relpath, path, CorruptRecord(
-                path, f"it holds id {id!r}, which belongs at another path"), checked)
-            return
-        self._add(cache, entry)
-
-    def _rescan(self, cache: TypeCache, type: str) -> None:
-        """Bring a complete type in line with its folder (what a polling
-        watcher would do, at read time): one stat per file."""
-        seen = set()
-        for relpath, path in self._listing(cache, type):
-            seen.add(relpath)
-            self._sync_file(cache, relpath, path)
-        for relpath in [p for p in [*cache.id_of_path, *cache.corrupt] if p not in seen]:
-            cache.corrupt.pop(relpath, None)
-            self._sync_file(cache, relpath)
 
     def _apply_changes(self) -> None:
         """Apply what the change log and the watcher reported since the
@@ -484,7 +334,7 @@ class Cache:
                 elif paths.split_record_path(relpath) is None:
                     continue
                 elif cache.complete or relpath in cache.id_of_path or relpath in cache.corrupt:
-                    self._sync_file(cache, relpath)
+                    self._resync.file(cache, relpath)
                 # else: not cached, so the next read goes to disk anyway
             except Exception as exc:    # e.g. a folder gone between two calls
                 # The other paths must still be applied: forget this type
@@ -513,20 +363,14 @@ class Cache:
             self._discard(cache, type, entry.document["id"])
         cache.corrupt.pop(relpath, None)
         if cache.complete:
-            self._sync_file(cache, relpath)
+            self._resync.file(cache, relpath)
 
     def _folder_changed(self, cache: TypeCache, relfolder: str) -> None:
         """A folder appeared, vanished or moved: resync what lies below it."""
         if "/" not in relfolder:        # a whole type folder: reload lazily
             self._forget(relfolder)
-            return
-        prefix = relfolder + "/"
-        for relpath in [p for p in cache.id_of_path if p.startswith(prefix)]:
-            self._sync_file(cache, relpath)
-        if cache.complete and self._files.is_folder(relfolder):
-            for relpath, path in self._shard_listing(cache, relfolder,
-                                                     self._files.path(relfolder)):
-                self._sync_file(cache, relpath, path)
+        else:
+            self._resync.folder(cache, relfolder)
 
 
 @contextmanager
@@ -561,11 +405,3 @@ def _key(value: Any) -> Any:
 
 
 _NO_KEY = object()
-
-
-def hashable(value: Any) -> Any:
-    try:
-        hash(value)
-    except TypeError:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    return value

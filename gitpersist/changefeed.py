@@ -104,7 +104,7 @@ class Held(Protocol):
 
 
 class Holding(Protocol):
-    """The records of a type the cache holds (`gitpersist.cache.TypeCache`)."""
+    """The records of a type the cache holds (`gitpersist.typecache.TypeCache`)."""
     @property
     def entries(self) -> Mapping[str, Held]: ...
 
