@@ -55,6 +55,7 @@ component           owns
 `snapshot`          the cache's snapshot of each type (the cache's)
 `watcher`           events from the file system
 `recorder`          history, batches, commit listeners
+`inbound`           a sync's files; records split as declared
 ==================  ==============================================
 """
 
@@ -78,6 +79,7 @@ from .codec import Codec, Document, Prepared
 from .declaration import Declaration
 from .errors import ConflictError, CorruptRecord, StoreError
 from .formatfile import FormatFile
+from .inbound import Inbound
 from .layout import FORMAT_FILE, Change
 from .locking import WriteLock
 from .messages import Describe, declared_secrets, describe_change
@@ -195,6 +197,8 @@ class Store:
         self._declaration = Declaration(self._format, self._codec, self._sides,
                                         self._lock.exclusive)
         self._cache.declaration_changed = self._declaration.changed
+        self._inbound = Inbound(self._files, self._sides, self._reader, self._log, self._codec,
+                                self._declaration, self._recorder, self._lock.exclusive, self)
         try:
             self._log.open(create=not opts.read_only)
             grown = self._declaration.open(wanted)
@@ -206,10 +210,7 @@ class Store:
             # Split before recovery could commit the fields; both changes
             # are then committed as the declaration they are, not as a crash.
             title = declared_secrets(self._codec.fields, grown)
-            explained = dict.fromkeys(
-                [FORMAT_FILE, *(relpath for type in grown
-                                for relpath in self._split_secrets(type))], title)
-            self._declaration.split(grown)
+            explained = dict.fromkeys([FORMAT_FILE, *self._inbound.split(grown)], title)
             if opts.git:
                 self._open_history(explained if grown else {})
             if opts.syncing:    # a background syncer, and a sync on open if asked
@@ -466,26 +467,14 @@ class Store:
         """Write (or, with None, remove) the store file at `relpath` as a
         sync received it, and tell the cache, as the watcher would (with
         ``watch="off"`` nothing else does).  Called inside `exclusive`."""
-        if data is None:
-            self._files.remove(relpath)
-            self._sides.remove(relpath)         # a record made again must not inherit them
-        else:
-            self._files.write(relpath, data)
-        self._log.wrote(relpath, None if data is None else self._reader.revision(relpath))
+        self._inbound.received(relpath, data)
 
     def adopt_format(self) -> None:
         """After a sync wrote another host's format file: keep the secret
         fields it declares from now on, and move those fields of the records
         already here to side files (as at open).  A declaration is never
         dropped: fields declared here and missing there are written back."""
-        with self._lock.exclusive():
-            grown, written = self._declaration.adopt()
-            if written is not None:
-                self._recorder.commit([Change(FORMAT_FILE, written, encoding.revision_of(written))],
-                                      "gitpersist: keep the secret fields declared here")
-            for type in grown:
-                self._split_secrets(type)
-            self._declaration.split(grown)
+        self._inbound.adopt_format()
 
     # -- life cycle ----------------------------------------------------------
 
@@ -537,14 +526,6 @@ class Store:
                 from .sync import finish_interrupted
                 finish_interrupted(self)
                 history.recover_quietly(explained)
-
-    def _split_secrets(self, type: str) -> list[str]:
-        """Move newly declared secret fields of `type`'s records to side
-        files; the record files rewritten."""
-        split = [doc for doc in self.all(type) if self._codec.names(type) & doc.keys()]
-        for doc in split:
-            self.put(type, doc["id"], doc, message=f"{type} {doc['id']}: secret fields kept local")
-        return [paths.record_path(type, doc["id"]) for doc in split]
 
     def _message(self, record: Prepared, now: OnDisk | None) -> str:
         """The commit message of a put: `describe` sees the records without
