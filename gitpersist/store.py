@@ -56,6 +56,8 @@ component           owns
 `snapshot`          the cache's snapshot of each type (the cache's)
 `watcher`           events from the file system
 `recorder`          history, batches, commit listeners
+`recordhistory`     the git history, opened and read by record
+`inbound`           a sync's files; records split as declared
 ==================  ==============================================
 """
 
@@ -71,7 +73,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from . import encoding, files, options, paths, query, secret
+from . import files, options, paths, query, secret
 from .cache import Cache, CacheListener, IndexKey
 from .changefeed import ChangeFeed, Changes, Event
 from .changelog import UNKNOWN, ChangeLog
@@ -79,11 +81,13 @@ from .codec import Codec, Document, Prepared
 from .declaration import Declaration
 from .errors import ConflictError, CorruptRecord, StoreError
 from .formatfile import FormatFile
+from .inbound import Inbound
 from .layout import FORMAT_FILE, Change
 from .locking import WriteLock
 from .messages import Describe, declared_secrets, describe_change
 from .reader import Entry, OnDisk, Reader
 from .recorder import BatchMessage, Recorder
+from .recordhistory import RecordHistory
 from .records import RecordFiles, open_store_folder, writable
 from .sidefiles import SideFiles
 from .watcher import Watching, open_watcher
@@ -176,7 +180,6 @@ class Store:
         self._describe = describe or describe_change
         self._closed = False
         self._syncer: Syncer | None = None
-        self._history: History | None = None
         self._watcher: Watching | None = None
         self._files = RecordFiles(self.root, fsync=opts.fsync, file_mode=opts.file_mode,
                                   dir_mode=opts.dir_mode)
@@ -196,6 +199,9 @@ class Store:
         self._declaration = Declaration(self._format, self._codec, self._sides,
                                         self._lock.exclusive)
         self._cache.declaration_changed = self._declaration.changed
+        self._inbound = Inbound(self._files, self._sides, self._reader, self._log, self._codec,
+                                self._declaration, self._recorder, self._lock.exclusive, self)
+        self._past = RecordHistory(self, self._codec, self._describe)
         try:
             self._log.open(create=not opts.read_only)
             grown = self._declaration.open(wanted)
@@ -208,12 +214,9 @@ class Store:
             # Split before recovery could commit the fields; both changes
             # are then committed as the declaration they are, not as a crash.
             title = declared_secrets(self._codec.fields, grown)
-            explained = dict.fromkeys(
-                [FORMAT_FILE, *(relpath for type in grown
-                                for relpath in self._split_secrets(type))], title)
-            self._declaration.split(grown)
+            explained = dict.fromkeys([FORMAT_FILE, *self._inbound.split(grown)], title)
             if opts.git:
-                self._open_history(explained if grown else {})
+                self._past.open(self._lock, self._recorder, self, explained if grown else {})
             if opts.syncing:    # a background syncer, and a sync on open if asked
                 from .sync import Syncer
                 assert opts.remote is not None
@@ -417,38 +420,27 @@ class Store:
     @property
     def history(self) -> History | None:
         """The git history (None without ``git=True``)."""
-        return self._history
+        return self._past.history
 
     def versions(self, type: str, id: str, limit: int | None = None) -> list[Version]:
         """Commits that changed the record, newest first."""
-        return self._require_history().versions(paths.record_path(type, id), limit)
+        return self._past.versions(type, id, limit)
 
     def get_at(self, type: str, id: str, rev: str) -> Document | None:
         """The record as it was at git revision `rev` (None if absent)."""
-        relpath = paths.record_path(type, id)
-        data = self._require_history().read(relpath, rev)
-        return None if data is None else encoding.loads(data, f"{rev}:{relpath}")
+        return self._past.get_at(type, id, rev)
 
     def diff(self, type: str, id: str, rev1: str, rev2: str | None = None) -> str:
         """Unified diff of the record between two revisions (`rev2`: now)."""
-        return self._require_history().diff(paths.record_path(type, id), rev1, rev2)
+        return self._past.diff(type, id, rev1, rev2)
 
     def restore(self, type: str, id: str, rev: str) -> str | None:
         """Make the record what it was at `rev`: a new write, ``... (restored from REV)``."""
-        document = self.get_at(type, id, rev)
-        now = _readable(self, type, id)
-        if document is not None and self._codec.names(type):    # history never had them
-            document.update(self._codec.split(type, now or {})[1])
-        message = self._describe(type, id, self._codec.public(type, now),
-                                 self._codec.public(type, document)) + f" (restored from {rev})"
-        if document is None:
-            self.delete(type, id, message=message)
-        return None if document is None else self.put(type, id, document, message=message)
+        return self._past.restore(type, id, rev)
 
     def flush(self) -> None:
         """Wait until every write so far is committed (asynchronous commits)."""
-        if self._history is not None and not self.options.read_only:
-            self._history.flush()
+        self._past.flush()
 
     def sync(self) -> SyncReport:
         """Pull the remote's changes and push this store's: see
@@ -470,26 +462,14 @@ class Store:
         """Write (or, with None, remove) the store file at `relpath` as a
         sync received it, and tell the cache, as the watcher would (with
         ``watch="off"`` nothing else does).  Called inside `exclusive`."""
-        if data is None:
-            self._files.remove(relpath)
-            self._sides.remove(relpath)         # a record made again must not inherit them
-        else:
-            self._files.write(relpath, data)
-        self._log.wrote(relpath, None if data is None else self._reader.revision(relpath))
+        self._inbound.received(relpath, data)
 
     def adopt_format(self) -> None:
         """After a sync wrote another host's format file: keep the secret
         fields it declares from now on, and move those fields of the records
         already here to side files (as at open).  A declaration is never
         dropped: fields declared here and missing there are written back."""
-        with self._lock.exclusive():
-            grown, written = self._declaration.adopt()
-            if written is not None:
-                self._recorder.commit([Change(FORMAT_FILE, written, encoding.revision_of(written))],
-                                      "gitpersist: keep the secret fields declared here")
-            for type in grown:
-                self._split_secrets(type)
-            self._declaration.split(grown)
+        self._inbound.adopt_format()
 
     # -- life cycle ----------------------------------------------------------
 
@@ -503,8 +483,7 @@ class Store:
         self._closed = True
         if self._syncer is not None:
             self._syncer.close()
-        if self._history is not None:
-            self._history.close()
+        self._past.close()
         self._cache.save_snapshots()
         self._lock.close()
         if self._watcher is not None:
@@ -518,37 +497,9 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<gitpersist.Store {self.root}{' git' if self._history else ''}>"
+        return f"<gitpersist.Store {self.root}{' git' if self._past.history else ''}>"
 
     # -- internals -----------------------------------------------------------
-
-    def _open_history(self, explained: Mapping[str, str]) -> None:
-        """The git history; a sync cut short finishes first, then recovery
-        commits what differs from HEAD (`explained`: the files this open
-        changed, and the commit title that says why).  Both only if the
-        write lock is free now: opening never waits for it (a SIGSTOPped
-        holder made every open fail), and what is found is left to the next
-        write.  A store opened read-only does neither."""
-        from .history import History   # GitPython loads only when needed
-        opts = self.options
-        history = self._recorder.history = self._history = History(
-            self.root, lock=self._lock.exclusive, author=opts.author,
-            commit_mode=opts.commit_mode, commit_delay=opts.commit_delay, fsync=opts.fsync,
-            create=not opts.read_only)
-        history.recovery_due = True     # until done: if not now, by the next write
-        with self._lock.if_free() as free:      # never, read-only
-            if free:
-                from .sync import finish_interrupted
-                finish_interrupted(self)
-                history.recover_quietly(explained)
-
-    def _split_secrets(self, type: str) -> list[str]:
-        """Move newly declared secret fields of `type`'s records to side
-        files; the record files rewritten."""
-        split = [doc for doc in self.all(type) if self._codec.names(type) & doc.keys()]
-        for doc in split:
-            self.put(type, doc["id"], doc, message=f"{type} {doc['id']}: secret fields kept local")
-        return [paths.record_path(type, doc["id"]) for doc in split]
 
     def _message(self, record: Prepared, now: OnDisk | None) -> str:
         """The commit message of a put: `describe` sees the records without
@@ -558,11 +509,6 @@ class Store:
             return ""
         old = self._codec.public(record.type, now.document if now else None)
         return self._describe(record.type, record.id, old, record.public)
-
-    def _require_history(self) -> History:
-        if self._history is None:
-            raise StoreError(f"store {self.root} has no git history (open it with git=True)")
-        return self._history
 
 
 def _check_expected(cache: Cache, type: str, id: str, expect: str | Absent | None,
@@ -578,11 +524,3 @@ def _check_expected(cache: Cache, type: str, id: str, expect: str | Absent | Non
         # The caller will read again to retry: let it see the file.
         cache.refreshed(type, id, now.entry)
         raise ConflictError(type, id, wanted, actual)   # type: ignore[arg-type]
-
-
-def _readable(store: Store, type: str, id: str) -> Document | None:
-    """The record, or None if absent or broken (what a restore mends)."""
-    try:
-        return store.get(type, id)
-    except CorruptRecord:
-        return None
