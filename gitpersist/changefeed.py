@@ -215,7 +215,7 @@ class ChangeFeed:
 
     def _offset(self, fd: int, token: str, log_id: str, size: int) -> int:
         wanted, dot, place = token.rpartition(".")
-        if not (dot and wanted and place.isdigit()):
+        if not (dot and wanted and place.isascii() and place.isdigit()):   # not "²"
             raise ChangesExpired(f"{token!r} is not a change-feed token of {self.path}; "
                                  "list again and follow from store.changes().token")
         offset = int(place)

@@ -705,6 +705,7 @@ def _add_conflict_commands(command: Callable[..., argparse.ArgumentParser],
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
     from .sync.ledger import Ledger
+    from .sync.report import field_path
     root = _root(args)
     _require_store(root)
     entries = Ledger(root).unsettled()
@@ -714,7 +715,7 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     if entries:
         output.table(["TYPE", "ID", "FIELD", "BASE", "LOCAL", "REMOTE", "KEPT", "COMMITS"], [
             [_cell(e["type"], None), _cell(e["id"], None),
-             _cell(".".join(e["field"]) or "(record)", None),
+             _cell(field_path(tuple(e["field"])) or "(record)", None),
              *(_cell(e[f"{side}_value"]) for side in ("base", "local", "remote")),
              e["winner"], f"{e['local_commit'][:10]} {e['remote_commit'][:10]}"]
             for e in entries])

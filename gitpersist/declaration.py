@@ -55,22 +55,25 @@ class Declaration:
             with self._exclusive():
                 self._format.split(types)
 
-    def adopt(self) -> tuple[list[str], bytes | None]:
+    def adopt(self) -> tuple[dict[str, list[str]], bytes | None]:
         """After a sync wrote another host's format file (write lock held):
-        (the types that grew, the format file's content if it had to be
-        written back with fields declared here and missing there)."""
+        (the fields it declared that this host did not, by type: those
+        types' records are to be split; the format file's content if it
+        had to be written back with fields declared here and missing
+        there)."""
         self._seen = self._format.signature()
         found = self._format.read()
         if found is None:
-            return [], None
+            return {}, None
         before = dict(self._codec.fields)
         self._take(parse(found, self._format.path), before)
         data = self._format.read()
-        grown = [type for type, names in sorted(self._codec.fields.items())
-                 if names != before.get(type)]
-        if grown:       # the records to split: a kill before `split` leaves it to the next open
-            self._format.owe_split(grown)
-        return grown, (data if data is not None and data != found else None)
+        added = {type: sorted(set(names) - set(before.get(type, ())))
+                 for type, names in sorted(self._codec.fields.items())
+                 if names != before.get(type)}
+        if added:       # the records to split: a kill before `split` leaves it to the next open
+            self._format.owe_split(list(added))
+        return added, (data if data is not None and data != found else None)
 
     def changed(self) -> list[str]:
         """Another process wrote the format file (the change log says so):

@@ -76,16 +76,20 @@ class Inbound:
             self._files.write(relpath, data)
         self._log.wrote(relpath, None if data is None else self._reader.revision(relpath))
 
-    def adopt_format(self) -> None:
+    def adopt_format(self) -> dict[str, list[str]]:
         """After a sync wrote another host's format file: take its
         declaration (the union with this host's, committed if written
-        back) and split the records of the types that grew."""
+        back) and split the records of the types that grew; the fields it
+        declared that this host did not, by type (a sync reports them:
+        from now on they stay on each host and no longer sync, and anyone
+        who can push can declare one)."""
         with self._exclusive():
-            grown, written = self._declaration.adopt()
+            added, written = self._declaration.adopt()
             if written is not None:
                 self._recorder.commit([Change(FORMAT_FILE, written, encoding.revision_of(written))],
                                       "gitpersist: keep the secret fields declared here")
-            self.split(grown)
+            self.split(list(added))
+        return added
 
     def split(self, grown: list[str]) -> list[str]:
         """Move the newly declared secret fields of the records of the

@@ -75,6 +75,12 @@ def resolve(store: Store, type: str, id: str, *, take: str | None = None,
         else:
             current = store.get(type, id) or {}
             names = store.secret_fields.get(type, [])
+            if how != "file":
+                # A version from git holds no secret of this host's: one
+                # there came inline from a remote (anyone who can push), so
+                # this host's own values are kept, whatever git says.
+                for name in names:
+                    chosen.pop(name, None)
             chosen.update({name: current[name] for name in names
                            if name in current and name not in chosen})
             revision = store.put(type, id, chosen, message=message)

@@ -464,12 +464,13 @@ class Store:
         ``watch="off"`` nothing else does).  Called inside `exclusive`."""
         self._inbound.received(relpath, data)
 
-    def adopt_format(self) -> None:
+    def adopt_format(self) -> dict[str, list[str]]:
         """After a sync wrote another host's format file: keep the secret
         fields it declares from now on, and move those fields of the records
         already here to side files (as at open).  A declaration is never
-        dropped: fields declared here and missing there are written back."""
-        self._inbound.adopt_format()
+        dropped: fields declared here and missing there are written back.
+        Returns the fields newly declared, by type."""
+        return self._inbound.adopt_format()
 
     # -- life cycle ----------------------------------------------------------
 

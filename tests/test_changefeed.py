@@ -320,3 +320,14 @@ def test_what_came_before_subscribing_is_not_heard(tmp_path):
         store.changed(paths.record_path("volumes", "v1"))
         store.get("volumes", "v1")
         assert heard == []
+
+
+@pytest.mark.parametrize("place", ["\u00b2", "\u0663", "-1", ""])
+def test_a_token_whose_offset_is_not_ascii_digits_is_refused_as_unknown(tmp_path, place):
+    """str.isdigit() takes "²" and "٣", which int() refuses: such a token is
+    one the feed never handed out (ChangesExpired), not a ValueError."""
+    with Store(tmp_path, watch="off", fsync=False) as store:
+        store.put("volumes", "v1", {"n": 1})
+        log_id = store.changes().token.rpartition(".")[0]
+        with pytest.raises(ChangesExpired):
+            store.changes(since=f"{log_id}.{place}")

@@ -15,7 +15,7 @@ import pytest
 from helpers import git
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sync import META, clone, open_host, share
+from test_sync import META, clone, open_host, record_file, share
 
 from gitpersist import StoreError
 from gitpersist.cli import main
@@ -130,6 +130,39 @@ def test_secret_fields_never_reach_the_conflicts_file_or_git(origin, capsys):
         store_a.sync()
         for host in (a, b):
             assert "s3cret" not in git(host, "log", "-p", "--all")
+
+
+def test_resolve_keeps_this_hosts_secret_over_one_a_remote_wrote_inline(origin, capsys):
+    """Anyone who can push can put a declared secret field inline in a
+    record: taking the remote's version settles the conflict with this
+    host's own secret, never the pushed one."""
+    secrets = {"volumes": ["auth"]}
+    a, b = clone(origin, "a"), clone(origin, "b")
+    with open_host(a, secret_fields=secrets) as store_a, \
+            open_host(b, secret_fields=secrets) as store_b:
+        share(store_a, store_b, {"v1": {"status": "creating", "auth": "s3cret"}})
+        store_b.put("volumes", "v1", {"status": "available", "auth": "s3cret"})
+        store_a.sync()                                  # a has what b pushed at the share
+        path = a / record_file("volumes", "v1")        # a plain git clone, pushing by hand
+        doc = json.loads(path.read_text())
+        path.write_text(json.dumps({**doc, "status": "error", "auth": "EVIL"}, indent=2,
+                                   sort_keys=True) + "\n")
+        git(a, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "hostile")
+        git(a, "push", "-q", "origin", "HEAD")
+        assert store_b.sync().conflicts
+        assert main(["--path", str(b / META), "resolve", "volumes", "v1",
+                     "--take", "theirs"]) == 0
+        assert store_b.get("volumes", "v1") == {"id": "v1", "status": "error", "auth": "s3cret"}
+
+
+def test_a_field_path_from_a_remote_cannot_forge_lines_of_a_commit_message():
+    from gitpersist.sync.report import Conflict, field_path
+    forged = ("meta", "k\n\nSigned-off-by: Mallory <m@x>")
+    assert "\n" not in field_path(forged)
+    assert field_path(("metadata", "k")) == "metadata.k"
+    assert field_path(("a.b", "")) == '"a.b".""'
+    assert "\n" not in Conflict("volumes/ab/v1.json", "volumes", "v1", "local", "r1", "r2",
+                                "c1", "c2", field=forged).where
 
 
 def test_an_unreadable_conflicts_file_is_named_and_a_sync_still_succeeds(origin, capsys, caplog):

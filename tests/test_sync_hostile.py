@@ -248,6 +248,24 @@ def test_7_declarations_only_grow_whatever_the_remote_does(victim, remote, conte
     assert "NEW-SECRET" not in (host / record_file("volumes", "v2")).read_text()
 
 
+def test_7_fields_a_remote_declares_are_reported_by_the_sync(victim, remote, caplog):  # noqa: F811
+    """Anyone who can push can declare a field secret; the host adopts it
+    (else its own writes would push the value), and the report and the log
+    say so: from then on that field no longer syncs."""
+    host, store = victim
+    path = f"{META}/.gitpersist/format.json"
+    declared = json.loads(git(host, "show", f"HEAD:{path}"))
+    declared["secret_fields"] = {**declared["secret_fields"], "volumes": sorted(
+        {*declared["secret_fields"].get("volumes", []), "size"})}
+    push_crafted(remote, {path: (BLOB, json.dumps(declared).encode())})
+    with caplog.at_level("WARNING", logger="gitpersist"):
+        report = store.sync()
+    assert report.declared == {"volumes": ["size"]}
+    assert "volumes.size" in report.summary()
+    assert "the remote declared secret fields" in caplog.text and "volumes.size" in caplog.text
+    assert store.get("volumes", "v1")["size"] == 1         # kept, now on this host only
+
+
 # -- 10. an executable record ------------------------------------------------------
 
 def test_10_a_record_received_with_mode_100755_is_refused(victim, remote):  # noqa: F811

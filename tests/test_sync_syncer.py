@@ -52,7 +52,7 @@ class Port:
         self.store.apply_received(relpath, data)
 
     def adopt_format(self):
-        self.store.adopt_format()
+        return self.store.adopt_format()
 
 
 class FakeLink:

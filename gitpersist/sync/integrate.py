@@ -286,7 +286,13 @@ class Integrator:
         self.trees.update_index(changes)
         if self.git.prefix + FORMAT_FILE in changes:
             # The other host's secret fields apply here from now on.
-            self.store.adopt_format()
+            report.declared = self.store.adopt_format()
+            if report.declared:
+                LOG.warning("%s: sync with %s: the remote declared secret fields this host "
+                            "did not: %s; from now on each host keeps its own values of "
+                            "them (they no longer sync)", self.store.root, self.remote,
+                            ", ".join(f"{t}.{n}" for t, ns in report.declared.items()
+                                      for n in ns))
         try:
             self.ledger.add(decisions.conflicts, remote=self.remote, merge_commit=new)
         except GitpersistError as exc:

@@ -3,6 +3,7 @@ whole file) both sides changed differently."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ class Conflict:
     def where(self) -> str:
         """The file and, for a field, its dotted path: ``volumes/ab/v1.json:
         metadata.k``."""
-        return f"{self.relpath}: {'.'.join(self.field)}" if self.field else self.relpath
+        return f"{self.relpath}: {field_path(self.field)}" if self.field else self.relpath
 
 
 @dataclass
@@ -65,6 +66,10 @@ class SyncReport:
     #: store files taken from the remote
     received: list[str] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    #: secret fields the remote declared that this host did not, by type:
+    #: from now on each host keeps its own values of them (they no longer
+    #: sync), and anyone who can push can declare one, so they are reported
+    declared: dict[str, list[str]] = field(default_factory=dict)
     pushed: bool = False
     attempts: int = 0
 
@@ -73,5 +78,18 @@ class SyncReport:
         parts = [f"{len(self.received)} file(s) received"]
         if self.conflicts:
             parts.append(f"{len(self.conflicts)} conflict(s)")
+        if self.declared:
+            parts.append("secret fields declared by the remote (kept on each host from now "
+                         "on): " + ", ".join(f"{type}.{name}" for type, names
+                                             in self.declared.items() for name in names))
         parts.append("pushed" if self.pushed else "nothing to push")
         return f"sync with {self.remote} ({self.branch}): {', '.join(parts)}"
+
+
+def field_path(field: tuple[str, ...]) -> str:
+    """A field's dotted path for messages and logs: a key that is not
+    printable, or holds a dot, is quoted (keys come from remote records,
+    which anyone with push access writes: a newline must not forge a line
+    of a commit message)."""
+    return ".".join(key if key.isprintable() and "." not in key and key
+                    else json.dumps(key) for key in field)
