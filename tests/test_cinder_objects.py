@@ -111,7 +111,7 @@ def test_the_store_tells_revisions_without_decoding(tmp_path):
 
 def test_the_collector_is_paused_while_clones_are_made_and_restored_after():
     import gc
-    from gitpersist.cinder.objects import gc_paused
+    from gitpersist.cache import gc_paused
     assert gc.isenabled()
     with gc_paused():
         assert not gc.isenabled()

@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import gc
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from . import missing_cinderlib
@@ -65,35 +63,6 @@ _ATOMIC = frozenset(_IMMUTABLE)      # the exact types, looked up first (most va
 
 def _shared(value: Any) -> bool:
     return type(value) in _ATOMIC or isinstance(value, _IMMUTABLE) or isinstance(value, _SHARED)
-
-
-_paused = 0
-_paused_lock = threading.Lock()
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the block makes many clones
-    (any number of threads at once; the collector's own state is restored
-    when the last one leaves).  Each clone adds containers that survive,
-    which sets off full collections over every template: listing 2,000
-    volumes took 2.5-3.2x as long with the collector on (two runs, load 7-8)."""
-    global _paused
-    with _paused_lock:
-        if _paused == 0:
-            _paused_enabled[0] = gc.isenabled()
-            gc.disable()
-        _paused += 1
-    try:
-        yield
-    finally:
-        with _paused_lock:
-            _paused -= 1
-            if _paused == 0 and _paused_enabled[0]:
-                gc.enable()
-
-
-_paused_enabled = [True]
 
 
 class Template:

@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 
 from . import missing_cinderlib
-from .objects import ObjectCache, Template, gc_paused
+from ..cache import gc_paused
+from .objects import ObjectCache, Template
 from .records import ovo_from_record, reset_changes, volume_from_record
 from .schema import CONNECTIONS, INDEXES, SNAPSHOTS, VOLUMES, backend_of_host
 
